@@ -80,25 +80,29 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SplitConfig:
-    """Patient-level splits (paper §3.1, §3.4).
+    """Patient-level splits (paper §3.1, §3.4); see ``tf_bimodal.data.splits``.
 
-    ``scheme="kfold"``: stratified K-fold grouped by patient; fold k tests on part k and
-    validates on part (k + 1) mod K, training on the rest. ``scheme="paper"``: one
-    train/validation/test split sized like the paper's 137/34/41 pairs.
+    ``scheme="paper"`` (default): the paper's protocol. A patient-level test set sized like
+    its 41 of 212 pairs is held out, and K folds are made of the rest (fold k validates on
+    part k, trains on the others: 137/34/41 pairs per fold on the paper's 212). All folds are
+    tested on the same pairs, so the fold union (§4.1) is defined. ``scheme="kfold"``:
+    rotating K-fold; fold k tests on part k, validates on part (k + 1) mod K and trains on
+    the rest, so every pair is tested once (no fold union).
     """
 
-    scheme: str = "kfold"
+    scheme: str = "paper"
     num_folds: int = 5
     seed: int = 0
     paper_sizes: tuple[int, int, int] = (137, 34, 41)
 
     def __post_init__(self):
-        if self.scheme not in ("kfold", "paper"):
-            raise ValueError(f"SplitConfig: scheme must be 'kfold' or 'paper', got {self.scheme!r}")
-        if self.num_folds < 3:
+        if self.scheme not in ("paper", "kfold"):
+            raise ValueError(f"SplitConfig: scheme must be 'paper' or 'kfold', got {self.scheme!r}")
+        minimum = 3 if self.scheme == "kfold" else 2
+        if self.num_folds < minimum:
             raise ValueError(
-                "SplitConfig: num_folds must be >= 3 (one test, one validation and at least "
-                f"one training part), got {self.num_folds}"
+                f"SplitConfig: num_folds must be >= {minimum} for scheme {self.scheme!r} "
+                f"(kfold needs a test, a validation and a training part), got {self.num_folds}"
             )
 
 
@@ -135,3 +139,259 @@ class CropConfig:
 def to_dict(config) -> dict:
     """A JSON-ready dict of any config dataclass (nested ones included)."""
     return dataclasses.asdict(config)
+
+
+# =========================================================================================
+# Classification (paper §3.3, §3.4): tf_bimodal.models.classification,
+# tf_bimodal.experiments.classification
+# =========================================================================================
+
+CLASSIFICATION_MODELS = (
+    "mff",
+    "mff_early",
+    "mff_late",
+    "mff_stack",
+    "mff_intermediate",
+    "vgg16_bmode",
+    "vgg16_semode",
+)
+"""Table 2's classifiers: the EmbraceNet MFF, its four integration baselines (§3.3.3) and the
+single-modal VGG-16s."""
+
+CLASSIFICATION_CROPS = ("predicted", "manual", "none")
+"""Classifier inputs (§3.1, §4.2): crops around the W-MM-U-Net masks, around the ground-truth
+masks, or the full images."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationConfig:
+    """Hyperparameters of the classifiers; the named presets are in ``CLASSIFICATION_PRESETS``.
+
+    The defaults are the ``paper`` preset (§3.1, §3.3.2, §3.4):
+
+    * 336 x 336 inputs and the standard VGG-16 with 4096-d features, ImageNet weights
+      (``backbone_weights``; when unavailable the run falls back to random initialisation
+      with a warning and records it). ``pooled_size=7`` is torchvision's adaptive pooling, so
+      the ImageNet ``fc1`` weights fit 336-pixel inputs.
+    * EmbraceNet docking size 4096 (§3.3.3); decision network of three FC layers
+      (``decision_units`` hidden, then the class layer) and a softmax (§3.3.1).
+    * Loss ``l = l_i + lambda * l_d`` with ``decision_loss_weight`` = lambda = 1 (Eq. 1).
+    * SGD with momentum 0.8 and weight decay 1e-4 (§3.4). The paper gives no classification
+      learning rate; 1e-3 is from its grid (§3.4: 1e-2, 1e-3, 1e-4) and the usual rate for
+      fine-tuning a pre-trained VGG-16 with momentum SGD (the 1e-4 of §3.4 was chosen for the
+      Adam-trained segmenters, and SGD needs larger steps than Adam). Batch size 32 as §3.4.
+    * Training stops after ``epochs`` or when the validation loss has not improved for
+      ``early_stopping_patience`` epochs; the best-validation-loss weights are kept.
+
+    Attributes:
+        preset: the name of the preset these values come from (reported in the results).
+        input_size: side of the square classifier input; crops are resized to it.
+        stackwise_num_filters, stackwise_num_repeats, fc_units, pooled_size, fc_dropout,
+            kernel_initializer: the ``VGG16Backbone`` arguments.
+        backbone_weights: ``"imagenet"``, ``"none"`` or the path of a weights file.
+        normalization: pixel normalisation, ``"auto"`` (``"caffe"`` when ImageNet weights are
+            actually loaded, else ``"standardize"``), ``"caffe"`` or ``"standardize"``.
+        embracement_size: EmbraceNet docking / embraced vector size.
+        embracenet_inference: EmbraceNet at inference: ``"expected"`` (deterministic) or
+            ``"sample"`` (as the reference implementation).
+        decision_units: hidden widths of the decision network (two; the third FC layer is
+            the class layer).
+        decision_dropout: dropout after each hidden decision layer.
+        decision_loss_weight: lambda of Eq. (1).
+        modality_dropout: probability, per training pair, of hiding one of its two
+            modalities (chosen at random) from a fusion model, so that it learns to classify
+            with one modality missing (``mff``, ``mff_early``, ``mff_late`` only).
+        augment: random flips and small shifts / intensity changes of training crops.
+        learning_rate, momentum, weight_decay: SGD (§3.4).
+        batch_size, epochs, early_stopping_patience: training length.
+        seed: seeds weights, EmbraceNet draws, shuffling and augmentation.
+    """
+
+    preset: str = "paper"
+    input_size: int = 336
+    stackwise_num_filters: tuple[int, ...] = (64, 128, 256, 512, 512)
+    stackwise_num_repeats: tuple[int, ...] = (2, 2, 3, 3, 3)
+    fc_units: int = 4096
+    pooled_size: int | None = 7
+    fc_dropout: float = 0.5
+    kernel_initializer: str = "he_normal"
+    backbone_weights: str = "imagenet"
+    normalization: str = "auto"
+    embracement_size: int = 4096
+    embracenet_inference: str = "expected"
+    decision_units: tuple[int, int] = (1024, 256)
+    decision_dropout: float = 0.5
+    decision_loss_weight: float = 1.0
+    modality_dropout: float = 0.0
+    augment: bool = True
+    learning_rate: float = 1e-3
+    momentum: float = 0.8
+    weight_decay: float = 1e-4
+    batch_size: int = 32
+    epochs: int = 50
+    early_stopping_patience: int = 10
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.input_size < 2 ** len(self.stackwise_num_filters):
+            raise ValueError(
+                f"ClassificationConfig: input_size must be >= 2**{len(self.stackwise_num_filters)}"
+                f" (one pixel after the VGG poolings), got {self.input_size}"
+            )
+        if len(self.decision_units) != 2:
+            raise ValueError(
+                "ClassificationConfig: decision_units must hold the 2 hidden widths of the "
+                f"3-layer decision network (§3.3.1), got {self.decision_units}"
+            )
+        if self.normalization not in ("auto", "caffe", "standardize"):
+            raise ValueError(
+                "ClassificationConfig: normalization must be 'auto', 'caffe' or 'standardize', "
+                f"got {self.normalization!r}"
+            )
+        if self.embracenet_inference not in ("expected", "sample"):
+            raise ValueError(
+                "ClassificationConfig: embracenet_inference must be 'expected' or 'sample', "
+                f"got {self.embracenet_inference!r}"
+            )
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise ValueError(
+                f"ClassificationConfig: modality_dropout must be in [0, 1), got {self.modality_dropout}"
+            )
+        if self.decision_loss_weight < 0:
+            raise ValueError(
+                f"ClassificationConfig: decision_loss_weight must be >= 0, got {self.decision_loss_weight}"
+            )
+        for name in ("learning_rate", "batch_size", "epochs"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ClassificationConfig: {name} must be > 0, got {getattr(self, name)}")
+
+
+CLASSIFICATION_PRESETS = {
+    "paper": ClassificationConfig(),
+    # A narrow, full-depth VGG-16 on 64-pixel crops, trained from scratch for a few epochs:
+    # minutes on a CPU, for smoke runs and tests; its numbers are not the paper's setting.
+    "quick": ClassificationConfig(
+        preset="quick",
+        input_size=64,
+        stackwise_num_filters=(8, 16, 32, 32, 32),
+        fc_units=128,
+        pooled_size=None,
+        fc_dropout=0.3,
+        backbone_weights="none",
+        embracement_size=128,
+        decision_units=(64, 32),
+        decision_dropout=0.3,
+        learning_rate=1e-2,
+        batch_size=16,
+        epochs=15,
+        early_stopping_patience=15,
+    ),
+}
+"""Named classification settings (``run_classification(preset=...)``)."""
+
+
+# =========================================================================== segmentation
+# Settings of the segmentation experiments (paper §3.2, §3.4, §4.1), read by
+# ``tf_bimodal.experiments.segmentation.run_segmentation``.
+
+SEGMENTATION_MODELS = ("unet_bmode", "unet_semode", "mm_unet", "w_mm_unet_manual", "w_mm_unet")
+"""The five rows of Table 1 (§4.1.1): U-Net on B-mode, U-Net on SE-mode (its colour image),
+MM-U-Net (equal weights), W-MM-U-Net with manual and with automatic weights."""
+
+SEGMENTATION_LOSSES = ("dice", "bce", "dice_bce")
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationConfig:
+    """Model, optimiser and training settings of one segmentation run (paper §3.2, §3.4).
+
+    The defaults are the paper's where it gives them (§3.4: Dice loss, Adam with
+    beta_1 = 0.9, beta_2 = 0.999, learning rate 1e-4, batch 32, five folds; §3.1: 336 px)
+    and the usual U-Net widths where it does not.
+
+    Attributes:
+        image_size: side the images are resized to for the model, a multiple of
+            ``2 ** len(stackwise_num_filters)``; None = the data's own size.
+        stackwise_num_filters: filters per level (per modal path for the multimodal models).
+        bottleneck_filters: filters of the bottleneck block.
+        use_batch_norm: batch normalization after every convolution.
+        colour_mode: how colour inputs become modal paths, ``channels`` (R, G, B: the
+            paper's four paths) or ``strain`` (one hue-decoded strain path).
+        manual_weights: path weights of ``w_mm_unet_manual`` (normalised to sum 1); None =
+            every input modality weighted equally and its weight split evenly among its
+            paths: (1/2, 1/6, 1/6, 1/6) for B-mode + RGB SE. The paper does not publish its
+            manual weights.
+        auto_weight_filters: stem/stage filters of the auto-weight ResNet (§3.2.2).
+        loss: ``dice`` (Keras' per-image Dice loss), ``bce`` or ``dice_bce`` (their sum).
+        learning_rate, beta_1, beta_2: Adam (§3.4).
+        batch_size: images per step (§3.4: 32).
+        epochs: maximum epochs per fold.
+        early_stopping_patience: epochs without a better validation Dice before a fold
+            stops; the weights of the best validation-Dice epoch are kept.
+        augment: apply ``AugmentConfig()`` to the training images.
+        threshold: probability above which a pixel is lesion (metrics, saved masks).
+        seed: seeds model initialisation, shuffling and augmentation (fold k uses seed + k).
+        save_models: write each fold's model as ``fold_<k>/model.keras``.
+    """
+
+    image_size: int | None = None
+    stackwise_num_filters: tuple[int, ...] = (64, 128, 256, 512)
+    bottleneck_filters: int = 1024
+    use_batch_norm: bool = True
+    colour_mode: str = "channels"
+    manual_weights: tuple[float, ...] | None = None
+    auto_weight_filters: tuple[int, ...] = (16, 32, 64)
+    loss: str = "dice"
+    learning_rate: float = 1e-4
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    batch_size: int = 32
+    epochs: int = 100
+    early_stopping_patience: int = 20
+    augment: bool = True
+    threshold: float = 0.5
+    seed: int = 0
+    save_models: bool = True
+
+    def __post_init__(self):
+        if self.loss not in SEGMENTATION_LOSSES:
+            raise ValueError(f"SegmentationConfig: loss must be one of {SEGMENTATION_LOSSES}, got {self.loss!r}")
+        if self.image_size is not None and self.image_size % 2 ** len(self.stackwise_num_filters):
+            raise ValueError(
+                "SegmentationConfig: image_size must be a multiple of 2**len(stackwise_num_filters) = "
+                f"{2 ** len(self.stackwise_num_filters)}, got {self.image_size}"
+            )
+        if self.batch_size < 1 or self.epochs < 1 or self.early_stopping_patience < 1:
+            raise ValueError(
+                "SegmentationConfig: batch_size, epochs and early_stopping_patience must be >= 1, got "
+                f"{self.batch_size}, {self.epochs} and {self.early_stopping_patience}"
+            )
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"SegmentationConfig: threshold must be in (0, 1), got {self.threshold}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"SegmentationConfig: learning_rate must be > 0, got {self.learning_rate}")
+
+
+SEGMENTATION_PRESETS = {
+    # The paper's setting (§3.1, §3.4); needs a GPU.
+    "paper": SegmentationConfig(image_size=336),
+    # CPU-sized (2 cores: one model's five folds in minutes). Smaller images and filters,
+    # fewer epochs, so a 10x larger learning rate and smaller batches than the paper's.
+    "quick": SegmentationConfig(
+        image_size=64,
+        stackwise_num_filters=(8, 16, 32),
+        bottleneck_filters=64,
+        auto_weight_filters=(8, 16),
+        learning_rate=1e-3,
+        batch_size=8,
+        epochs=30,
+        early_stopping_patience=10,
+    ),
+}
+
+
+def segmentation_preset(name: str) -> SegmentationConfig:
+    """The named ``SegmentationConfig`` (``paper`` or ``quick``)."""
+    if name not in SEGMENTATION_PRESETS:
+        raise ValueError(f"segmentation preset must be one of {sorted(SEGMENTATION_PRESETS)}, got {name!r}")
+    return SEGMENTATION_PRESETS[name]

@@ -1,0 +1,53 @@
+"""Command line for tf_bimodal experiments: parses arguments and calls ``tf_bimodal.experiments.run``.
+
+Examples:
+    python run_experiments.py                       # the synthetic phantom (default)
+    python run_experiments.py --data busi --manual-dir /path/to/BUSI
+    python run_experiments.py --data clinical --manual-dir /path/to/folder_with_manifest.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tf_bimodal.config import DATA_SOURCES, DataConfig, SplitConfig
+
+
+def parse_args(argv=None):
+    defaults_data = DataConfig()
+    defaults_split = SplitConfig()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=DATA_SOURCES, default=defaults_data.source,
+                        help="data source (default: %(default)s, synthetic, needs no files)")
+    parser.add_argument("--manual-dir", default=None,
+                        help="folder with your data: manifest.csv (clinical) or Dataset_BUSI_with_GT (busi)")
+    parser.add_argument("--data-dir", default=None, help="where TFDS keeps prepared datasets (TFDS default)")
+    parser.add_argument("--image-size", type=int, default=defaults_data.image_size,
+                        help="side of the square images (default: %(default)s, paper §3.1)")
+    parser.add_argument("--split", choices=("kfold", "paper"), default=defaults_split.scheme,
+                        help="patient-level K folds, or the paper's 137/34/41 split")
+    parser.add_argument("--num-folds", type=int, default=defaults_split.num_folds)
+    parser.add_argument("--seed", type=int, default=defaults_split.seed, help="seed of the splits")
+    parser.add_argument("--output", default="runs", help="results folder (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from tf_bimodal.data.errors import DataError
+    from tf_bimodal.experiments import run
+
+    try:
+        data = DataConfig(source=args.data, image_size=args.image_size,
+                          manual_dir=args.manual_dir, data_dir=args.data_dir)
+        split = SplitConfig(scheme=args.split, num_folds=args.num_folds, seed=args.seed)
+        run(data=data, split=split, output=args.output)
+    except (DataError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""The tf.data pipeline: normalization, aligned augmentation, batching, selection (§3.1, §3.4)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_bimodal.config import AugmentConfig, CropConfig
+from tf_bimodal.data.pipeline import (
+    apply_transform,
+    augment,
+    make_dataset,
+    normalize,
+    select_ids,
+    transform_matrix,
+)
+
+SIZE = 32
+GEOMETRY_ONLY = AugmentConfig(
+    max_rotation_deg=25.0, max_scale=0.2, max_translation=0.1, max_brightness=0.0, max_contrast=0.0
+)
+
+
+def pattern(size=SIZE):
+    """An asymmetric binary pattern: a block, a bar and a dot, so flips and turns show."""
+    image = np.zeros((size, size), np.uint8)
+    image[6:14, 5:12] = 1
+    image[20:23, 8:28] = 1
+    image[25:28, 24:27] = 1
+    return image
+
+
+def example(index=0, size=SIZE, has_semode=True):
+    binary = pattern(size)
+    return {
+        "image_id": f"img{index:02d}",
+        "patient_id": f"p{index // 2:02d}",
+        "label": np.int64(index % 2),
+        "bmode": (binary * 255)[..., None],
+        "semode": np.repeat((binary * 255)[..., None], 3, axis=-1) if has_semode
+        else np.zeros((size, size, 3), np.uint8),
+        "mask": binary[..., None],
+        "has_semode": has_semode,
+        "has_mask": True,
+    }
+
+
+def dataset(num=10, size=SIZE):
+    examples = [example(i, size) for i in range(num)]
+    columns = {key: np.stack([np.asarray(ex[key]) for ex in examples]) for key in examples[0]}
+    return tf.data.Dataset.from_tensor_slices(columns)
+
+
+def ids_of(ds):
+    return [i.decode() for batch in ds for i in batch["image_id"].numpy()]
+
+
+# --------------------------------------------------------------------------- normalize
+
+
+def test_normalize_ranges_and_dtypes():
+    normalized = normalize(example())
+    for key in ("bmode", "semode", "mask"):
+        assert normalized[key].dtype == tf.float32
+    assert float(tf.reduce_min(normalized["bmode"])) == 0.0
+    assert float(tf.reduce_max(normalized["bmode"])) == 1.0
+    assert set(np.unique(normalized["mask"])) == {0.0, 1.0}
+    assert normalized["image_id"] == "img00"
+    again = normalize(normalized)  # idempotent
+    np.testing.assert_array_equal(again["bmode"], normalized["bmode"])
+
+
+# --------------------------------------------------------------------------- augment
+
+
+def test_transform_matrix_identity_and_flip_are_exact():
+    image = tf.constant(np.random.default_rng(0).random((SIZE, 24, 2)), tf.float32)
+    identity = transform_matrix(SIZE, 24, False, 0.0, 1.0, (0.0, 0.0))
+    np.testing.assert_allclose(apply_transform(image, identity, "BILINEAR"), image, atol=1e-6)
+    flip = transform_matrix(SIZE, 24, True, 0.0, 1.0, (0.0, 0.0))
+    np.testing.assert_allclose(
+        apply_transform(image, flip, "BILINEAR"), image.numpy()[:, ::-1], atol=1e-6
+    )
+    shift = transform_matrix(SIZE, 24, False, 0.0, 1.0, (3.0, 2.0))  # down 3, right 2
+    moved = apply_transform(image, shift, "NEAREST").numpy()
+    np.testing.assert_allclose(moved[3:, 2:], image.numpy()[:-3, :-2], atol=1e-6)
+    assert not moved[:3].any() and not moved[:, :2].any()  # fill value 0
+
+
+def test_quarter_turn_matches_rot90():
+    image = tf.constant(np.random.default_rng(1).random((SIZE, SIZE, 1)), tf.float32)
+    turn = transform_matrix(SIZE, SIZE, False, math.pi / 2, 1.0, (0.0, 0.0))
+    turned = apply_transform(image, turn, "NEAREST").numpy()
+    assert any(np.allclose(turned, np.rot90(image.numpy(), k)) for k in (1, 3))
+
+
+@pytest.mark.parametrize("seed", [(0, 0), (1, 2), (7, 3), (11, 5)])
+def test_augment_moves_bmode_semode_and_mask_together(seed):
+    original = normalize(example())
+    augmented = augment(original, tf.constant(seed), GEOMETRY_ONLY)
+    bmode = augmented["bmode"].numpy()[..., 0]
+    semode = augmented["semode"].numpy()
+    mask = augmented["mask"].numpy()[..., 0]
+    assert not np.array_equal(mask, original["mask"].numpy()[..., 0])  # it did move
+    assert set(np.unique(mask)) <= {0.0, 1.0}  # nearest keeps it binary
+    for channel in range(3):
+        np.testing.assert_allclose(semode[..., channel], bmode, atol=1e-6)
+    # Bilinear of a binary image is >= 0.25 where the nearest source pixel is 1 and <= 0.75
+    # where it is 0; a mask moved differently from the images would break this.
+    assert np.all(bmode[mask == 1] >= 0.25 - 1e-5)
+    assert np.all(bmode[mask == 0] <= 0.75 + 1e-5)
+    assert mask.sum() > 0
+
+
+def test_flip_only_gives_original_or_mirror():
+    config = AugmentConfig(
+        max_rotation_deg=0.0, max_scale=0.0, max_translation=0.0,
+        max_brightness=0.0, max_contrast=0.0,
+    )
+    original = normalize(example())
+    outcomes = set()
+    for seed in range(12):
+        mask = augment(original, tf.constant([seed, 0]), config)["mask"].numpy()
+        if np.array_equal(mask, original["mask"].numpy()):
+            outcomes.add("same")
+        else:
+            np.testing.assert_array_equal(mask, original["mask"].numpy()[:, ::-1])
+            outcomes.add("flipped")
+    assert outcomes == {"same", "flipped"}
+
+
+def test_intensity_changes_images_only():
+    config = AugmentConfig(
+        flip_left_right=False, max_rotation_deg=0.0, max_scale=0.0, max_translation=0.0,
+        max_brightness=0.2, max_contrast=0.2,
+    )
+    original = normalize(example())
+    # Mid-grey values, so clipping at 0 and 1 cannot hide a change.
+    original["bmode"] = 0.25 + 0.5 * original["bmode"]
+    original["semode"] = 0.25 + 0.5 * original["semode"]
+    augmented = augment(original, tf.constant([3, 4]), config)
+    np.testing.assert_array_equal(augmented["mask"], original["mask"])
+    assert not np.allclose(augmented["bmode"], original["bmode"])
+    assert not np.allclose(augmented["semode"], original["semode"])
+    for key in ("bmode", "semode"):
+        values = augmented[key].numpy()
+        assert 0.0 <= values.min() <= values.max() <= 1.0
+
+
+def test_absent_semode_stays_zero():
+    original = normalize(example(has_semode=False))
+    augmented = augment(original, tf.constant([5, 6]), AugmentConfig(max_brightness=0.5))
+    assert not np.any(augmented["semode"].numpy())
+
+
+def test_augment_is_deterministic_by_seed():
+    original = normalize(example())
+    first = augment(original, tf.constant([1, 2]), AugmentConfig())
+    second = augment(original, tf.constant([1, 2]), AugmentConfig())
+    other = augment(original, tf.constant([2, 1]), AugmentConfig())
+    for key in ("bmode", "semode", "mask"):
+        np.testing.assert_array_equal(first[key], second[key])
+    assert not np.array_equal(first["bmode"], other["bmode"])
+    generated = [
+        augment(original, tf.random.Generator.from_seed(9), AugmentConfig())["bmode"]
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(*generated)
+
+
+def test_augment_refuses_unnormalized_images_and_bad_seeds():
+    with pytest.raises(ValueError, match="normalize first"):
+        augment({k: tf.constant(v) for k, v in example().items()}, tf.constant([0, 0]))
+    with pytest.raises(ValueError, match="seed"):
+        augment(normalize(example()), tf.constant([1, 2, 3]))
+
+
+# --------------------------------------------------------------------------- make_dataset
+
+
+def test_batches_have_expected_shapes_and_dtypes():
+    batches = list(make_dataset(dataset(10), batch_size=4, training=False))
+    assert [int(b["bmode"].shape[0]) for b in batches] == [4, 4, 2]
+    first = batches[0]
+    assert first["bmode"].shape == (4, SIZE, SIZE, 1) and first["bmode"].dtype == tf.float32
+    assert first["semode"].shape == (4, SIZE, SIZE, 3) and first["semode"].dtype == tf.float32
+    assert first["mask"].shape == (4, SIZE, SIZE, 1) and first["mask"].dtype == tf.float32
+    assert first["label"].dtype == tf.int64 and first["image_id"].dtype == tf.string
+    assert first["has_semode"].dtype == tf.bool
+
+
+def test_eval_keeps_order_and_training_shuffles():
+    ds = dataset(12)
+    in_order = [f"img{i:02d}" for i in range(12)]
+    assert ids_of(make_dataset(ds, 5, training=False)) == in_order
+    training = make_dataset(ds, 5, training=True, seed=0)
+    epoch_one, epoch_two = ids_of(training), ids_of(training)
+    assert sorted(epoch_one) == in_order and epoch_one != in_order
+    assert epoch_two != epoch_one  # reshuffled every epoch
+
+
+def test_training_pipeline_is_reproducible_by_seed():
+    def two_epochs(seed):
+        ds = make_dataset(dataset(6), 3, training=True, augment_config=AugmentConfig(), seed=seed)
+        return [batch["bmode"].numpy() for _ in range(2) for batch in ds]
+
+    first, again, other = two_epochs(1), two_epochs(1), two_epochs(2)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+    assert not np.array_equal(np.sort(first[0], 0), np.sort(first[2], 0))  # epochs differ
+
+
+def test_training_batches_stay_aligned_and_binary():
+    ds = make_dataset(dataset(8), 4, training=True, augment_config=GEOMETRY_ONLY, seed=3)
+    for batch in ds:
+        bmode, semode, mask = (batch[k].numpy() for k in ("bmode", "semode", "mask"))
+        assert set(np.unique(mask)) <= {0.0, 1.0}
+        np.testing.assert_allclose(semode[..., 1:2], bmode, atol=1e-6)
+        assert np.all(bmode[mask == 1] >= 0.25 - 1e-5)
+        assert np.all(bmode[mask == 0] <= 0.75 + 1e-5)
+
+
+def test_select_ids_filters_and_keeps_order():
+    wanted = ["img07", "img02", b"img05"]
+    assert ids_of(select_ids(dataset(10), wanted).batch(10)) == ["img02", "img05", "img07"]
+    assert ids_of(make_dataset(dataset(10), 2, training=False, image_ids=wanted)) == [
+        "img02", "img05", "img07"
+    ]
+    with pytest.raises(ValueError, match="empty"):
+        select_ids(dataset(2), [])
+
+
+def test_crop_and_keys_in_pipeline():
+    ds = make_dataset(
+        dataset(4), 2, training=False, crop=CropConfig(margin=2, shape="mask"),
+        keys=("bmode", "semode", "mask", "label"),
+    )
+    batch = next(iter(ds))
+    assert set(batch) == {"bmode", "semode", "mask", "label"}
+    assert batch["bmode"].shape == (2, SIZE, SIZE, 1)  # resized back to the input size
+    assert set(np.unique(batch["mask"])) == {0.0, 1.0}
+    resized = next(
+        iter(make_dataset(dataset(4), 2, training=False, crop=CropConfig(), output_size=16))
+    )
+    assert resized["semode"].shape == (2, 16, 16, 3)
+    plain = next(iter(make_dataset(dataset(4), 2, training=False, output_size=(16, 8))))
+    assert plain["mask"].shape == (2, 16, 8, 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"keys": ("bmode", "nope")}, "not in the examples"),
+        ({"crop": {"margin": 5}}, "CropConfig"),
+    ],
+)
+def test_make_dataset_bad_arguments(kwargs, match):
+    arguments = {"batch_size": 2, "training": False}
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        make_dataset(dataset(2), **arguments)

@@ -1,0 +1,123 @@
+"""Load any data source as a ``tf.data.Dataset`` through the TFDS builder.
+
+The builder (``tfds_builder/bimodal_breast_us``) prepares the dataset once into TFDS's data dir;
+later calls read the prepared TFRecords. Each distinct setting (source, image size, phantom
+parameters) gets its own builder config name, so prepared datasets never mix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tf_bimodal.config import DataConfig, PhantomConfig
+from tf_bimodal.data.schema import DEFAULT_IMAGE_SIZE, LABELS
+
+
+def builder_config_name(config: DataConfig) -> str:
+    """The TFDS builder config name for ``config``: the registered name for the defaults."""
+    name = config.source
+    if config.image_size != DEFAULT_IMAGE_SIZE:
+        name += f"_{config.image_size}px"
+    if config.source == "phantom":
+        phantom = dataclasses.replace(config.phantom, image_size=DEFAULT_IMAGE_SIZE)
+        if phantom != PhantomConfig():
+            name += (
+                f"_b{phantom.num_benign_patients}_m{phantom.num_malignant_patients}"
+                f"_p{phantom.min_pairs_per_patient}-{phantom.max_pairs_per_patient}"
+                f"_seed{phantom.seed}"
+            )
+    return name
+
+
+def make_builder(config: DataConfig):
+    """The ``BimodalBreastUs`` TFDS builder for ``config`` (not yet prepared)."""
+    from tfds_builder.bimodal_breast_us import BimodalBreastUs, BimodalBreastUsConfig
+
+    name = builder_config_name(config)
+    registered = {c.name: c for c in BimodalBreastUs.BUILDER_CONFIGS}
+    if name in registered:
+        builder_config = registered[name]
+    else:
+        builder_config = BimodalBreastUsConfig(
+            name=name,
+            source=config.source,
+            image_size=config.image_size,
+            phantom=dataclasses.replace(config.phantom, image_size=config.image_size),
+        )
+    return BimodalBreastUs(config=builder_config, data_dir=config.data_dir)
+
+
+def prepare(config: DataConfig):
+    """Build the dataset if it is not built yet; returns the prepared builder.
+
+    Raises:
+        tf_bimodal.data.DataError: bad input files, naming the file and the rule.
+    """
+    builder = make_builder(config)
+    if not builder.is_prepared():
+        download_config = tfds.download.DownloadConfig(
+            manual_dir=config.manual_dir, try_download_gcs=False
+        )
+        builder.download_and_prepare(download_config=download_config)
+    return builder
+
+
+def load_dataset(config: DataConfig) -> tuple[tf.data.Dataset, tfds.core.DatasetInfo]:
+    """All examples of ``config``'s source (one TFDS split ``train``) and the dataset info."""
+    builder = prepare(config)
+    return builder.as_dataset(split="train", shuffle_files=False), builder.info
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetIndex:
+    """Identifiers of every example, in dataset order: what splits are made from."""
+
+    image_ids: np.ndarray
+    patient_ids: np.ndarray
+    labels: np.ndarray
+    has_semode: np.ndarray
+    has_mask: np.ndarray
+
+    def __len__(self):
+        return len(self.image_ids)
+
+    def summary(self) -> dict:
+        """Counts of images and patients per class, and of SE / mask availability."""
+        out = {"num_images": int(len(self)), "num_patients": int(len(set(self.patient_ids)))}
+        for index, name in enumerate(LABELS):
+            selected = self.labels == index
+            if selected.any():
+                out[name] = {
+                    "images": int(selected.sum()),
+                    "patients": int(len(set(self.patient_ids[selected]))),
+                }
+        out["with_semode"] = int(self.has_semode.sum())
+        out["with_mask"] = int(self.has_mask.sum())
+        return out
+
+
+def index_dataset(builder) -> DatasetIndex:
+    """Read the identifiers of all examples without decoding any image."""
+    image_keys = ("bmode", "semode", "mask")
+    decoders = {key: tfds.decode.SkipDecoding() for key in image_keys}
+    ds = builder.as_dataset(split="train", shuffle_files=False, decoders=decoders)
+    keys = ("image_id", "patient_id", "label", "has_semode", "has_mask")
+    ds = ds.map(lambda example: {key: example[key] for key in keys})
+    columns = {key: [] for key in keys}
+    for batch in ds.batch(1024).as_numpy_iterator():
+        for key in keys:
+            columns[key].append(batch[key])
+    arrays = {key: np.concatenate(values) if values else np.array([]) for key, values in columns.items()}
+    for key in ("image_id", "patient_id"):
+        arrays[key] = np.array([value.decode() for value in arrays[key]])
+    return DatasetIndex(
+        image_ids=arrays["image_id"],
+        patient_ids=arrays["patient_id"],
+        labels=arrays["label"].astype(np.int64),
+        has_semode=arrays["has_semode"].astype(bool),
+        has_mask=arrays["has_mask"].astype(bool),
+    )

@@ -1,0 +1,129 @@
+"""The experiment runner behind ``run_experiments.py``.
+
+Output layout::
+
+    <output>/data/<dataset>/summary.json   counts per class, availability of SE and masks
+    <output>/data/<dataset>/splits.json    the patient-level folds, made once and reused
+    <output>/data/<dataset>/examples.png   a few examples of each class
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import tensorflow as tf
+
+from tf_bimodal.config import DataConfig, SplitConfig, to_dict
+from tf_bimodal.data import dataset as dataset_lib
+from tf_bimodal.data import splits as splits_lib
+from tf_bimodal.data.schema import LABELS
+from tf_bimodal.data.visualize import save_examples_figure
+
+SYNTHETIC_NOTICE = (
+    "SYNTHETIC PHANTOM: these images are simulated (tf_bimodal.data.phantom), not patient "
+    "data; results on them say nothing about clinical performance."
+)
+
+
+def _write_json(path, payload):
+    tmp_path = path + ".tmp"
+    with tf.io.gfile.GFile(tmp_path, "w") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True)
+    tf.io.gfile.rename(tmp_path, path, overwrite=True)
+
+
+def dataset_title(data: DataConfig) -> str:
+    """A one-line description of the data, marking synthetic data as such."""
+    if data.source == "phantom":
+        return f"bimodal_breast_us/{dataset_lib.builder_config_name(data)} (synthetic phantom)"
+    if data.source == "busi":
+        return f"bimodal_breast_us/{dataset_lib.builder_config_name(data)} (BUSI, real, B-mode only)"
+    return f"bimodal_breast_us/{dataset_lib.builder_config_name(data)} (clinical, {data.manual_dir})"
+
+
+def _pick_examples(builder, index, per_class=2):
+    """The first ``per_class`` examples of each class present, decoded."""
+    wanted = {}
+    for position, label in enumerate(index.labels):
+        if len(wanted.setdefault(int(label), [])) < per_class:
+            wanted[int(label)].append(position)
+    positions = sorted(p for ps in wanted.values() for p in ps)
+    picked = []
+    for position, example in enumerate(builder.as_dataset(split="train").as_numpy_iterator()):
+        if position in positions:
+            picked.append(example)
+        if len(picked) == len(positions):
+            break
+    return picked
+
+
+def describe_data(data: DataConfig, split: SplitConfig, output: str, log=print) -> dict:
+    """Prepare the dataset, make (or reuse) its patient-level splits and summarise it.
+
+    Returns the summary dict that is also written to ``<output>/data/<dataset>/summary.json``.
+    """
+    started = time.time()
+    name = dataset_lib.builder_config_name(data)
+    folder = os.path.join(output, "data", name)
+    tf.io.gfile.makedirs(folder)
+    log(f"Dataset: {dataset_title(data)}")
+    if data.source == "phantom":
+        log(SYNTHETIC_NOTICE)
+    builder = dataset_lib.prepare(data)
+    index = dataset_lib.index_dataset(builder)
+    summary = index.summary()
+    splits = splits_lib.load_or_make_splits(
+        os.path.join(folder, "splits.json"),
+        index.image_ids,
+        index.patient_ids,
+        index.labels,
+        split,
+    )
+    summary.update(
+        dataset=f"bimodal_breast_us/{name}",
+        synthetic=data.source == "phantom",
+        image_size=data.image_size,
+        data_config=to_dict(data),
+        split_config=to_dict(split),
+        folds=[
+            {part: len(fold[part]) for part in ("train", "val", "test")} for fold in splits
+        ],
+        prepare_seconds=round(time.time() - started, 1),
+    )
+    _write_json(os.path.join(folder, "summary.json"), summary)
+
+    log(f"  images {summary['num_images']}, patients {summary['num_patients']}, "
+        f"image size {data.image_size}x{data.image_size}")
+    for label in LABELS:
+        if label in summary:
+            log(f"  {label:<10} {summary[label]['images']:>4} images  "
+                f"{summary[label]['patients']:>4} patients")
+    log(f"  with SE-mode {summary['with_semode']}, with mask {summary['with_mask']}")
+    for k, fold in enumerate(summary["folds"]):
+        log(f"  fold {k}: train {fold['train']}, val {fold['val']}, test {fold['test']} images")
+
+    title = f"{dataset_title(data)}: examples"
+    figure = save_examples_figure(
+        _pick_examples(builder, index),
+        os.path.join(folder, "examples.png"),
+        title=title,
+        captions=None,
+    )
+    log(f"Wrote {os.path.join(folder, 'summary.json')}, {os.path.join(folder, 'splits.json')} and {figure}")
+    return summary
+
+
+def run(data: DataConfig | None = None, split: SplitConfig | None = None, output: str = "runs", log=print) -> dict:
+    """Run the experiment pipeline; today: prepare and describe the data set.
+
+    Args:
+        data: which data (default: the synthetic phantom).
+        split: the patient-level split settings (default: 5 folds, seed 0).
+        output: the results folder.
+        log: where progress lines go.
+    """
+    data = data or DataConfig()
+    split = split or SplitConfig()
+    return describe_data(data, split, output, log=log)

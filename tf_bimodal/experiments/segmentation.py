@@ -1,0 +1,365 @@
+"""The segmentation experiment: K-fold training, scores, fold union, predicted masks (§3.4, §4.1).
+
+``run_segmentation(model, data, split, preset, output)`` trains one of the five models of
+Table 1 on every fold of the patient-level splits and writes::
+
+    <output>/data/<dataset>/splits.json          the folds (shared by every model, made once)
+    <output>/<model>/summary.json                mean ± SD over folds, fold union, weights, timing
+    <output>/<model>/predicted_masks.npz         one mask per image, for cropping (§3.1)
+    <output>/<model>/fold_<k>/metrics.json       that fold's test and validation scores
+    <output>/<model>/fold_<k>/history.csv        the per-epoch training log
+    <output>/<model>/fold_<k>/model.keras        the fold model (best validation-Dice epoch)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_bimodal.config import AugmentConfig, DataConfig, SegmentationConfig, SplitConfig, segmentation_preset, to_dict
+from tf_bimodal.data import dataset as dataset_lib
+from tf_bimodal.data import pipeline
+from tf_bimodal.data import splits as splits_lib
+from tf_bimodal.evaluation.segmentation import (
+    PREDICTED_MASKS_FILE,
+    SD_DDOF,
+    majority_vote,
+    save_predicted_masks,
+    summarise_folds,
+)
+from tf_bimodal.models.segmentation.factory import MODEL_INPUTS, build_segmenter, check_model_name, is_multimodal
+from tf_bimodal.training.metrics import mean_scores
+from tf_bimodal.training.segmentation import MONITOR, compile_segmenter, fit_segmenter
+
+SYNTHETIC_NOTICE = (
+    "SYNTHETIC PHANTOM: these images are simulated (tf_bimodal.data.phantom), not patient "
+    "data; results on them say nothing about clinical performance."
+)
+
+ARRAY_KEYS = ("image_id", "bmode", "semode", "mask", "has_semode", "has_mask")
+
+PREDICTION_BATCH = 16
+
+
+def _write_json(path, payload):
+    tmp_path = path + ".tmp"
+    with open(tmp_path, "w") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True)
+    os.replace(tmp_path, path)
+
+
+def load_arrays(ds: tf.data.Dataset) -> dict:
+    """All examples of ``ds`` as NumPy arrays (dataset order): ids, images, mask, flags."""
+    ds = ds.map(lambda example: {key: example[key] for key in ARRAY_KEYS})
+    columns = {key: [] for key in ARRAY_KEYS}
+    for batch in ds.batch(64).as_numpy_iterator():
+        for key in ARRAY_KEYS:
+            columns[key].append(batch[key])
+    arrays = {key: np.concatenate(values) for key, values in columns.items()}
+    arrays["image_id"] = np.array([value.decode() for value in arrays["image_id"]])
+    return arrays
+
+
+def resize_arrays(arrays: dict, size: int) -> dict:
+    """Images and masks resized to ``size`` x ``size`` (uint8), for training at model size.
+
+    Images: bilinear with antialiasing (speckle would alias when shrinking 336 -> 64).
+    Masks: area-weighted, then > 0.5, so they stay binary and keep the lesion's extent.
+    """
+    if arrays["bmode"].shape[1] == size:
+        return arrays
+    out = dict(arrays)
+    for key in ("bmode", "semode", "mask"):
+        parts = []
+        for start in range(0, len(arrays[key]), 64):
+            chunk = tf.convert_to_tensor(arrays[key][start : start + 64], tf.float32)
+            resized = tf.image.resize(chunk, (size, size), method="bilinear", antialias=True).numpy()
+            if key == "mask":
+                parts.append((resized > 0.5).astype(np.uint8))
+            else:
+                parts.append(np.clip(np.round(resized), 0, 255).astype(np.uint8))
+        out[key] = np.concatenate(parts)
+    return out
+
+
+def _fold_dataset(arrays, image_ids, input_keys, config, training, seed):
+    ds = tf.data.Dataset.from_tensor_slices(arrays)
+    augment = AugmentConfig() if (training and config.augment) else None
+    ds = pipeline.make_dataset(
+        ds, config.batch_size, training=training, augment_config=augment, seed=seed,
+        keys=(*input_keys, "mask"), image_ids=image_ids,
+    )
+    return ds.map(lambda batch: ({key: batch[key] for key in input_keys}, batch["mask"]))
+
+
+def _predict(model, arrays, input_keys, output_size: int) -> np.ndarray:
+    """Lesion probabilities of every image, resized to ``output_size`` (float32 N x S x S)."""
+    ds = tf.data.Dataset.from_tensor_slices({key: arrays[key] for key in input_keys})
+    ds = pipeline.make_dataset(ds, PREDICTION_BATCH, training=False, cache=False)
+    parts = []
+    for batch in ds:
+        probabilities = model(batch, training=False)
+        if probabilities.shape[1] != output_size:
+            probabilities = tf.image.resize(probabilities, (output_size, output_size), method="bilinear")
+        parts.append(probabilities.numpy()[..., 0])
+    return np.concatenate(parts)
+
+
+def _mean_modality_weights(model, arrays, indices, input_keys):
+    weights_model = model.modality_weights_model
+    if weights_model is None or len(indices) == 0:
+        return None
+    ds = tf.data.Dataset.from_tensor_slices({key: arrays[key][indices] for key in input_keys})
+    ds = pipeline.make_dataset(ds, PREDICTION_BATCH, training=False, cache=False)
+    weights = np.concatenate([weights_model(batch, training=False).numpy() for batch in ds])
+    return [float(w) for w in weights.mean(axis=0)]
+
+
+def shares_test_set(splits) -> bool:
+    """Whether every fold tests on the same images (the paper protocol, §3.1/§3.4)."""
+    first = set(splits[0]["test"])
+    return all(set(split["test"]) == first for split in splits)
+
+
+def _check_modalities(model_name, arrays, dataset_name):
+    if not is_multimodal(model_name):
+        return
+    missing = int(np.sum(~arrays["has_semode"]))
+    if missing:
+        raise ValueError(
+            f"{model_name} segments from B-mode and SE-mode together, but {missing} of "
+            f"{len(arrays['has_semode'])} images of data set {dataset_name!r} have no SE-mode image "
+            "(B-mode-only data such as BUSI); run unet_bmode on it instead"
+        )
+
+
+def run_segmentation(
+    model: str,
+    data: DataConfig,
+    split: SplitConfig,
+    preset: str | SegmentationConfig = "quick",
+    output: str = "runs",
+    log=print,
+) -> dict:
+    """Cross-validate one segmenter of Table 1 (paper §3.4, §4.1) and write its results.
+
+    For each fold of the patient-level splits (made once per data set and split config, in
+    ``<output>/data/<dataset>/splits.json``, so all models share them) the model is trained
+    on the fold's training images, selected on its validation images (best validation Dice,
+    early stopping; see :func:`~tf_bimodal.training.segmentation.fit_segmenter`) and scored
+    on its test images (per-image Dice, IoU, precision, recall at ``config.threshold``,
+    averaged over the images; :mod:`~tf_bimodal.training.metrics`). Scores are computed at
+    the data's own image size: the predicted probabilities are resized bilinearly from the
+    model size before thresholding, and compared with the original masks. Images without a
+    mask (``has_mask`` False) are neither trained on nor scored, but get a predicted mask.
+
+    The summary reports the mean ± SD (sample SD, ``ddof=1``) over folds and, when all
+    folds share one test set (``SplitConfig(scheme="paper")``), the fold union: the per-pixel
+    majority (> K / 2) of the K fold models on the test images, scored the same way. With
+    rotating test parts (``scheme="kfold"``) the fold union is null, with the reason.
+
+    ``predicted_masks.npz`` holds a mask for every image of the data set, at the data's size:
+    with a shared test set, the majority vote of the K fold models. Test images are thus
+    predicted only by models that never saw them; a training or validation image is voted on
+    by models most of which trained on it (its *mask*, never its label, so the classifier
+    that crops with these masks learns nothing about the labels from them). With rotating
+    test parts each image gets the prediction of the one fold model that tested it
+    (out-of-fold).
+
+    Args:
+        model: one of ``SEGMENTATION_MODELS``: ``unet_bmode``, ``unet_semode``, ``mm_unet``,
+            ``w_mm_unet_manual``, ``w_mm_unet``.
+        data: the data set (``DataConfig``).
+        split: the patient-level split settings (``SplitConfig``).
+        preset: a name in ``SEGMENTATION_PRESETS`` (``quick``, ``paper``) or a
+            ``SegmentationConfig``.
+        output: results folder.
+        log: where progress lines go (model, fold, epoch, elapsed time).
+
+    Returns:
+        The summary dict written to ``<output>/<model>/summary.json``.
+
+    Raises:
+        ValueError: unknown model or preset, or a multimodal model on data without SE-mode
+            images (e.g. BUSI).
+    """
+    started = time.time()
+    check_model_name(model)
+    if isinstance(preset, SegmentationConfig):
+        config, preset_name = preset, "custom"
+    else:
+        config, preset_name = segmentation_preset(preset), preset
+    dataset_name = dataset_lib.builder_config_name(data)
+    log(f"Segmentation {model} on {dataset_name} (preset {preset_name})")
+    if data.source == "phantom":
+        log(SYNTHETIC_NOTICE)
+
+    builder = dataset_lib.prepare(data)
+    index = dataset_lib.index_dataset(builder)
+    ds, _ = dataset_lib.load_dataset(data)
+    arrays = load_arrays(ds)
+    _check_modalities(model, arrays, dataset_name)
+    image_size = int(arrays["bmode"].shape[1])
+    model_size = config.image_size or image_size
+    model_arrays = resize_arrays(arrays, model_size)
+    input_keys = MODEL_INPUTS[model]
+
+    splits = splits_lib.load_or_make_splits(
+        os.path.join(output, "data", dataset_name, "splits.json"),
+        index.image_ids, index.patient_ids, index.labels, split,
+    )
+    position = {image_id: i for i, image_id in enumerate(arrays["image_id"])}
+    has_mask = arrays["has_mask"]
+
+    def positions(ids, masked_only=True):
+        found = np.array([position[i] for i in ids], dtype=np.int64)
+        return found[has_mask[found]] if masked_only else found
+
+    shared_test = shares_test_set(splits)
+    model_dir = os.path.join(output, model)
+    os.makedirs(model_dir, exist_ok=True)
+    num_folds = len(splits)
+    votes = np.zeros((len(arrays["image_id"]), image_size, image_size), np.uint8)
+    out_of_fold = np.zeros_like(votes)
+    fold_results, fold_weights, fold_seconds = [], [], []
+    path_names = None
+
+    for fold_number, fold in enumerate(splits):
+        fold_started = time.time()
+        k = fold["fold"]
+        fold_dir = os.path.join(model_dir, f"fold_{k}")
+        os.makedirs(fold_dir, exist_ok=True)
+        train_ids = [arrays["image_id"][i] for i in positions(fold["train"])]
+        val_ids = [arrays["image_id"][i] for i in positions(fold["val"])]
+        test_positions = positions(fold["test"])
+        if not train_ids or not val_ids:
+            raise ValueError(
+                f"fold {k} has {len(train_ids)} training and {len(val_ids)} validation images with a mask; "
+                "segmentation needs at least one of each"
+            )
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(config.seed + k)
+        segmenter = compile_segmenter(build_segmenter(model, config, model_size), config)
+        path_names = getattr(segmenter, "path_names", None)
+        train_ds = _fold_dataset(model_arrays, train_ids, input_keys, config, True, config.seed + k)
+        val_ds = _fold_dataset(model_arrays, val_ids, input_keys, config, False, config.seed + k)
+        label = f"{model} fold {k} ({fold_number + 1}/{num_folds})"
+        log(f"{label}: train {len(train_ids)}, val {len(val_ids)}, test {len(test_positions)} images")
+        training = fit_segmenter(segmenter, train_ds, val_ds, config, fold_dir=fold_dir, label=label, log=log)
+        if config.save_models:
+            segmenter.save(os.path.join(fold_dir, "model.keras"))
+
+        probabilities = _predict(segmenter, model_arrays, input_keys, image_size)
+        binary = (probabilities > config.threshold).astype(np.uint8)
+        votes += binary
+        all_test = positions(fold["test"], masked_only=False)
+        out_of_fold[all_test] = binary[all_test]
+        truth = arrays["mask"][..., 0]
+        val_positions = positions(fold["val"])
+        test_scores = mean_scores(truth[test_positions], binary[test_positions]) if len(test_positions) else None
+        val_scores = mean_scores(truth[val_positions], binary[val_positions])
+        weights = _mean_modality_weights(segmenter, model_arrays, test_positions, input_keys)
+        seconds = time.time() - fold_started
+        fold_seconds.append(seconds)
+        fold_weights.append(weights)
+        result = {
+            "fold": k,
+            "test": test_scores,
+            "val": val_scores,
+            "num_images": {"train": len(train_ids), "val": len(val_ids), "test": int(len(test_positions))},
+            "best_epoch": training["best_epoch"],
+            "best_val_dice": training["best_val_dice"],
+            "epochs_run": training["epochs_run"],
+            "modality_weights": weights,
+            "seconds": round(seconds, 1),
+        }
+        fold_results.append(result)
+        _write_json(os.path.join(fold_dir, "metrics.json"), result)
+        test_text = " ".join(f"{n} {v:.3f}" for n, v in (test_scores or {}).items())
+        log(f"{label}: best epoch {training['best_epoch']} (val dice {training['best_val_dice']:.3f}), "
+            f"test {test_text} (fold {seconds:.0f} s, elapsed {time.time() - started:.0f} s)")
+        del segmenter
+
+    scored = [result["test"] for result in fold_results if result["test"] is not None]
+    summary_scores = summarise_folds(scored) if scored else {}
+    test_positions = positions(splits[0]["test"])
+    if shared_test and len(test_positions):
+        union = majority_vote(votes[test_positions], num_folds)
+        fold_union = mean_scores(arrays["mask"][test_positions][..., 0], union)
+        fold_union_reason = None
+        masks = majority_vote(votes, num_folds)
+        masks_rule = (
+            f"majority vote (> {num_folds}/2) of the {num_folds} fold models; test images were "
+            "never seen by any of them, training/validation images were trained on by most"
+        )
+    else:
+        fold_union = None
+        fold_union_reason = (
+            "the folds do not share a test set (rotating test parts), so no image is predicted by "
+            "all fold models; use SplitConfig(scheme='paper') for the fold union"
+            if not shared_test else "the shared test set has no image with a mask"
+        )
+        masks = out_of_fold if not shared_test else majority_vote(votes, num_folds)
+        masks_rule = (
+            "out-of-fold: each image predicted by the fold model that tested it"
+            if not shared_test else f"majority vote (> {num_folds}/2) of the {num_folds} fold models"
+        )
+    masks_path = save_predicted_masks(
+        os.path.join(model_dir, PREDICTED_MASKS_FILE), arrays["image_id"], masks, rule=masks_rule
+    )
+
+    modality_weights = None
+    if path_names is not None:
+        valid = [w for w in fold_weights if w is not None]
+        modality_weights = {
+            "path_names": list(path_names),
+            "per_fold": fold_weights,
+            "mean": [float(v) for v in np.mean(valid, axis=0)] if valid else None,
+            "rule": "mean over each fold's test images of the weights the model applied "
+                    "in its weighted skip connection (§3.2.3)",
+        }
+    total_seconds = time.time() - started
+    summary = {
+        "model": model,
+        "dataset": f"bimodal_breast_us/{dataset_name}",
+        "synthetic": data.source == "phantom",
+        "preset": preset_name,
+        "config": to_dict(config),
+        "data_config": to_dict(data),
+        "split_config": to_dict(split),
+        "num_folds": num_folds,
+        "shared_test_set": shared_test,
+        **summary_scores,
+        "fold_union": fold_union,
+        "fold_union_reason": fold_union_reason,
+        "folds": fold_results,
+        "modality_weights": modality_weights,
+        "predicted_masks": masks_path,
+        "predicted_masks_rule": masks_rule,
+        "image_size": {"data": image_size, "model": model_size},
+        "statistics": (
+            f"per-image scores at threshold {config.threshold} (both masks empty: 1; one empty: 0), "
+            f"averaged over each fold's test images; mean and sample SD (ddof={SD_DDOF}) over folds"
+        ),
+        "model_selection": f"weights of the epoch with the best {MONITOR}; early stopping patience "
+                           f"{config.early_stopping_patience}",
+        "timing": {
+            "total_seconds": round(total_seconds, 1),
+            "fold_seconds": [round(s, 1) for s in fold_seconds],
+        },
+    }
+    _write_json(os.path.join(model_dir, "summary.json"), summary)
+    if summary_scores:
+        text = ", ".join(f"{n} {v['mean']:.3f} ± {v['sd'] if v['sd'] is not None else float('nan'):.3f}"
+                         for n, v in summary_scores.items())
+        log(f"{model}: {text}")
+    if fold_union:
+        log(f"{model} fold union: " + ", ".join(f"{n} {v:.3f}" for n, v in fold_union.items()))
+    log(f"Wrote {os.path.join(model_dir, 'summary.json')} and {masks_path} ({total_seconds:.0f} s)")
+    return summary
