@@ -9,7 +9,10 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the output
 
 from tf_bimodal.config import DATA_SOURCES, DataConfig, SplitConfig
 
@@ -35,6 +38,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
     from tf_bimodal.data.errors import DataError
     from tf_bimodal.experiments import run
 

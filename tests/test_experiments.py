@@ -42,7 +42,9 @@ def test_run_describes_phantom_and_reuses_splits(tmp_path, no_network):
     folder = tmp_path / "runs" / "data" / dataset_lib.builder_config_name(data)
     for name in ("summary.json", "splits.json", "examples.png"):
         assert (folder / name).is_file(), name
-    assert sum(fold["test"] for fold in summary["folds"]) == summary["num_images"]
+    for fold in summary["folds"]:
+        assert fold["train"] + fold["val"] + fold["test"] == summary["num_images"]
+    assert len({fold["test"] for fold in summary["folds"]}) == 1  # one held-out test set
     splits_before = (folder / "splits.json").read_text()
     run(data=data, split=SplitConfig(num_folds=4), output=str(tmp_path / "runs"), log=lambda _: None)
     assert (folder / "splits.json").read_text() == splits_before

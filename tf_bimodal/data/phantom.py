@@ -2,8 +2,9 @@
 
 The package's default data source, so that every command runs offline. It mimics the paper's
 cohort (Misra et al. 2022, §3.1: 73 patients, 37 benign and 36 malignant, 212 B/SE pairs from a
-linear 18-5 MHz probe, images resized to 336 x 336) and follows the domain facts collected in
-``shared/reference/ultrasound_primer.md``:
+linear 18-5 MHz probe, images resized to 336 x 336) and follows textbook domain knowledge (the
+ACR BI-RADS ultrasound lexicon, the Itoh et al. 2006 elasticity score, the WFUMB breast
+elastography guidelines):
 
 * **B-mode.** Speckle is formed physically: a complex Gaussian scatterer field whose density
   and amplitude depend on the tissue, convolved with a point-spread function (Gaussian-windowed
@@ -27,7 +28,7 @@ view: small shift/rotation/scale, new speckle, another probe pressure and noise 
 
 The class-conditional distributions are calibrated (``difficulty_table``) so that neither
 modality separates the classes perfectly and SE carries more information than B-mode, as in
-the paper (Table 4: SE-only VGG-16 81.5 % vs B-only 72.3 % accuracy).
+the paper (Table 2: SE-only VGG-16 81.5 % vs B-only 72.3 % accuracy).
 
 Example:
     >>> from tf_bimodal.config import PhantomConfig
@@ -126,7 +127,7 @@ GROUND_TRUTH_VOCABULARIES = {
 # Each patient has two independent latent "malignancy looks": one for B-mode appearance and one
 # for stiffness, each N(+-separation, 1) for malignant/benign. Every B-mode descriptor is an
 # ordinal cut of the B-mode latent plus its own noise, so descriptors agree more often than not
-# but atypical lesions exist in both classes (primer: "many lesions are atypical"). The
+# but atypical lesions exist in both classes (BI-RADS: many lesions are atypical). The
 # separations set the information each modality carries.
 
 _B_SEPARATION = 0.80
@@ -141,7 +142,7 @@ _HALO_NOISE, _HALO_CUT = 1.0, 1.45
 _ECHO_NOISE, _ECHO_CUT = 1.0, 0.0
 
 # Lesion-to-fat stiffness ratio: lognormal per class, medians ~2.1 (benign) and ~5.2
-# (malignant), overlapping (primer: benign mostly below ~3-4, malignant above).
+# (malignant), overlapping (strain ratio: benign mostly below ~3-4, malignant above).
 _STIFFNESS_LOG_MID = math.log(3.3)
 _STIFFNESS_LOG_SLOPE = 0.42
 _STIFFNESS_RANGE = (0.8, 15.0)
@@ -517,7 +518,7 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
 def _psf(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Analytic point-spread function: axial Gaussian-windowed carrier, lateral Gaussian.
 
-    Axial resolution is finer than lateral (primer, B-mode). Sizes are in pixels of a 336-pixel
+    Axial resolution is finer than lateral (linear-array PSF). Sizes are in pixels of a 336-pixel
     image covering ~4 cm of depth, scaled with the image side but never below ~1.5 pixels per
     carrier cycle, so small images still show (coarser) speckle instead of pixel noise.
     """
@@ -798,7 +799,7 @@ def _elastogram(stiffness, ys, bmode, roi, view: _View, size, rng) -> np.ndarray
 
     Strain ~ stress / stiffness with the applied stress decaying with depth and slightly uneven
     across the probe; blurred by displacement tracking (more when the pressure is off its
-    ideal); expressed relative to the ROI mean (SE is relative, primer); plus decorrelation
+    ideal); expressed relative to the ROI mean (SE is relative); plus decorrelation
     noise that grows with depth and in dark (low-echo) regions.
     """
     scale = size / 336.0
@@ -947,7 +948,7 @@ def difficulty_table(
     parameters (log stiffness ratio, elasticity score, stiff-area size ratio) and (c) both.
     These are upper bounds of what a model can read from the images. The model is calibrated so
     that SE > B-mode, both < 1 and their combination beats either, mirroring the paper
-    (Table 4: SE-only 81.5 % vs B-only 72.3 % accuracy with VGG-16).
+    (Table 2: SE-only 81.5 % vs B-only 72.3 % accuracy with VGG-16).
 
     Args:
         config: its ``seed`` is combined with ``seed``.

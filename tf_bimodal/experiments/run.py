@@ -14,6 +14,7 @@ import os
 import time
 
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from tf_bimodal.config import DataConfig, SplitConfig, to_dict
 from tf_bimodal.data import dataset as dataset_lib
@@ -51,7 +52,9 @@ def _pick_examples(builder, index, per_class=2):
             wanted[int(label)].append(position)
     positions = sorted(p for ps in wanted.values() for p in ps)
     picked = []
-    for position, example in enumerate(builder.as_dataset(split="train").as_numpy_iterator()):
+    read_config = tfds.ReadConfig(try_autocache=False)
+    ds = builder.as_dataset(split="train", read_config=read_config).take(max(positions) + 1)
+    for position, example in enumerate(ds.as_numpy_iterator()):
         if position in positions:
             picked.append(example)
         if len(picked) == len(positions):

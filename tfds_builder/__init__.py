@@ -1,0 +1,1 @@
+"""TFDS dataset builders of tf_bimodal (``bimodal_breast_us``)."""
