@@ -243,7 +243,7 @@ def run_segmentation(
                 f"fold {k} has {len(train_ids)} training and {len(val_ids)} validation images with a mask; "
                 "segmentation needs at least one of each"
             )
-        keras.backend.clear_session()
+        # keras.backend.clear_session()
         keras.utils.set_random_seed(config.seed + k)
         segmenter = compile_segmenter(build_segmenter(model, config, model_size), config)
         path_names = getattr(segmenter, "path_names", None)

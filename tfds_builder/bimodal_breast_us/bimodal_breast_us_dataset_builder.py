@@ -24,20 +24,6 @@ from tf_bimodal.data.schema import DEFAULT_IMAGE_SIZE, EXAMPLE_KEYS, LABELS
 
 MIN_IMAGE_SIZE = 32
 
-_GROUND_TRUTH_DTYPES = {
-    "elasticity_score": np.int32,
-    "stiffness_ratio": np.float32,
-    "shape_class": str,
-    "orientation": str,
-    "posterior": str,
-    "aspect_ratio": np.float32,
-    "margin": str,
-    "lesion_area_px": np.int32,
-}
-"""Feature types of the phantom's ground truth where ``phantom.GROUND_TRUTH_TYPES`` does not
-state them."""
-
-
 @dataclasses.dataclass(eq=False)
 class BimodalBreastUsConfig(tfds.core.BuilderConfig):
     """Which source to read and at which size.
@@ -204,23 +190,11 @@ class BimodalBreastUs(tfds.core.GeneratorBasedBuilder):
 
 
 def _ground_truth_features() -> dict:
-    """FeaturesDict spec of the phantom's ``ground_truth``: int32, float32 or Text per key.
-
-    Types come from ``phantom.GROUND_TRUTH_TYPES`` where the phantom states them, else from
-    ``_GROUND_TRUTH_DTYPES``.
-    """
+    """FeaturesDict spec of the phantom's ``ground_truth``: int32, float32 or Text per key,
+    from ``phantom.GROUND_TRUTH_TYPES``."""
     from tf_bimodal.data import phantom
 
-    declared = {**_GROUND_TRUTH_DTYPES, **getattr(phantom, "GROUND_TRUTH_TYPES", {})}
-    spec = {}
-    for key in phantom.GROUND_TRUTH_KEYS:
-        if key not in declared:
-            raise DataError(
-                "tf_bimodal.data.phantom.GROUND_TRUTH_KEYS",
-                f"no feature type known for ground-truth key {key!r}",
-            )
-        spec[key] = _feature_for(declared[key])
-    return spec
+    return {key: _feature_for(phantom.GROUND_TRUTH_TYPES[key]) for key in phantom.GROUND_TRUTH_KEYS}
 
 
 def _feature_for(kind):
