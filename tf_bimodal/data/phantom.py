@@ -335,10 +335,13 @@ def _draw_patient(rng: np.random.Generator, index: int, label: str, num_pairs: i
     else:
         se_size_ratio = rng.uniform(0.8, 1.0)  # benign: same size or smaller on SE
 
-    # Anechoic-looking lesions go with posterior enhancement (cysts, some fibroadenomas).
-    echo_level = float(np.exp(rng.uniform(np.log(0.06), np.log(0.3))))
+    # Lesion echogenicity spans markedly hypoechoic to nearly isoechoic with fat (about -14 to
+    # -3 dB against glandular tissue), so that on B-mode some lesions are hard to tell from
+    # fat lobules and their boundary is uncertain; anechoic-looking lesions go with posterior
+    # enhancement (cysts, some fibroadenomas).
+    echo_level = float(np.exp(rng.uniform(np.log(0.2), np.log(0.7))))
     if posterior == "enhancement":
-        echo_level *= 0.6
+        echo_level *= 0.7
     tilt_sd = 8.0 if orientation == "parallel" else 14.0
     return PatientParams(
         index=index,
@@ -691,7 +694,7 @@ def _tissue_maps(anatomy: _Anatomy, view: _View, size: int, lesion_bottom: float
 def _insert_lesion_bmode(patient, amplitude, density, mask, size, rng):
     """Hypoechoic lesion with its margin, internal echo pattern and echogenic halo."""
     mask_f = mask.astype(np.float32)
-    edge_sigma = {"circumscribed": 0.5, "indistinct": 2.5, "angular": 0.8, "spiculated": 1.2}[patient.margin]
+    edge_sigma = {"circumscribed": 0.6, "indistinct": 4.0, "angular": 1.0, "spiculated": 1.5}[patient.margin]
     soft = _blur(mask_f, edge_sigma * size / 336.0 + 0.3)
     if patient.echo_pattern == "heterogeneous":
         texture = np.exp(0.6 * _smooth_field(rng, size, 24) + 0.25 * _smooth_field(rng, size, 48))
