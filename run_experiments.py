@@ -1,7 +1,9 @@
 """Command line for tf_bimodal experiments: parses arguments and calls ``tf_bimodal.experiments.run``.
 
 Examples:
-    python run_experiments.py                       # the synthetic phantom (default)
+    python run_experiments.py                       # prepare and describe the synthetic phantom
+    python run_experiments.py --model w_mm_unet --preset quick
+    python run_experiments.py --model mff --crop manual --preset quick
     python run_experiments.py --data busi --manual-dir /path/to/BUSI
     python run_experiments.py --data clinical --manual-dir /path/to/folder_with_manifest.csv
 """
@@ -14,13 +16,29 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the output
 
-from tf_bimodal.config import DATA_SOURCES, DataConfig, SplitConfig
+from tf_bimodal.config import (
+    CLASSIFICATION_CROPS,
+    CLASSIFICATION_MODELS,
+    CLASSIFICATION_PRESETS,
+    DATA_SOURCES,
+    SEGMENTATION_MODELS,
+    SEGMENTATION_PRESETS,
+    DataConfig,
+    SplitConfig,
+)
 
 
 def parse_args(argv=None):
     defaults_data = DataConfig()
     defaults_split = SplitConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=SEGMENTATION_MODELS + CLASSIFICATION_MODELS, default=None,
+                        help="model to cross-validate (Table 1 segmenters, Table 2 classifiers); "
+                             "without it the data set is prepared and described")
+    parser.add_argument("--preset", choices=sorted(set(SEGMENTATION_PRESETS) | set(CLASSIFICATION_PRESETS)),
+                        default="quick", help="hyperparameters: quick (CPU-sized) or paper (default: %(default)s)")
+    parser.add_argument("--crop", choices=CLASSIFICATION_CROPS, default="predicted",
+                        help="classifiers: crop with W-MM-U-Net's masks, the ground-truth masks, or not at all")
     parser.add_argument("--data", choices=DATA_SOURCES, default=defaults_data.source,
                         help="data source (default: %(default)s, synthetic, needs no files)")
     parser.add_argument("--manual-dir", default=None,
@@ -48,7 +66,7 @@ def main(argv=None):
         data = DataConfig(source=args.data, image_size=args.image_size,
                           manual_dir=args.manual_dir, data_dir=args.data_dir)
         split = SplitConfig(scheme=args.split, num_folds=args.num_folds, seed=args.seed)
-        run(data=data, split=split, output=args.output)
+        run(model=args.model, data=data, split=split, preset=args.preset, crop=args.crop, output=args.output)
     except (DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -218,11 +218,17 @@ def test_malignant_lesions_look_stiffer_on_semode():
 
 
 def test_lesions_are_hypoechoic(small_patients):
+    """Every lesion is darker than the tissue around it; some only slightly (nearly isoechoic)."""
+    contrasts = []
     for patient in small_patients:
         example = phantom.render_pair(patient, 0, 96, seed=2)
         mask = example["mask"][:, :, 0].astype(bool)
         bmode = example["bmode"][:, :, 0].astype(np.float32)
-        assert bmode[_ring(mask, 2, 5)].mean() > bmode[mask].mean() + 20, patient.patient_id
+        contrast = bmode[_ring(mask, 2, 5)].mean() - bmode[mask].mean()
+        assert contrast > 5, (patient.patient_id, contrast)
+        contrasts.append(contrast)
+    assert np.mean(contrasts) > 20
+    assert max(contrasts) > 2 * min(contrasts)  # conspicuity varies between lesions
 
 
 def test_speckle_is_finer_axially_than_laterally(small_patients):

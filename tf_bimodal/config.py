@@ -283,11 +283,23 @@ CLASSIFICATION_PRESETS = {
         decision_dropout=0.3,
         learning_rate=1e-2,
         batch_size=16,
-        epochs=15,
-        early_stopping_patience=15,
+        epochs=30,
+        early_stopping_patience=10,
     ),
 }
 """Named classification settings (``run_classification(preset=...)``)."""
+
+
+def classification_preset(preset) -> ClassificationConfig:
+    """The named ``ClassificationConfig`` (``quick`` or ``paper``), or ``preset`` itself if it is one."""
+    if isinstance(preset, ClassificationConfig):
+        return preset
+    if preset not in CLASSIFICATION_PRESETS:
+        raise ValueError(
+            f"classification preset must be one of {sorted(CLASSIFICATION_PRESETS)} or a "
+            f"ClassificationConfig, got {preset!r}"
+        )
+    return CLASSIFICATION_PRESETS[preset]
 
 
 # =========================================================================== segmentation
@@ -317,6 +329,8 @@ class SegmentationConfig:
         use_batch_norm: batch normalization after every convolution.
         colour_mode: how colour inputs become modal paths, ``channels`` (R, G, B: the
             paper's four paths) or ``strain`` (one hue-decoded strain path).
+        dense_across_levels: carry each contraction level's input into the next level as
+            well, as IVD-Net does (§3.2.2); off by default (cheaper).
         manual_weights: path weights of ``w_mm_unet_manual`` (normalised to sum 1); None =
             every input modality weighted equally and its weight split evenly among its
             paths: (1/2, 1/6, 1/6, 1/6) for B-mode + RGB SE. The paper does not publish its
@@ -339,6 +353,7 @@ class SegmentationConfig:
     bottleneck_filters: int = 1024
     use_batch_norm: bool = True
     colour_mode: str = "channels"
+    dense_across_levels: bool = False
     manual_weights: tuple[float, ...] | None = None
     auto_weight_filters: tuple[int, ...] = (16, 32, 64)
     loss: str = "dice"

@@ -1,6 +1,6 @@
 """The experiment runner behind ``run_experiments.py``.
 
-Output layout::
+Output layout (segmenters and classifiers add ``<output>/<model>/``, see their modules)::
 
     <output>/data/<dataset>/summary.json   counts per class, availability of SE and masks
     <output>/data/<dataset>/splits.json    the patient-level folds, made once and reused
@@ -16,7 +16,7 @@ import time
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tf_bimodal.config import DataConfig, SplitConfig, to_dict
+from tf_bimodal.config import CLASSIFICATION_MODELS, SEGMENTATION_MODELS, DataConfig, SplitConfig, to_dict
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import splits as splits_lib
 from tf_bimodal.data.schema import LABELS
@@ -118,15 +118,43 @@ def describe_data(data: DataConfig, split: SplitConfig, output: str, log=print) 
     return summary
 
 
-def run(data: DataConfig | None = None, split: SplitConfig | None = None, output: str = "runs", log=print) -> dict:
-    """Run the experiment pipeline; today: prepare and describe the data set.
+def run(
+    model: str | None = None,
+    data: DataConfig | None = None,
+    split: SplitConfig | None = None,
+    preset: str = "quick",
+    crop: str = "predicted",
+    output: str = "runs",
+    log=print,
+) -> dict:
+    """Run one experiment: describe the data, or cross-validate one model of Table 1 or 2.
 
     Args:
+        model: ``None`` (prepare and describe the data set), a segmenter of Table 1
+            (``SEGMENTATION_MODELS``) or a classifier of Table 2 (``CLASSIFICATION_MODELS``).
         data: which data (default: the synthetic phantom).
-        split: the patient-level split settings (default: 5 folds, seed 0).
+        split: the patient-level split settings (default: the paper's protocol, 5 folds).
+        preset: hyperparameter preset name (``quick`` for a CPU, ``paper`` for the paper's).
+        crop: classifiers only: ``predicted`` (W-MM-U-Net masks), ``manual`` or ``none``.
         output: the results folder.
         log: where progress lines go.
+
+    Returns:
+        The summary dict that was also written to ``<output>/...``.
     """
     data = data or DataConfig()
     split = split or SplitConfig()
-    return describe_data(data, split, output, log=log)
+    if model is None:
+        return describe_data(data, split, output, log=log)
+    if model in SEGMENTATION_MODELS:
+        from tf_bimodal.experiments.segmentation import run_segmentation
+
+        return run_segmentation(model, data, split, preset=preset, output=output, log=log)
+    if model in CLASSIFICATION_MODELS:
+        from tf_bimodal.experiments.classification import run_classification
+
+        return run_classification(model, data, split, preset=preset, crop=crop, output=output, log=log)
+    raise ValueError(
+        f"model must be one of {SEGMENTATION_MODELS + CLASSIFICATION_MODELS} (or None to describe "
+        f"the data), got {model!r}"
+    )

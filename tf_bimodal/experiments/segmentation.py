@@ -13,7 +13,6 @@ Table 1 on every fold of the patient-level splits and writes::
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -95,7 +94,10 @@ def _fold_dataset(arrays, image_ids, input_keys, config, training, seed):
         ds, config.batch_size, training=training, augment_config=augment, seed=seed,
         keys=(*input_keys, "mask"), image_ids=image_ids,
     )
-    return ds.map(lambda batch: ({key: batch[key] for key in input_keys}, batch["mask"]))
+    ds = ds.map(lambda batch: ({key: batch[key] for key in input_keys}, batch["mask"]))
+    # Selecting ids filters, which hides the number of batches from Keras; state it.
+    num_batches = -(-len(image_ids) // config.batch_size)
+    return ds.apply(tf.data.experimental.assert_cardinality(num_batches))
 
 
 def _predict(model, arrays, input_keys, output_size: int) -> np.ndarray:
@@ -243,7 +245,7 @@ def run_segmentation(
                 f"fold {k} has {len(train_ids)} training and {len(val_ids)} validation images with a mask; "
                 "segmentation needs at least one of each"
             )
-        # keras.backend.clear_session()
+        keras.backend.clear_session()
         keras.utils.set_random_seed(config.seed + k)
         segmenter = compile_segmenter(build_segmenter(model, config, model_size), config)
         path_names = getattr(segmenter, "path_names", None)
@@ -251,7 +253,7 @@ def run_segmentation(
         val_ds = _fold_dataset(model_arrays, val_ids, input_keys, config, False, config.seed + k)
         label = f"{model} fold {k} ({fold_number + 1}/{num_folds})"
         log(f"{label}: train {len(train_ids)}, val {len(val_ids)}, test {len(test_positions)} images")
-        training = fit_segmenter(segmenter, train_ds, val_ds, config, fold_dir=fold_dir, label=label, log=log)
+        training = fit_segmenter(segmenter, train_ds, val_ds, config, fold_dir=fold_dir, label=label, log=log, started=started)
         if config.save_models:
             segmenter.save(os.path.join(fold_dir, "model.keras"))
 
