@@ -117,8 +117,11 @@ class BimodalBreastUs(tfds.core.GeneratorBasedBuilder):
     leaves a dataset that looks prepared.
     """
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Clinical folders, BUSI and the synthetic phantom."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Clinical folders, BUSI and the synthetic phantom.",
+        "1.1.0": "Phantom lesions range from markedly hypoechoic to nearly isoechoic.",
+    }
     BUILDER_CONFIGS = [
         BimodalBreastUsConfig(name="clinical", source="clinical"),
         BimodalBreastUsConfig(name="busi", source="busi"),
