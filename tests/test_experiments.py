@@ -88,3 +88,8 @@ def test_readme_test_command_is_what_ci_runs():
     test_command = [c for c in commands if "pytest" in c]
     assert len(test_command) == 1
     assert test_command[0] in ci
+
+
+def test_run_rejects_unknown_model(tmp_path):
+    with pytest.raises(ValueError, match="model must be one of"):
+        run(model="resnet", data=tiny_data(tmp_path), output=str(tmp_path / "runs"))

@@ -204,8 +204,9 @@ def run_segmentation(
 
     builder = dataset_lib.prepare(data)
     index = dataset_lib.index_dataset(builder)
-    ds, _ = dataset_lib.load_dataset(data)
+    ds, info = dataset_lib.load_dataset(data)
     arrays = load_arrays(ds)
+    log(f"  {len(arrays['image_id'])} images, dataset version {info.version}")
     _check_modalities(model, arrays, dataset_name)
     image_size = int(arrays["bmode"].shape[1])
     model_size = config.image_size or image_size
@@ -253,7 +254,9 @@ def run_segmentation(
         val_ds = _fold_dataset(model_arrays, val_ids, input_keys, config, False, config.seed + k)
         label = f"{model} fold {k} ({fold_number + 1}/{num_folds})"
         log(f"{label}: train {len(train_ids)}, val {len(val_ids)}, test {len(test_positions)} images")
-        training = fit_segmenter(segmenter, train_ds, val_ds, config, fold_dir=fold_dir, label=label, log=log, started=started)
+        training = fit_segmenter(
+            segmenter, train_ds, val_ds, config, fold_dir=fold_dir, label=label, log=log, started=started
+        )
         if config.save_models:
             segmenter.save(os.path.join(fold_dir, "model.keras"))
 
@@ -330,6 +333,7 @@ def run_segmentation(
     summary = {
         "model": model,
         "dataset": f"bimodal_breast_us/{dataset_name}",
+        "dataset_version": str(info.version),
         "synthetic": data.source == "phantom",
         "preset": preset_name,
         "config": to_dict(config),

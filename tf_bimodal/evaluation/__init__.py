@@ -1,0 +1,1 @@
+"""Evaluation: cross-validation summaries, fold union, patient voting, statistics, reports."""

@@ -1,0 +1,267 @@
+"""Decision threshold, patient voting and metrics of the classifiers (§3.3.1, §3.4, §4.2).
+
+* **Threshold** (§3.3.1): the probability of malignancy above which an image is called
+  malignant is chosen on validation data as the ROC point with the largest Youden index
+  ``J = sensitivity + specificity - 1 = TPR - FPR`` (the paper found 0.48). An image is
+  malignant when its probability is ``>= threshold``, the convention of
+  ``sklearn.metrics.roc_curve``.
+* **Patient voting** (§4.2): "Majority voting is used to predict the particular class of
+  patients. However, in case of a tie, priority is given to the malignant class."
+* **Metrics** (§3.4, Table 2): accuracy, precision, specificity, sensitivity, F1 and AUC, with
+  malignant as the positive class, image-wise and patient-wise; a patient's score for the
+  AUC is the mean probability of its images.
+* **Mean ± SD over folds**: the population SD (``ddof=0``). It is what reproduces the paper's
+  numbers: specificity 94.28 ± 7.00 % over five folds is three folds at 100 % and two at
+  6/7 = 85.71 % of seven benign patients, whose population SD is 7.00 (the sample SD would be
+  7.82).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+METRIC_NAMES = ("accuracy", "precision", "specificity", "sensitivity", "f1", "auc")
+BENIGN, MALIGNANT = 0, 1
+DEFAULT_THRESHOLD = 0.5
+
+
+def youden_threshold(labels, scores) -> dict:
+    """The ROC threshold with the largest Youden index ``TPR - FPR`` (§3.3.1).
+
+    Ties keep the first maximum of ``sklearn.metrics.roc_curve``'s order, i.e. the highest
+    such threshold.
+
+    Args:
+        labels: 0/1 true classes (1 malignant).
+        scores: probabilities of malignancy.
+
+    Returns:
+        ``{"threshold", "youden_index", "tpr", "fpr", "reason"}``. When the validation data
+        hold a single class or no threshold separates better than chance (``J <= 0``), the
+        threshold is :data:`DEFAULT_THRESHOLD` and ``reason`` says why; otherwise ``reason``
+        is None.
+
+    Raises:
+        ValueError: labels and scores of different lengths, empty, or labels not in {0, 1}.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if labels.shape != scores.shape or labels.size == 0:
+        raise ValueError(
+            f"youden_threshold: labels and scores must be non-empty and of equal length, got "
+            f"{labels.size} and {scores.size}"
+        )
+    if not set(np.unique(labels).tolist()) <= {0, 1}:
+        raise ValueError(f"youden_threshold: labels must be 0 or 1, got {sorted(set(labels.tolist()))}")
+    if len(np.unique(labels)) < 2:
+        return {
+            "threshold": DEFAULT_THRESHOLD,
+            "youden_index": None,
+            "tpr": None,
+            "fpr": None,
+            "reason": "validation data hold one class only; ROC undefined",
+        }
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    youden = tpr - fpr
+    best = int(np.argmax(youden))
+    if youden[best] <= 0 or not np.isfinite(thresholds[best]):
+        return {
+            "threshold": DEFAULT_THRESHOLD,
+            "youden_index": float(youden[best]),
+            "tpr": float(tpr[best]),
+            "fpr": float(fpr[best]),
+            "reason": "no threshold beats chance on the validation data (Youden index <= 0)",
+        }
+    return {
+        "threshold": float(thresholds[best]),
+        "youden_index": float(youden[best]),
+        "tpr": float(tpr[best]),
+        "fpr": float(fpr[best]),
+        "reason": None,
+    }
+
+
+def predict_labels(scores, threshold: float) -> np.ndarray:
+    """1 (malignant) where ``score >= threshold``, else 0."""
+    return (np.asarray(scores, dtype=np.float64) >= threshold).astype(np.int64)
+
+
+def patient_vote(patient_ids, predictions, labels=None, scores=None) -> dict:
+    """Combine image predictions per patient by majority vote, a tie going to malignant (§4.2).
+
+    Args:
+        patient_ids: the patient of each image.
+        predictions: 0/1 predicted class of each image.
+        labels: optional true class of each image (a patient's images share one label).
+        scores: optional probability of malignancy of each image.
+
+    Returns:
+        ``{"patient_ids": sorted ids, "predictions": votes, "labels": ..., "scores": mean
+        probability}`` (the last two only when given), as NumPy arrays.
+
+    Raises:
+        ValueError: lengths that differ, or a patient whose images carry different labels.
+    """
+    patient_ids = np.asarray([str(p) for p in np.asarray(patient_ids).reshape(-1)])
+    predictions = np.asarray(predictions).reshape(-1).astype(np.int64)
+    if patient_ids.shape != predictions.shape:
+        raise ValueError(
+            f"patient_vote: patient_ids and predictions differ in length: {patient_ids.size} "
+            f"and {predictions.size}"
+        )
+    patients = sorted(set(patient_ids.tolist()))
+    votes = collections.defaultdict(lambda: [0, 0])
+    for patient, prediction in zip(patient_ids, predictions):
+        votes[patient][int(prediction == MALIGNANT)] += 1
+    result = {
+        "patient_ids": np.asarray(patients),
+        # malignant votes >= benign votes: a tie goes to malignant (§4.2).
+        "predictions": np.asarray(
+            [MALIGNANT if votes[p][1] >= votes[p][0] else BENIGN for p in patients], dtype=np.int64
+        ),
+    }
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1).astype(np.int64)
+        patient_labels = []
+        for patient in patients:
+            values = set(labels[patient_ids == patient].tolist())
+            if len(values) != 1:
+                raise ValueError(
+                    f"patient_vote: patient {patient!r} has images with different labels {sorted(values)}"
+                )
+            patient_labels.append(values.pop())
+        result["labels"] = np.asarray(patient_labels, dtype=np.int64)
+    if scores is not None:
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        result["scores"] = np.asarray([scores[patient_ids == p].mean() for p in patients])
+    return result
+
+
+def _ratio(numerator, denominator) -> float:
+    return float(numerator / denominator) if denominator else float("nan")
+
+
+def binary_metrics(labels, predictions, scores=None) -> dict:
+    """Accuracy, precision, specificity, sensitivity, F1 and AUC (§3.4), malignant positive.
+
+    A ratio with a zero denominator (e.g. precision without any malignant prediction) is NaN,
+    as is the AUC without scores or without both classes; the confusion counts are returned
+    too so nothing is hidden.
+
+    Returns:
+        ``{"accuracy", "precision", "specificity", "sensitivity", "f1", "auc", "tp", "fp",
+        "tn", "fn", "count"}``, the ratios as fractions in [0, 1].
+    """
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    predictions = np.asarray(predictions).reshape(-1).astype(np.int64)
+    if labels.shape != predictions.shape:
+        raise ValueError(
+            f"binary_metrics: labels and predictions differ in length: {labels.size} and {predictions.size}"
+        )
+    tp = int(np.sum((labels == 1) & (predictions == 1)))
+    tn = int(np.sum((labels == 0) & (predictions == 0)))
+    fp = int(np.sum((labels == 0) & (predictions == 1)))
+    fn = int(np.sum((labels == 1) & (predictions == 0)))
+    precision = _ratio(tp, tp + fp)
+    sensitivity = _ratio(tp, tp + fn)
+    if math.isnan(precision) or math.isnan(sensitivity) or precision + sensitivity == 0:
+        f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    else:
+        f1 = 2 * precision * sensitivity / (precision + sensitivity)
+    auc = float("nan")
+    if scores is not None and len(np.unique(labels)) == 2:
+        auc = float(roc_auc_score(labels, np.asarray(scores, dtype=np.float64).reshape(-1)))
+    return {
+        "accuracy": _ratio(tp + tn, labels.size),
+        "precision": precision,
+        "specificity": _ratio(tn, tn + fp),
+        "sensitivity": sensitivity,
+        "f1": f1,
+        "auc": auc,
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "count": int(labels.size),
+    }
+
+
+def evaluate_predictions(labels, scores, patient_ids, threshold: float) -> dict:
+    """Image-wise and patient-wise :func:`binary_metrics` of probabilities at ``threshold``.
+
+    Returns:
+        ``{"image": metrics, "patient": metrics, "threshold": threshold}``.
+    """
+    predictions = predict_labels(scores, threshold)
+    votes = patient_vote(patient_ids, predictions, labels=labels, scores=scores)
+    return {
+        "image": binary_metrics(labels, predictions, scores),
+        "patient": binary_metrics(votes["labels"], votes["predictions"], votes["scores"]),
+        "threshold": float(threshold),
+    }
+
+
+def mean_sd(values) -> dict:
+    """``{"mean", "sd", "values"}`` over folds, population SD (``ddof=0``, see module doc).
+
+    NaN values (undefined ratios) are left out of the mean and SD and counted in ``"nan"``.
+    """
+    values = [float(v) for v in values]
+    finite = [v for v in values if not math.isnan(v)]
+    return {
+        "mean": float(np.mean(finite)) if finite else float("nan"),
+        "sd": float(np.std(finite)) if finite else float("nan"),
+        "values": values,
+        "nan": len(values) - len(finite),
+    }
+
+
+def summarize_folds(fold_metrics, names=METRIC_NAMES) -> dict:
+    """``{metric: mean_sd(...)}`` over a list of per-fold metric dicts."""
+    return {name: mean_sd([metrics[name] for metrics in fold_metrics]) for name in names}
+
+
+def save_roc_figure(curves, path: str, title: str = "ROC curves") -> str:
+    """Plot ROC curves to a PNG (Fig. 6).
+
+    Args:
+        curves: ``{legend label: (labels, scores)}``; the AUC is added to each label.
+        path: the PNG file to write.
+        title: the figure title (say "synthetic" there for phantom data).
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5.5, 5.0))
+    skipped = []
+    for label, (true_labels, scores) in curves.items():
+        true_labels = np.asarray(true_labels).reshape(-1)
+        if len(np.unique(true_labels)) < 2:
+            skipped.append(label)
+            continue
+        fpr, tpr, _ = roc_curve(true_labels, np.asarray(scores).reshape(-1))
+        auc = roc_auc_score(true_labels, np.asarray(scores).reshape(-1))
+        axes.plot(fpr, tpr, label=f"{label} (AUC {auc:.2f})")
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+    axes.set_xlabel("1 - specificity (false positive rate)")
+    axes.set_ylabel("sensitivity (true positive rate)")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.02)
+    if skipped:
+        title += f"\n(no ROC for {', '.join(skipped)}: one class only)"
+    axes.set_title(title, fontsize=9)
+    if len(skipped) < len(curves):
+        axes.legend(loc="lower right", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

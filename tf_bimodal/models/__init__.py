@@ -1,0 +1,3 @@
+"""Models: segmenters (``models.segmentation``) and classifiers (``models.classification``)."""
+
+from tf_bimodal.models import classification

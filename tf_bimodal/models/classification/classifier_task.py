@@ -1,0 +1,178 @@
+"""What every classifier of §3.3 shares: inputs, the weighted multi-output loss, compile defaults.
+
+Every classifier is a functional ``keras.Model`` whose inputs are a dict among ``"bmode"``
+``(S, S, 1)``, ``"semode"`` ``(S, S, 3)`` (float, values in [0, 1]) and ``"availability"``
+``(2,)`` (1 where the modality exists for the sample), and whose outputs are a dict with
+``"decision"``, the ``(batch, num_classes)`` class probabilities that are evaluated, and, for
+some, per-modality probabilities named after the modality.
+
+The loss is a weighted sum of cross-entropies over the outputs (Eq. 1 for the MFF,
+``l = l_i + lambda * l_d`` with ``l_i`` the sum of the per-modality terms). A per-modality term
+averages only over the samples where that modality is available, so a B-mode-only example
+never trains the SE-mode head. Labels ``y`` are class indices (0 benign, 1 malignant).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tf_bimodal.layers.image_normalization import ImageNormalization
+
+MODALITY_CHANNELS = {"bmode": 1, "semode": 3}
+"""Channels of each modality's input (schema: grey B-mode, RGB SE-mode)."""
+
+
+def modality_input(name: str, image_size: int, channels: int):
+    """A named ``keras.Input`` for one modality image."""
+    return keras.Input(shape=(image_size, image_size, channels), name=name)
+
+
+def apply_modality_preprocessing(x, channels: int, normalization: str, name: str):
+    """Grey -> RGB by channel repetition (§3.3.2: one RGB VGG-16 for both), then normalise.
+
+    Layers: ``{name}_to_rgb`` (only for 1-channel inputs) and ``{name}_normalization``.
+    """
+    if channels == 1:
+        x = keras.layers.Concatenate(axis=-1, name=f"{name}_to_rgb")([x, x, x])
+    elif channels != 3:
+        raise ValueError(f"modality {name!r}: images must have 1 or 3 channels, got {channels}")
+    return ImageNormalization(normalization, name=f"{name}_normalization")(x)
+
+
+def apply_decision_network(x, hidden_units=(1024, 256), num_classes=2, dropout=0.5, name="decision"):
+    """The decision network (DN, §3.3.1): three FC layers and a softmax.
+
+    Layers ``{name}_fc1``, ``{name}_fc2`` (ReLU, each followed by dropout) and
+    ``{name}_predictions`` (the third FC layer, ``num_classes`` units, softmax in float32).
+    """
+    for index, units in enumerate(hidden_units):
+        x = keras.layers.Dense(units, activation="relu", name=f"{name}_fc{index + 1}")(x)
+        x = keras.layers.Dropout(dropout, name=f"{name}_fc{index + 1}_dropout")(x)
+    return keras.layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name=f"{name}_predictions"
+    )(x)
+
+
+def apply_softmax_head(x, num_classes=2, name="predictions"):
+    """One FC layer with softmax, VGG-16's own classifier layer (float32 output)."""
+    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=name)(x)
+
+
+def check_common_arguments(owner, num_classes, normalization):
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"{owner}: num_classes must be an int >= 2, got {num_classes!r}")
+    if normalization not in ("caffe", "standardize"):
+        raise ValueError(
+            f"{owner}: normalization must be 'caffe' or 'standardize', got {normalization!r}"
+        )
+
+
+def default_optimizer():
+    """SGD with the registry's defaults (§3.4: momentum 0.8, weight decay 1e-4)."""
+    from tf_bimodal.config import ClassificationConfig
+
+    config = ClassificationConfig()
+    return keras.optimizers.SGD(
+        learning_rate=config.learning_rate,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+
+
+class ClassifierTask(keras.Model):
+    """Base of the classifiers: the weighted, availability-masked loss and compile defaults.
+
+    Subclasses build their functional graph, call ``super().__init__(inputs=..., outputs=...)``
+    and then :meth:`_init_loss` with the weight of each output and, for per-modality outputs,
+    the column of ``availability`` that masks it.
+    """
+
+    def _init_loss(self, output_loss_weights: dict, output_modality_columns: dict | None = None):
+        self.output_loss_weights = dict(output_loss_weights)
+        self.output_modality_columns = dict(output_modality_columns or {})
+        self.term_trackers = {
+            output: keras.metrics.Mean(name=f"{output}_loss")
+            for output, weight in self.output_loss_weights.items()
+            if weight
+        }
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    def loss_terms(self, x, y, y_pred, sample_weight=None) -> dict:
+        """Each output's mean cross-entropy and the weighted total (no regularisation).
+
+        Returns:
+            ``{output_name: term, ..., "total": sum_k weight_k * term_k}``; a per-modality term
+            is averaged over the samples where that modality is available.
+        """
+        labels = ops.reshape(ops.cast(y, "int32"), (-1,))
+        availability = x.get("availability") if isinstance(x, dict) else None
+        base_weights = (
+            ops.ones_like(ops.cast(labels, "float32"))
+            if sample_weight is None
+            else ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        )
+        terms = {}
+        total = 0.0
+        for output, weight in self.output_loss_weights.items():
+            per_sample = keras.losses.sparse_categorical_crossentropy(
+                labels, ops.cast(y_pred[output], "float32")
+            )
+            sample_weights = base_weights
+            column = self.output_modality_columns.get(output)
+            if column is not None and availability is not None:
+                sample_weights = sample_weights * ops.cast(availability[:, column], "float32")
+            term = ops.sum(per_sample * sample_weights) / ops.maximum(ops.sum(sample_weights), 1.0)
+            terms[output] = term
+            if weight:
+                total = total + weight * term
+        terms["total"] = ops.convert_to_tensor(total, "float32")
+        return terms
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        terms = self.loss_terms(x, y, y_pred, sample_weight)
+        for output, tracker in self.term_trackers.items():
+            tracker.update_state(terms[output])
+        self.accuracy_tracker.update_state(
+            ops.reshape(ops.cast(y, "int32"), (-1,)), y_pred["decision"]
+        )
+        total = terms["total"]
+        if self.losses:
+            total = total + ops.sum([ops.cast(loss, "float32") for loss in self.losses])
+        return total
+
+    def compile(self, optimizer="auto", **kwargs):
+        """Compile with :func:`default_optimizer` unless another optimizer is given.
+
+        The loss is the model's own (:meth:`loss_terms`); a ``loss`` argument is refused.
+        """
+        if "loss" in kwargs:
+            raise ValueError(
+                f"{type(self).__name__}.compile: the loss is defined by the model (Eq. 1); "
+                "do not pass loss="
+            )
+        if optimizer == "auto":
+            optimizer = default_optimizer()
+        super().compile(optimizer=optimizer, **kwargs)
+        # Built now, a saved model always holds the full optimizer state, trained or not,
+        # so it reloads through compile_from_config without a variable-count mismatch.
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def compile_from_config(self, config):
+        """Recompile a reloaded model with its saved optimizer (and its state)."""
+        config = keras.saving.deserialize_keras_object(config)
+        config.pop("loss", None)
+        config.pop("loss_weights", None)
+        self.compile(**{key: value for key, value in config.items() if value is not None})
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("backbone", "bmode_backbone", "semode_backbone"):
+            if key in config and isinstance(config[key], dict):
+                config[key] = keras.layers.deserialize(config[key])
+        return cls(**config)

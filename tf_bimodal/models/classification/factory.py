@@ -1,0 +1,107 @@
+"""Build any classifier of Table 2 by name from a ``ClassificationConfig`` (§3.3, §4.2)."""
+
+from __future__ import annotations
+
+from tf_bimodal.config import CLASSIFICATION_MODELS, ClassificationConfig
+from tf_bimodal.models.classification.early_integration import EarlyIntegrationClassifier
+from tf_bimodal.models.classification.intermediate_integration import IntermediateIntegrationClassifier
+from tf_bimodal.models.classification.late_integration import LateIntegrationClassifier
+from tf_bimodal.models.classification.mff_classifier import MFFClassifier
+from tf_bimodal.models.classification.stackwise_integration import StackwiseIntegrationClassifier
+from tf_bimodal.models.classification.vgg16_backbone import VGG16Backbone
+from tf_bimodal.models.classification.vgg16_classifier import VGG16Classifier
+
+MODEL_DESCRIPTIONS = {
+    "mff": "MFF (EmbraceNet)",
+    "mff_early": "MFF (early)",
+    "mff_late": "MFF (late)",
+    "mff_stack": "MFF (stack-wise)",
+    "mff_intermediate": "MFF (intermediate)",
+    "vgg16_bmode": "VGG-16 (single, B-mode)",
+    "vgg16_semode": "VGG-16 (single, SE-mode)",
+}
+"""Table 2's name of each model."""
+
+AVAILABILITY_MODELS = ("mff", "mff_early", "mff_late")
+"""Models that take an ``availability`` input and so can classify a B-mode-only example."""
+
+
+def build_backbone(config: ClassificationConfig, name: str = "backbone") -> VGG16Backbone:
+    """The :class:`VGG16Backbone` that ``config`` describes."""
+    return VGG16Backbone(
+        stackwise_num_filters=list(config.stackwise_num_filters),
+        stackwise_num_repeats=list(config.stackwise_num_repeats),
+        fc_units=config.fc_units,
+        image_shape=(config.input_size, config.input_size, 3),
+        pooled_size=config.pooled_size,
+        fc_dropout=config.fc_dropout,
+        kernel_initializer=config.kernel_initializer,
+        name=name,
+    )
+
+
+def build_classifier(model: str, config: ClassificationConfig, normalization: str, backbones=None):
+    """A new, uncompiled classifier ``model`` (one of ``CLASSIFICATION_MODELS``).
+
+    Args:
+        model: the model name.
+        config: the hyperparameters.
+        normalization: ``"standardize"`` or ``"caffe"`` (resolved from ``config``).
+        backbones: optional dict of already initialised backbones by name (``"backbone"``,
+            or ``"bmode_backbone"`` and ``"semode_backbone"`` for the two-backbone models);
+            see :func:`backbone_names`.
+
+    Returns:
+        The ``keras.Model``.
+
+    Raises:
+        ValueError: an unknown model name.
+    """
+    if model not in CLASSIFICATION_MODELS:
+        raise ValueError(f"build_classifier: model must be one of {CLASSIFICATION_MODELS}, got {model!r}")
+    backbones = dict(backbones or {})
+    for name in backbone_names(model):
+        backbones.setdefault(name, build_backbone(config, name))
+    decision = dict(decision_units=config.decision_units, decision_dropout=config.decision_dropout)
+    if model == "mff":
+        return MFFClassifier(
+            backbones["backbone"],
+            embracement_size=config.embracement_size,
+            decision_loss_weight=config.decision_loss_weight,
+            embracenet_inference=config.embracenet_inference,
+            normalization=normalization,
+            seed=config.seed,
+            name=model,
+            **decision,
+        )
+    if model == "mff_early":
+        return EarlyIntegrationClassifier(backbones["backbone"], normalization=normalization, name=model, **decision)
+    if model == "mff_late":
+        return LateIntegrationClassifier(
+            backbones["bmode_backbone"], backbones["semode_backbone"], normalization=normalization, name=model
+        )
+    if model == "mff_stack":
+        return StackwiseIntegrationClassifier(backbones["backbone"], normalization=normalization, name=model, **decision)
+    if model == "mff_intermediate":
+        return IntermediateIntegrationClassifier(
+            backbones["bmode_backbone"], backbones["semode_backbone"], normalization=normalization, name=model,
+            **decision,
+        )
+    modality = model.split("_", 1)[1]
+    return VGG16Classifier(backbones["backbone"], modality=modality, normalization=normalization, name=model)
+
+
+def backbone_names(model: str) -> tuple[str, ...]:
+    """The names of the backbones ``model`` holds (two for late / intermediate integration)."""
+    if model in ("mff_late", "mff_intermediate"):
+        return ("bmode_backbone", "semode_backbone")
+    return ("backbone",)
+
+
+def model_input_keys(model: str) -> tuple[str, ...]:
+    """The input keys ``model`` reads."""
+    if model in AVAILABILITY_MODELS:
+        return ("bmode", "semode", "availability")
+    if model in ("mff_stack", "mff_intermediate"):
+        return ("bmode", "semode")
+    return (model.split("_", 1)[1],)

@@ -1,0 +1,95 @@
+"""Late integration baseline, Table 2 "MFF (late)" (§3.3.3, Fig. 4b)."""
+
+from __future__ import annotations
+
+import keras
+
+from tf_bimodal.layers.soft_voting import SoftVoting
+from tf_bimodal.models.classification.classifier_task import (
+    MODALITY_CHANNELS,
+    ClassifierTask,
+    apply_modality_preprocessing,
+    apply_softmax_head,
+    check_common_arguments,
+    modality_input,
+)
+
+
+def check_two_backbones(owner, bmode_backbone, semode_backbone):
+    if bmode_backbone is semode_backbone:
+        raise ValueError(f"{owner}: needs two independent backbones, got the same object twice")
+    if bmode_backbone.name == semode_backbone.name:
+        raise ValueError(
+            f"{owner}: the two backbones need different names, both are {bmode_backbone.name!r}"
+        )
+    if tuple(bmode_backbone.image_shape) != tuple(semode_backbone.image_shape):
+        raise ValueError(
+            f"{owner}: the backbones must share their input shape, got "
+            f"{bmode_backbone.image_shape} and {semode_backbone.image_shape}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="tf_bimodal")
+class LateIntegrationClassifier(ClassifierTask):
+    """Two independent single-modal VGG-16 classifiers fused by soft voting (§3.3.3).
+
+    "Two independent pre-trained VGG-16 models are trained separately using B-mode and
+    SE-mode US images [...] The final decision is determined based on the probabilities for
+    the classifiers or soft voting" (§3.3.3). Each branch is a :class:`VGG16Classifier`
+    (own backbone, own softmax ``{modality}_predictions``); ``"decision"`` is the mean of the
+    two probability vectors. The branches share no weight and the loss is the plain sum of
+    their cross-entropies, so each branch's gradient (and its SGD update, weight decay
+    included) is exactly that of training it alone on the same batches: fitting this model
+    *is* training the two classifiers independently.
+
+    Args:
+        bmode_backbone, semode_backbone: two distinct :class:`VGG16Backbone` s with
+            different names and the same input shape.
+        normalization: ``"standardize"`` or ``"caffe"``.
+        num_classes: 2.
+
+    Inputs: ``{"bmode", "semode", "availability"}``.
+    Outputs: ``{"decision", "bmode", "semode"}`` probabilities.
+    """
+
+    def __init__(self, bmode_backbone, semode_backbone, normalization: str = "standardize",
+                 num_classes: int = 2, **kwargs):
+        check_common_arguments("LateIntegrationClassifier", num_classes, normalization)
+        check_two_backbones("LateIntegrationClassifier", bmode_backbone, semode_backbone)
+        image_size = bmode_backbone.image_shape[0]
+        backbones = {"bmode": bmode_backbone, "semode": semode_backbone}
+
+        # === Functional model ===
+        inputs = {name: modality_input(name, image_size, c) for name, c in MODALITY_CHANNELS.items()}
+        inputs["availability"] = keras.Input(shape=(len(MODALITY_CHANNELS),), name="availability")
+        outputs = {}
+        for name, channels in MODALITY_CHANNELS.items():
+            x = apply_modality_preprocessing(inputs[name], channels, normalization, name=name)
+            outputs[name] = apply_softmax_head(backbones[name](x), num_classes, name=f"{name}_predictions")
+        outputs = {
+            "decision": SoftVoting(dtype="float32", name="soft_voting")(
+                [outputs[name] for name in MODALITY_CHANNELS], availabilities=inputs["availability"]
+            ),
+            **outputs,
+        }
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.bmode_backbone = bmode_backbone
+        self.semode_backbone = semode_backbone
+        self.normalization = normalization
+        self.num_classes = num_classes
+        self._init_loss(
+            {"bmode": 1.0, "semode": 1.0, "decision": 0.0},
+            {name: column for column, name in enumerate(MODALITY_CHANNELS)},
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            bmode_backbone=keras.layers.serialize(self.bmode_backbone),
+            semode_backbone=keras.layers.serialize(self.semode_backbone),
+            normalization=self.normalization,
+            num_classes=self.num_classes,
+        )
+        return config

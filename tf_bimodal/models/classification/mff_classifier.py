@@ -1,0 +1,134 @@
+"""The multimodal fusion framework (MFF) of the paper (§3.3.1-3.3.2, Fig. 3, Fig. 4e)."""
+
+from __future__ import annotations
+
+import keras
+
+from tf_bimodal.layers.embracenet import EmbraceNet
+from tf_bimodal.models.classification.classifier_task import (
+    MODALITY_CHANNELS,
+    ClassifierTask,
+    apply_decision_network,
+    apply_modality_preprocessing,
+    apply_softmax_head,
+    check_common_arguments,
+    modality_input,
+)
+
+
+@keras.saving.register_keras_serializable(package="tf_bimodal")
+class MFFClassifier(ClassifierTask):
+    """MFF: integrated feature network + EmbraceNet + decision network (§3.3.1, Fig. 3).
+
+    * **Integrated feature network (IFN)**: one VGG-16 ``backbone`` whose weights are shared by
+      all modalities ("the two modalities share the same network to decrease
+      over-parameterization", §3.3.2); B-mode is repeated to three channels. Each modality's
+      4096-d ``fc2`` features feed its own softmax head (``{modality}_predictions``), whose
+      cross-entropies sum to the integrated feature loss ``l_i``.
+    * **EmbraceNet** (``embracenet``): docks each modality's features to
+      ``embracement_size`` and embraces them into one vector, restricted per sample to the
+      modalities marked available.
+    * **Decision network (DN)**: three FC layers and a softmax (``decision_*``), giving the
+      decision loss ``l_d``.
+
+    Training minimises ``l = l_i + lambda * l_d`` (Eq. 1, ``decision_loss_weight`` = lambda),
+    updating IFN, EmbraceNet and DN together.
+
+    Args:
+        backbone: a :class:`VGG16Backbone` (3-channel input), shared by all modalities.
+        modalities: ``{name: channels}`` of the inputs, in EmbraceNet order (default
+            ``{"bmode": 1, "semode": 3}``; any number >= 2).
+        embracement_size: EmbraceNet docking size (paper: 4096).
+        decision_units: the two hidden widths of the decision network.
+        decision_dropout: dropout after each hidden decision layer.
+        decision_loss_weight: lambda of Eq. (1) (default 1).
+        embracenet_inference: ``"expected"`` (deterministic, default) or ``"sample"``; see
+            :class:`tf_bimodal.layers.embracenet.EmbraceNet`.
+        normalization: ``"standardize"`` or ``"caffe"`` (ImageNet weights).
+        num_classes: 2 (benign, malignant).
+        seed: seed of the EmbraceNet draws.
+
+    Inputs: dict with each modality ``(batch, S, S, channels)`` (values in [0, 1], ``S`` the
+    backbone's input size) and ``"availability"`` ``(batch, M)``.
+    Outputs: dict ``{"decision": (batch, num_classes), <modality>: (batch, num_classes), ...}``.
+
+    Raises:
+        ValueError: fewer than 2 modalities, bad channels, or bad common arguments.
+    """
+
+    def __init__(
+        self,
+        backbone,
+        modalities=None,
+        embracement_size: int = 4096,
+        decision_units=(1024, 256),
+        decision_dropout: float = 0.5,
+        decision_loss_weight: float = 1.0,
+        embracenet_inference: str = "expected",
+        normalization: str = "standardize",
+        num_classes: int = 2,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        modalities = dict(modalities or MODALITY_CHANNELS)
+        if len(modalities) < 2:
+            raise ValueError(f"MFFClassifier: needs at least 2 modalities, got {list(modalities)}")
+        check_common_arguments("MFFClassifier", num_classes, normalization)
+        if decision_loss_weight < 0:
+            raise ValueError(
+                f"MFFClassifier: decision_loss_weight must be >= 0, got {decision_loss_weight}"
+            )
+        image_size = backbone.image_shape[0]
+
+        # === Functional model ===
+        inputs = {name: modality_input(name, image_size, channels) for name, channels in modalities.items()}
+        inputs["availability"] = keras.Input(shape=(len(modalities),), name="availability")
+        features = []
+        outputs = {}
+        for name, channels in modalities.items():
+            x = apply_modality_preprocessing(inputs[name], channels, normalization, name=name)
+            modality_features = backbone(x)
+            features.append(modality_features)
+            outputs[name] = apply_softmax_head(modality_features, num_classes, name=f"{name}_predictions")
+        embraced = EmbraceNet(
+            embracement_size, inference=embracenet_inference, seed=seed, name="embracenet"
+        )(features, availabilities=inputs["availability"])
+        outputs = {
+            "decision": apply_decision_network(
+                embraced, decision_units, num_classes, decision_dropout, name="decision"
+            ),
+            **outputs,
+        }
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.backbone = backbone
+        self.modalities = modalities
+        self.embracement_size = embracement_size
+        self.decision_units = tuple(decision_units)
+        self.decision_dropout = decision_dropout
+        self.decision_loss_weight = decision_loss_weight
+        self.embracenet_inference = embracenet_inference
+        self.normalization = normalization
+        self.num_classes = num_classes
+        self.seed = seed
+        self._init_loss(
+            {**{name: 1.0 for name in modalities}, "decision": decision_loss_weight},
+            {name: column for column, name in enumerate(modalities)},
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            backbone=keras.layers.serialize(self.backbone),
+            modalities=dict(self.modalities),
+            embracement_size=self.embracement_size,
+            decision_units=list(self.decision_units),
+            decision_dropout=self.decision_dropout,
+            decision_loss_weight=self.decision_loss_weight,
+            embracenet_inference=self.embracenet_inference,
+            normalization=self.normalization,
+            num_classes=self.num_classes,
+            seed=self.seed,
+        )
+        return config

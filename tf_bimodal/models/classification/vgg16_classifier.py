@@ -1,0 +1,60 @@
+"""Single-modal VGG-16 classifier, Table 2 rows "VGG-16 (single)" (§3.3.2, §4.2.1)."""
+
+from __future__ import annotations
+
+import keras
+
+from tf_bimodal.models.classification.classifier_task import (
+    MODALITY_CHANNELS,
+    ClassifierTask,
+    apply_modality_preprocessing,
+    apply_softmax_head,
+    check_common_arguments,
+    modality_input,
+)
+
+
+@keras.saving.register_keras_serializable(package="tf_bimodal")
+class VGG16Classifier(ClassifierTask):
+    """VGG-16 on one modality with VGG's own softmax classifier layer (§3.3.2, Table 2).
+
+    Args:
+        backbone: a :class:`VGG16Backbone` (3-channel input).
+        modality: ``"bmode"`` (grey, repeated to RGB) or ``"semode"`` (RGB); the input name.
+        normalization: ``"standardize"`` or ``"caffe"`` (ImageNet weights).
+        num_classes: 2.
+
+    Inputs: ``{modality: (batch, S, S, channels)}`` (values in [0, 1]).
+    Outputs: ``{"decision": (batch, num_classes)}`` from the ``predictions`` layer.
+    """
+
+    def __init__(self, backbone, modality: str = "bmode", normalization: str = "standardize", num_classes: int = 2, **kwargs):
+        if modality not in MODALITY_CHANNELS:
+            raise ValueError(
+                f"VGG16Classifier: modality must be one of {tuple(MODALITY_CHANNELS)}, got {modality!r}"
+            )
+        check_common_arguments("VGG16Classifier", num_classes, normalization)
+        channels = MODALITY_CHANNELS[modality]
+
+        # === Functional model ===
+        inputs = {modality: modality_input(modality, backbone.image_shape[0], channels)}
+        x = apply_modality_preprocessing(inputs[modality], channels, normalization, name=modality)
+        outputs = {"decision": apply_softmax_head(backbone(x), num_classes, name="predictions")}
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.backbone = backbone
+        self.modality = modality
+        self.normalization = normalization
+        self.num_classes = num_classes
+        self._init_loss({"decision": 1.0})
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            backbone=keras.layers.serialize(self.backbone),
+            modality=self.modality,
+            normalization=self.normalization,
+            num_classes=self.num_classes,
+        )
+        return config

@@ -1,0 +1,1 @@
+"""Training: losses, metrics, callbacks and the per-fold training driver (paper §3.4)."""
