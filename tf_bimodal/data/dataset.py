@@ -121,3 +121,25 @@ def index_dataset(builder) -> DatasetIndex:
         has_semode=arrays["has_semode"].astype(bool),
         has_mask=arrays["has_mask"].astype(bool),
     )
+
+
+def load_arrays(ds: tf.data.Dataset, keys) -> dict:
+    """The ``keys`` of every example of ``ds`` as NumPy arrays, in dataset order.
+
+    Identifiers (``image_id``, ``patient_id``) are decoded to ``str``, ``label`` to int64.
+    The data sets of this package are small (hundreds of pairs), so training works on them
+    in memory.
+    """
+    keys = tuple(keys)
+    ds = ds.map(lambda example: {key: example[key] for key in keys})
+    columns = {key: [] for key in keys}
+    for batch in ds.batch(64).as_numpy_iterator():
+        for key in keys:
+            columns[key].append(batch[key])
+    arrays = {key: np.concatenate(values) for key, values in columns.items()}
+    for key in ("image_id", "patient_id"):
+        if key in arrays:
+            arrays[key] = np.array([value.decode() for value in arrays[key]])
+    if "label" in arrays:
+        arrays["label"] = arrays["label"].astype(np.int64)
+    return arrays

@@ -131,16 +131,7 @@ def _json_default(value):
 
 def load_arrays(ds: tf.data.Dataset) -> dict:
     """All examples of ``ds`` as NumPy arrays in dataset order (ids decoded to str)."""
-    ds = ds.map(lambda example: {key: example[key] for key in ARRAY_KEYS})
-    columns = {key: [] for key in ARRAY_KEYS}
-    for batch in ds.batch(64).as_numpy_iterator():
-        for key in ARRAY_KEYS:
-            columns[key].append(batch[key])
-    arrays = {key: np.concatenate(values) for key, values in columns.items()}
-    for key in ("image_id", "patient_id"):
-        arrays[key] = np.array([value.decode() for value in arrays[key]])
-    arrays["label"] = arrays["label"].astype(np.int64)
-    return arrays
+    return dataset_lib.load_arrays(ds, ARRAY_KEYS)
 
 
 def predicted_masks_path(output: str) -> str:
@@ -697,7 +688,8 @@ def evaluate_bmode_only(
         f"{' (SYNTHETIC)' if trained.get('synthetic') else ''}, evaluated on {dataset_name}"
         f"{' (SYNTHETIC)' if data.source == 'phantom' else ''} with B-mode only: "
         + ("SE-mode images exist but are hidden (availability 0)" if had_semode else "SE-mode unavailable (none exists)")
-        + ", so the fusion uses B-mode features alone; normal images excluded"
+        + (", so the fusion uses B-mode features alone" if model != "vgg16_bmode" else "")
+        + "; normal images excluded"
         + ("; each fold model sees only its own test images" if same_data else "")
     )
     log(label_text)

@@ -54,15 +54,8 @@ def _write_json(path, payload):
 
 
 def load_arrays(ds: tf.data.Dataset) -> dict:
-    """All examples of ``ds`` as NumPy arrays (dataset order): ids, images, mask, flags."""
-    ds = ds.map(lambda example: {key: example[key] for key in ARRAY_KEYS})
-    columns = {key: [] for key in ARRAY_KEYS}
-    for batch in ds.batch(64).as_numpy_iterator():
-        for key in ARRAY_KEYS:
-            columns[key].append(batch[key])
-    arrays = {key: np.concatenate(values) for key, values in columns.items()}
-    arrays["image_id"] = np.array([value.decode() for value in arrays["image_id"]])
-    return arrays
+    """All examples of ``ds`` as NumPy arrays in dataset order (ids decoded to str)."""
+    return dataset_lib.load_arrays(ds, ARRAY_KEYS)
 
 
 def resize_arrays(arrays: dict, size: int) -> dict:
