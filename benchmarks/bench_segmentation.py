@@ -17,7 +17,8 @@ memory figures belong to one model:
 * achieved FLOP/s (images/s x training FLOPs per image) as a fraction of the float32
   matmul peak measured in the same run: a 4096 x 4096 ``tf.matmul``, timed at the start,
   at the end and inside each model's process just before its steps; the peak is the best
-  of all of them, so that other load on a shared machine does not flatter the fraction;
+  of all of them, so that other load on a shared machine does not flatter the fraction
+  (the load average is recorded: on a shared machine every rate here is a lower bound);
 * with ``paper`` in ``--sizes``: the same fraction for single 3x3 convolutions of the
   model's shapes (forward + backward), the ceiling the whole model cannot pass.
 
@@ -64,20 +65,29 @@ def _current_rss_mib() -> float:
         return _rss_mib()
 
 
+class MatmulClock:
+    """Times a float32 ``size`` x ``size`` ``tf.matmul``: the reference rate of the machine."""
+
+    def __init__(self, size: int = 4096):
+        import tensorflow as tf
+
+        self.size = size
+        self.a = tf.random.normal((size, size))
+        self.b = tf.random.normal((size, size))
+        self.matmul = tf.function(lambda x, y: tf.matmul(x, y))
+        self.matmul(self.a, self.b).numpy()
+
+    def gflops(self) -> float:
+        """GFLOP/s of one matmul, now."""
+        start = time.perf_counter()
+        self.matmul(self.a, self.b).numpy()
+        return 2.0 * self.size**3 / (time.perf_counter() - start) / 1e9
+
+
 def matmul_peak_gflops(size: int = 4096, repeats: int = 20) -> float:
     """float32 ``tf.matmul`` throughput of two ``size`` x ``size`` matrices, best of runs."""
-    import tensorflow as tf
-
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
-    matmul = tf.function(lambda x, y: tf.matmul(x, y))
-    matmul(a, b).numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul(a, b).numpy()
-        best = min(best, time.perf_counter() - start)
-    return 2.0 * size**3 / best / 1e9
+    clock = MatmulClock(size)
+    return max(clock.gflops() for _ in range(repeats))
 
 
 CONV_PROBES = (
@@ -114,12 +124,12 @@ def conv_probe(batch: int, repeats: int = 3) -> list:
             return [loss] + tape.gradient(loss, [x, kernel])
 
         step(x)
+        flops = 3 * 2 * 9 * channels_in * channels_out * size * size * batch
         best = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
             [value.numpy() for value in step(x)]
             best = min(best, time.perf_counter() - start)
-        flops = 3 * 2 * 9 * channels_in * channels_out * size * size * batch
         rows.append({"size": size, "channels_in": channels_in, "channels_out": channels_out,
                      "gflops_per_second": flops / best / 1e9})
     return rows
@@ -176,7 +186,8 @@ def bench_one(model_name: str, size_name: str, batch: int, steps: int) -> dict:
 
     config = segmentation_preset(size_name)
     size = config.image_size
-    local_peak = matmul_peak_gflops(repeats=5)
+    clock = MatmulClock()
+    local_peak = max(clock.gflops() for _ in range(5))
     rss_before = _current_rss_mib()
     keras.utils.set_random_seed(0)
     model = compile_segmenter(build_segmenter(model_name, config), config)
@@ -190,12 +201,12 @@ def bench_one(model_name: str, size_name: str, batch: int, steps: int) -> dict:
     start = time.perf_counter()
     model.train_on_batch(inputs, masks)
     warmup_seconds = time.perf_counter() - start
+    forward = analytic_forward_flops(model)
     start = time.perf_counter()
     for _ in range(steps):
         model.train_on_batch(inputs, masks)
     seconds = time.perf_counter() - start
 
-    forward = analytic_forward_flops(model)
     specs = [
         tf.TensorSpec((1, size, size, MODALITY_CHANNELS[key]), tf.float32, name=key)
         for key in MODEL_INPUTS[model_name]
@@ -283,6 +294,8 @@ def main(argv=None):
         print(f"{result['size']:>5} {result['model']:<17} {100 * result['fraction_of_matmul_peak']:5.1f} % of peak")
     for row in probes:
         row["fraction_of_matmul_peak"] = row["gflops_per_second"] / peak
+        print(f"3x3 conv {row['size']:>3}px {row['channels_in']:>4} -> {row['channels_out']:>4} ch "
+              f"{100 * row['fraction_of_matmul_peak']:5.1f} % of peak")
     report = {
         "matmul_peak_gflops_per_second": peak,
         "cpu_count": os.cpu_count(),

@@ -140,3 +140,10 @@ def test_predicted_crop_reads_the_segmentation_masks(tiny_data, tmp_path):
     summary = run_classification("vgg16_semode", tiny_data, SplitConfig(num_folds=3), preset=TINY_PRESET,
                                  crop="predicted", output=str(tmp_path), log=lambda _: None)
     assert summary["crop"]["masks"].endswith("predicted_masks.npz")
+
+
+def test_semode_models_refuse_bmode_only_data(busi_sample_dir, tmp_path):
+    busi = DataConfig(source="busi", manual_dir=busi_sample_dir, image_size=64, data_dir=str(tmp_path / "tfds"))
+    with pytest.raises(ValueError, match="has none"):
+        run_classification("mff", busi, SplitConfig(num_folds=3), preset=TINY_PRESET, crop="manual",
+                           output=str(tmp_path / "runs"), log=lambda _: None)
