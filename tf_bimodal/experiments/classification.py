@@ -38,6 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_bimodal.experiments.common import SYNTHETIC_NOTICE, write_json
 from tf_bimodal.config import (
     CLASSIFICATION_CROPS,
     CLASSIFICATION_MODELS,
@@ -71,11 +72,6 @@ from tf_bimodal.models.classification.factory import (
 )
 from tf_bimodal.training.callbacks import ProgressLogger
 
-SYNTHETIC_NOTICE = (
-    "SYNTHETIC PHANTOM: these images are simulated (tf_bimodal.data.phantom), not patient "
-    "data; results on them say nothing about clinical performance."
-)
-
 SEGMENTATION_MODEL_FOR_CROPS = "w_mm_unet"
 PREDICTED_MASKS_FILE = "predicted_masks.npz"
 ARRAY_KEYS = ("image_id", "patient_id", "label", "bmode", "semode", "mask", "has_semode", "has_mask")
@@ -104,26 +100,9 @@ def crop_margin(data: DataConfig, crop_config: CropConfig | None = None) -> int:
     return int(round(crop_config.margin * data.image_size / DEFAULT_IMAGE_SIZE))
 
 
-def _write_json(path, payload):
-    tmp_path = path + ".tmp"
-    with open(tmp_path, "w") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True, default=_json_default)
-    os.replace(tmp_path, path)
-
-
 def _read_json(path):
     with open(path) as handle:
         return json.load(handle)
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 # --------------------------------------------------------------------------- data
@@ -441,8 +420,8 @@ def _run_fold(model, config, arrays, parts, crop_config, fold_dir, label, loader
         "backbone_weights": records,
         "seconds": round(time.time() - fold_started, 1),
     }
-    _write_json(os.path.join(fold_dir, "metrics.json"), result)
-    _write_json(
+    write_json(os.path.join(fold_dir, "metrics.json"), result)
+    write_json(
         os.path.join(fold_dir, "config.json"),
         {**fold_config, "normalization": normalization, "backbone_weights": records},
     )
@@ -596,7 +575,7 @@ def run_classification(
             "backbone_weights": {key: backbone_weights[key] for key in ("requested", "used", "reason")},
         },
     }
-    _write_json(os.path.join(model_dir, "summary.json"), summary)
+    write_json(os.path.join(model_dir, "summary.json"), summary)
     log(f"{model}: patient-wise over {num_folds} folds: "
         + ", ".join(f"{name} {_percent(patient_summary[name])}" for name in METRIC_NAMES)
         + f" (total {total_seconds:.0f} s)")
@@ -746,5 +725,5 @@ def evaluate_bmode_only(
     }
     out_dir = os.path.join(output, model, f"bmode_only_{dataset_name}")
     os.makedirs(out_dir, exist_ok=True)
-    _write_json(os.path.join(out_dir, "summary.json"), summary)
+    write_json(os.path.join(out_dir, "summary.json"), summary)
     return summary

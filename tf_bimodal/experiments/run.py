@@ -9,31 +9,18 @@ Output layout (segmenters and classifiers add ``<output>/<model>/``, see their m
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tf_bimodal.experiments.common import SYNTHETIC_NOTICE, write_json
 from tf_bimodal.config import CLASSIFICATION_MODELS, SEGMENTATION_MODELS, DataConfig, SplitConfig, to_dict
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import splits as splits_lib
 from tf_bimodal.data.schema import LABELS
 from tf_bimodal.data.visualize import save_examples_figure
-
-SYNTHETIC_NOTICE = (
-    "SYNTHETIC PHANTOM: these images are simulated (tf_bimodal.data.phantom), not patient "
-    "data; results on them say nothing about clinical performance."
-)
-
-
-def _write_json(path, payload):
-    tmp_path = path + ".tmp"
-    with tf.io.gfile.GFile(tmp_path, "w") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-    tf.io.gfile.rename(tmp_path, path, overwrite=True)
-
 
 def dataset_title(data: DataConfig) -> str:
     """A one-line description of the data, marking synthetic data as such."""
@@ -95,7 +82,7 @@ def describe_data(data: DataConfig, split: SplitConfig, output: str, log=print) 
         ],
         prepare_seconds=round(time.time() - started, 1),
     )
-    _write_json(os.path.join(folder, "summary.json"), summary)
+    write_json(os.path.join(folder, "summary.json"), summary)
 
     log(f"  images {summary['num_images']}, patients {summary['num_patients']}, "
         f"image size {data.image_size}x{data.image_size}")

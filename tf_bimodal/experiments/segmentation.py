@@ -13,7 +13,6 @@ Table 1 on every fold of the patient-level splits and writes::
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -21,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_bimodal.experiments.common import SYNTHETIC_NOTICE, write_json
 from tf_bimodal.config import AugmentConfig, DataConfig, SegmentationConfig, SplitConfig, segmentation_preset, to_dict
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import pipeline
@@ -36,21 +36,9 @@ from tf_bimodal.models.segmentation.factory import MODEL_INPUTS, build_segmenter
 from tf_bimodal.training.metrics import mean_scores
 from tf_bimodal.training.segmentation import MONITOR, compile_segmenter, fit_segmenter
 
-SYNTHETIC_NOTICE = (
-    "SYNTHETIC PHANTOM: these images are simulated (tf_bimodal.data.phantom), not patient "
-    "data; results on them say nothing about clinical performance."
-)
-
 ARRAY_KEYS = ("image_id", "bmode", "semode", "mask", "has_semode", "has_mask")
 
 PREDICTION_BATCH = 16
-
-
-def _write_json(path, payload):
-    tmp_path = path + ".tmp"
-    with open(tmp_path, "w") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-    os.replace(tmp_path, path)
 
 
 def load_arrays(ds: tf.data.Dataset) -> dict:
@@ -278,7 +266,7 @@ def run_segmentation(
             "seconds": round(seconds, 1),
         }
         fold_results.append(result)
-        _write_json(os.path.join(fold_dir, "metrics.json"), result)
+        write_json(os.path.join(fold_dir, "metrics.json"), result)
         test_text = " ".join(f"{n} {v:.3f}" for n, v in (test_scores or {}).items())
         log(f"{label}: best epoch {training['best_epoch']} (val dice {training['best_val_dice']:.3f}), "
             f"test {test_text} (fold {seconds:.0f} s, elapsed {time.time() - started:.0f} s)")
@@ -353,7 +341,7 @@ def run_segmentation(
             "fold_seconds": [round(s, 1) for s in fold_seconds],
         },
     }
-    _write_json(os.path.join(model_dir, "summary.json"), summary)
+    write_json(os.path.join(model_dir, "summary.json"), summary)
     if summary_scores:
         text = ", ".join(f"{n} {v['mean']:.3f} ± {v['sd'] if v['sd'] is not None else float('nan'):.3f}"
                          for n, v in summary_scores.items())
