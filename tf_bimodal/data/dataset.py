@@ -105,19 +105,11 @@ def index_dataset(builder) -> DatasetIndex:
     image_keys = ("bmode", "semode", "mask")
     decoders = {key: tfds.decode.SkipDecoding() for key in image_keys}
     ds = builder.as_dataset(split="train", shuffle_files=False, decoders=decoders)
-    keys = ("image_id", "patient_id", "label", "has_semode", "has_mask")
-    ds = ds.map(lambda example: {key: example[key] for key in keys})
-    columns = {key: [] for key in keys}
-    for batch in ds.batch(1024).as_numpy_iterator():
-        for key in keys:
-            columns[key].append(batch[key])
-    arrays = {key: np.concatenate(values) if values else np.array([]) for key, values in columns.items()}
-    for key in ("image_id", "patient_id"):
-        arrays[key] = np.array([value.decode() for value in arrays[key]])
+    arrays = load_arrays(ds, ("image_id", "patient_id", "label", "has_semode", "has_mask"))
     return DatasetIndex(
         image_ids=arrays["image_id"],
         patient_ids=arrays["patient_id"],
-        labels=arrays["label"].astype(np.int64),
+        labels=arrays["label"],
         has_semode=arrays["has_semode"].astype(bool),
         has_mask=arrays["has_mask"].astype(bool),
     )
