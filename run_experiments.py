@@ -2,8 +2,11 @@
 
 Examples:
     python run_experiments.py                       # prepare and describe the synthetic phantom
+    python run_experiments.py --model mff           # W-MM-U-Net -> fold-union crops -> MFF, report
+    python run_experiments.py --model all --preset cpu    # Tables 1 and 2, under an hour on a CPU
     python run_experiments.py --model w_mm_unet --preset quick
-    python run_experiments.py --model mff --crop manual --preset quick
+    python run_experiments.py --model mff --crop manual
+    python run_experiments.py --model grid_search   # learning rate x batch x loss (Table S4)
     python run_experiments.py --data busi --manual-dir /path/to/BUSI
     python run_experiments.py --data clinical --manual-dir /path/to/folder_with_manifest.csv
 """
@@ -19,26 +22,31 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 from tf_bimodal.config import (
     CLASSIFICATION_CROPS,
     CLASSIFICATION_MODELS,
-    CLASSIFICATION_PRESETS,
     DATA_SOURCES,
+    PRESETS,
     SEGMENTATION_MODELS,
-    SEGMENTATION_PRESETS,
     DataConfig,
     SplitConfig,
 )
+
+REQUESTS = SEGMENTATION_MODELS + CLASSIFICATION_MODELS + ("table1", "table2", "all", "grid_search")
 
 
 def parse_args(argv=None):
     defaults_data = DataConfig()
     defaults_split = SplitConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=SEGMENTATION_MODELS + CLASSIFICATION_MODELS, default=None,
-                        help="model to cross-validate (Table 1 segmenters, Table 2 classifiers); "
+    parser.add_argument("--model", choices=REQUESTS, default=None, metavar="MODEL",
+                        help="a Table 1 segmenter (" + ", ".join(SEGMENTATION_MODELS) + "), a Table 2 classifier ("
+                             + ", ".join(CLASSIFICATION_MODELS) + "), table1, table2, all or grid_search; "
                              "without it the data set is prepared and described")
-    parser.add_argument("--preset", choices=sorted(set(SEGMENTATION_PRESETS) | set(CLASSIFICATION_PRESETS)),
-                        default="quick", help="hyperparameters: quick (CPU-sized) or paper (default: %(default)s)")
+    parser.add_argument("--preset", choices=(*PRESETS, "auto"), default="auto",
+                        help="sizes and hyperparameters: paper (a GPU), cpu (Tables 1-2 in under an hour on "
+                             "2 cores), quick (minutes, smoke runs) or auto: paper with a GPU, else cpu "
+                             "(default: %(default)s)")
     parser.add_argument("--crop", choices=CLASSIFICATION_CROPS, default="predicted",
-                        help="classifiers: crop with W-MM-U-Net's masks, the ground-truth masks, or not at all")
+                        help="a single classifier: crop with W-MM-U-Net's masks (trained first if needed), the "
+                             "ground-truth masks, or not at all (default: %(default)s)")
     parser.add_argument("--data", choices=DATA_SOURCES, default=defaults_data.source,
                         help="data source (default: %(default)s, synthetic, needs no files)")
     parser.add_argument("--manual-dir", default=None,
@@ -50,12 +58,15 @@ def parse_args(argv=None):
                         help="patient-level K folds, or the paper's 137/34/41 split")
     parser.add_argument("--num-folds", type=int, default=defaults_split.num_folds)
     parser.add_argument("--seed", type=int, default=defaults_split.seed, help="seed of the splits")
-    parser.add_argument("--output", default="runs", help="results folder (default: %(default)s)")
+    parser.add_argument("--output", default="runs",
+                        help="results folder; an experiment goes to <output>/<dataset>-<preset>/ "
+                             "(default: %(default)s)")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines appear at once, also through a pipe
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.ERROR)
@@ -66,10 +77,15 @@ def main(argv=None):
         data = DataConfig(source=args.data, image_size=args.image_size,
                           manual_dir=args.manual_dir, data_dir=args.data_dir)
         split = SplitConfig(scheme=args.split, num_folds=args.num_folds, seed=args.seed)
-        run(model=args.model, data=data, split=split, preset=args.preset, crop=args.crop, output=args.output)
-    except (DataError, ValueError) as error:
+        run(model=args.model, data=data, split=split, preset=args.preset, crop=args.crop, output=args.output,
+            command=" ".join(["python run_experiments.py", *(argv if argv is not None else sys.argv[1:])]))
+    except (DataError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to go on (finished folds are kept, an unfinished "
+              "fold resumes from its last epoch)", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -90,7 +90,7 @@ def test_run_classification_end_to_end(tiny_data, tmp_path, no_network):
     lines = []
     summary = run_classification("mff", tiny_data, SplitConfig(num_folds=3), preset=TINY_PRESET, crop="manual",
                                  output=output, log=lines.append)
-    model_dir = tmp_path / "runs" / "mff"
+    model_dir = tmp_path / "runs" / "mff_crop_manual"
     on_disk = json.loads((model_dir / "summary.json").read_text())
     for name in METRICS:
         assert set(on_disk[name]) >= {"mean", "sd"}, name
@@ -115,7 +115,15 @@ def test_run_classification_end_to_end(tiny_data, tmp_path, no_network):
         assert all(0.0 <= float(row["probability_malignant"]) <= 1.0 for row in rows)
     assert any("SYNTHETIC PHANTOM" in line for line in lines)
     assert any("QUICK PRESET" in line for line in lines)
-    assert any("mff fold 1 (2/3) epoch 1/1" in line and "elapsed" in line for line in lines)
+    assert any("mff_crop_manual fold 1 (2/3) epoch 1/1" in line and "left" in line for line in lines)
+
+    # Same settings again: the finished run is reused, nothing is retrained.
+    again = []
+    reused = run_classification("mff", tiny_data, SplitConfig(num_folds=3), preset=TINY_PRESET, crop="manual",
+                                output=output, log=again.append)
+    assert reused["cache_key"] == on_disk["cache_key"] and reused["accuracy"] == on_disk["accuracy"]
+    assert any("reusing the finished run" in line for line in again)
+    assert not any(" epoch 1/" in line for line in again)
 
     # The trained MFF classifies B-mode-only examples through EmbraceNet's availability.
     bmode_only = evaluate_bmode_only("mff", tiny_data, trained_output=output, crop="manual", log=lambda _: None)

@@ -175,8 +175,11 @@ def test_fold_union_rejects_probabilities():
 
 
 def test_mean_and_sample_sd_over_folds():
-    assert mean_sd([0.7, 0.8, 0.9]) == pytest.approx({"mean": 0.8, "sd": 0.1})
-    assert mean_sd([0.5]) == {"mean": 0.5, "sd": None}
+    result = mean_sd([0.7, 0.8, 0.9])
+    assert result["mean"] == pytest.approx(0.8) and result["values"] == pytest.approx([0.7, 0.8, 0.9])
+    assert result["sd"] == pytest.approx(np.sqrt(2 / 300))  # population SD, as Table 2
+    single = mean_sd([0.5])
+    assert single["mean"] == 0.5 and single["sd"] == 0.0
     summary = summarise_folds([{name: 0.5 for name in METRIC_NAMES}, {name: 0.7 for name in METRIC_NAMES}])
     assert set(summary) == set(METRIC_NAMES)
     assert summary["dice"]["mean"] == pytest.approx(0.6)

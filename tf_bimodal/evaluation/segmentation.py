@@ -17,10 +17,13 @@ import os
 
 import numpy as np
 
+from tf_bimodal.evaluation.classification import mean_sd as classification_mean_sd
 from tf_bimodal.training.metrics import METRIC_NAMES, mean_scores
 
-SD_DDOF = 1
-"""The SD over folds is the sample standard deviation (``ddof=1``)."""
+SD_DDOF = 0
+"""The SD over folds is the population SD (``ddof=0``), as for the classifiers: it is what
+reproduces the paper's Table 2 (see :mod:`tf_bimodal.evaluation.classification`), and one
+convention serves both tables."""
 
 PREDICTED_MASKS_FILE = "predicted_masks.npz"
 
@@ -55,12 +58,14 @@ def fold_union(binary_masks) -> np.ndarray:
 
 
 def mean_sd(values) -> dict:
-    """``{"mean", "sd"}`` of per-fold values; SD with ``ddof=1`` (None for a single fold)."""
+    """``{"mean", "sd", "values", "nan"}`` of per-fold values, population SD (``ddof=0``).
+
+    The per-fold values are kept for the paired t-tests of the report.
+    """
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         raise ValueError("mean_sd: needs at least one value")
-    sd = float(np.std(values, ddof=SD_DDOF)) if values.size > SD_DDOF else None
-    return {"mean": float(np.mean(values)), "sd": sd}
+    return classification_mean_sd(values.tolist())
 
 
 def summarise_folds(fold_scores) -> dict:

@@ -1,7 +1,9 @@
 """The classification experiment: Table 2 (paper §3.3, §3.4, §4.2).
 
 ``run_classification(model, data, split, preset, crop, output)`` trains one classifier of
-Table 2 on every fold of the patient-level splits and writes::
+Table 2 on every fold of the patient-level splits and writes into ``<output>/<run>/``, where
+``<run>`` is the model's name for W-MM-U-Net crops and ``<model>_crop_<crop>`` otherwise
+(``tf_bimodal.config.classification_run_name``)::
 
     <output>/data/<dataset>/splits.json        the folds (shared by every model, made once)
     <output>/<model>/summary.json              patient-wise mean ± SD over folds (main numbers),
@@ -13,6 +15,11 @@ Table 2 on every fold of the patient-level splits and writes::
     <output>/<model>/fold_<k>/history.csv      the per-epoch training log
     <output>/<model>/fold_<k>/config.json      the fold's full configuration
     <output>/<model>/fold_<k>/model.keras      the fold model (best validation-loss epoch)
+    <output>/<model>/run.json                  the settings' cache key
+
+A second run with the same settings (and, for predicted crops, the same masks) reuses
+``summary.json``; after an interruption it reuses the finished folds and resumes the
+unfinished one from its last epoch.
 
 Protocol per fold: train on the fold's training images, keep the weights of the epoch with
 the lowest validation loss, choose the decision threshold on the validation images by the
@@ -38,13 +45,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_bimodal.experiments.common import SYNTHETIC_NOTICE, write_json
+from tf_bimodal.experiments.common import (
+    SYNTHETIC_NOTICE,
+    cache_key,
+    data_identity,
+    finished_fold,
+    reusable_summary,
+    start_run_dir,
+    write_json,
+)
 from tf_bimodal.config import (
     CLASSIFICATION_CROPS,
     CLASSIFICATION_MODELS,
     AugmentConfig,
     ClassificationConfig,
     CropConfig,
+    classification_run_name,
     DataConfig,
     SplitConfig,
     classification_preset,
@@ -70,7 +86,7 @@ from tf_bimodal.models.classification.factory import (
     build_classifier,
     model_input_keys,
 )
-from tf_bimodal.training.callbacks import ProgressLogger
+from tf_bimodal.training.callbacks import ProgressLogger, has_backup, resumable_callbacks
 
 SEGMENTATION_MODEL_FOR_CROPS = "w_mm_unet"
 PREDICTED_MASKS_FILE = "predicted_masks.npz"
@@ -83,11 +99,11 @@ PREDICTION_BATCH = 32
 
 
 def preset_notice(config: ClassificationConfig) -> str | None:
-    """A warning line for settings far from the paper's (the ``quick`` preset)."""
-    if config.preset != "quick":
+    """A warning line for settings far from the paper's (the ``cpu`` and ``quick`` presets)."""
+    if config.preset not in ("cpu", "quick"):
         return None
     return (
-        f"QUICK PRESET: a narrow VGG-16 (filters {list(config.stackwise_num_filters)}, "
+        f"{config.preset.upper()} PRESET: a narrow VGG-16 (filters {list(config.stackwise_num_filters)}, "
         f"{config.fc_units}-d features), {config.input_size}-pixel inputs, at most "
         f"{config.epochs} epochs, backbone weights {config.backbone_weights!r}: a smoke "
         "setting for a CPU, not the paper's (336 px, 4096-d, ImageNet VGG-16)"
@@ -285,6 +301,28 @@ def _write_predictions(path, parts: dict, threshold: float):
                 )
 
 
+def read_test_predictions(fold_dir: str) -> dict:
+    """The test rows of a finished fold's ``predictions.csv``: labels and probabilities."""
+    labels, probabilities = [], []
+    with open(os.path.join(fold_dir, "predictions.csv")) as handle:
+        for row in csv.DictReader(handle):
+            if row["split"] == "test":
+                labels.append(int(row["label"]))
+                probabilities.append(float(row["probability_malignant"]))
+    return {"label": np.asarray(labels, np.int64), "probability": np.asarray(probabilities, np.float64)}
+
+
+def _masks_fingerprint(path: str) -> str:
+    """A hash of the masks file, so classifiers cropped with other masks are not reused."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def _usable(arrays: dict, model: str) -> tuple[np.ndarray, dict]:
     """Boolean mask of the images the binary task of ``model`` can use, and the counts left out."""
     binary = np.isin(arrays["label"], BINARY_CLASSES)
@@ -380,18 +418,21 @@ def _run_fold(model, config, arrays, parts, crop_config, fold_dir, label, loader
         modality_dropout=config.modality_dropout if model in AVAILABILITY_MODELS else 0.0, seed=seed,
     )
     val_ds = classification_dataset(arrays, parts["val"], input_keys, config.input_size, crop_config)
-    callbacks = [
-        # Model selection: the weights of the epoch with the lowest validation loss.
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
-        ),
-        keras.callbacks.CSVLogger(os.path.join(fold_dir, "history.csv")),
+    # Model selection: the weights of the epoch with the lowest validation loss; the fit
+    # resumes from its last epoch if the run was interrupted.
+    resuming = has_backup(fold_dir)
+    callbacks, early_stopping = resumable_callbacks(
+        fold_dir, monitor="val_loss", patience=config.early_stopping_patience
+    )
+    callbacks += [
+        keras.callbacks.CSVLogger(os.path.join(fold_dir, "history.csv"), append=resuming),
         ProgressLogger(label, config.epochs, log=log),
     ]
-    history = classifier.fit(
+    classifier.fit(
         train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=0
     )
-    val_losses = history.history.get("val_loss", [])
+    if early_stopping.resumed_from is not None:
+        log(f"{label}: resumed an interrupted fit at epoch {early_stopping.resumed_from + 1}")
 
     predictions = {
         part: predict_probabilities(
@@ -414,17 +455,19 @@ def _run_fold(model, config, arrays, parts, crop_config, fold_dir, label, loader
         "threshold": threshold,
         "num_images": {part: len(ids) for part, ids in parts.items()},
         "num_patients": {part: len(set(predictions[part]["patient_id"])) for part in ("val", "test")},
-        "best_epoch": int(np.argmin(val_losses)) + 1 if val_losses else None,
-        "epochs_run": len(history.history.get("loss", [])),
+        "cache_key": fold_config["cache_key"],
+        "best_epoch": int(early_stopping.best_epoch) + 1,
+        "epochs_run": int(early_stopping.last_epoch) + 1,
+        "resumed_from_epoch": None if early_stopping.resumed_from is None else early_stopping.resumed_from + 1,
         "normalization": normalization,
         "backbone_weights": records,
         "seconds": round(time.time() - fold_started, 1),
     }
-    write_json(os.path.join(fold_dir, "metrics.json"), result)
     write_json(
         os.path.join(fold_dir, "config.json"),
         {**fold_config, "normalization": normalization, "backbone_weights": records},
     )
+    write_json(os.path.join(fold_dir, "metrics.json"), result)  # last: marks the fold finished
     return result, test
 
 
@@ -508,9 +551,20 @@ def run_classification(
         if count:
             log(f"  excluded {count} images: {reason}")
 
-    model_dir = os.path.join(output, model)
-    os.makedirs(model_dir, exist_ok=True)
+    run_name = classification_run_name(model, crop)
+    model_dir = os.path.join(output, run_name)
+    key = cache_key({
+        "step": "classification", "model": model, "crop": crop, "config": to_dict(config),
+        "data": data_identity(data), "split": to_dict(split), "dataset_version": str(info.version),
+        "masks": _masks_fingerprint(crop_record["masks"]) if crop == "predicted" else None,
+    })
+    done = reusable_summary(model_dir, key)
+    if done is not None:
+        log(f"{run_name}: reusing the finished run in {model_dir} (same settings, cache key {key})")
+        return {**done, "reused": True}
+    start_run_dir(model_dir, key, {"model": model, "crop": crop, "preset": config.preset}, log=log)
     loader = _CachedImagenet()
+    reused_folds = []
     fold_results, roc_curves = [], {}
     num_folds = len(splits)
     for fold_number, fold in enumerate(splits):
@@ -521,10 +575,18 @@ def run_classification(
                 f"fold {k}: after exclusions it has {', '.join(f'{len(v)} {p}' for p, v in parts.items())} "
                 "images; every part needs at least one"
             )
-        label = f"{model} fold {k} ({fold_number + 1}/{num_folds})"
+        label = f"{run_name} fold {k} ({fold_number + 1}/{num_folds})"
+        fold_dir = os.path.join(model_dir, f"fold_{k}")
+        result = finished_fold(fold_dir, key)
+        if result is not None:
+            fold_results.append(result)
+            roc_curves[f"fold {k}"] = tuple(read_test_predictions(fold_dir).values())
+            reused_folds.append(k)
+            log(f"{label}: finished earlier, reusing {fold_dir}")
+            continue
         result, test = _run_fold(
-            model, config, arrays, parts, crop_config, os.path.join(model_dir, f"fold_{k}"), label, loader, log,
-            fold_config={"model": model, "fold": k, "classification": to_dict(config), "data": to_dict(data),
+            model, config, arrays, parts, crop_config, fold_dir, label, loader, log,
+            fold_config={"model": model, "fold": k, "cache_key": key, "classification": to_dict(config), "data": to_dict(data),
                          "split": to_dict(split), "crop": crop_record},
         )
         fold_results.append(result)
@@ -532,7 +594,8 @@ def run_classification(
         patient = result["patient_wise"]
         log(f"{label}: threshold {result['threshold']['threshold']:.3f}, best epoch {result['best_epoch']}; "
             "test patient-wise " + " ".join(f"{name} {patient[name]:.3f}" for name in METRIC_NAMES)
-            + f" (fold {result['seconds']:.0f} s, elapsed {time.time() - started:.0f} s)")
+            + f" (fold {result['seconds']:.0f} s, elapsed {time.time() - started:.0f} s, "
+            f"{num_folds - fold_number - 1} folds left, about {(num_folds - fold_number - 1) * result['seconds']:.0f} s)")
 
     patient_summary = summarize_folds([r["patient_wise"] for r in fold_results])
     image_summary = summarize_folds([r["image_wise"] for r in fold_results])
@@ -542,6 +605,8 @@ def run_classification(
     total_seconds = time.time() - started
     summary = {
         "model": model,
+        "run": run_name,
+        "cache_key": key,
         "description": MODEL_DESCRIPTIONS[model],
         "dataset": f"bimodal_breast_us/{dataset_name}",
         "dataset_version": str(info.version),
@@ -559,12 +624,14 @@ def run_classification(
         "crop": crop_record,
         "excluded_images": excluded,
         "folds": [
-            {key: r[key] for key in ("fold", "num_images", "num_patients", "best_epoch", "epochs_run", "seconds")}
+            {name: r.get(name) for name in ("fold", "num_images", "num_patients", "best_epoch", "epochs_run",
+                                            "resumed_from_epoch", "seconds")}
             for r in fold_results
         ],
         "timing": {
             "total_seconds": round(total_seconds, 1),
             "fold_seconds": [r["seconds"] for r in fold_results],
+            "reused_folds": reused_folds,
         },
         "roc_figure": roc_path,
         "config": {
@@ -572,11 +639,11 @@ def run_classification(
             "data": to_dict(data),
             "split": to_dict(split),
             "normalization": fold_results[0]["normalization"],
-            "backbone_weights": {key: backbone_weights[key] for key in ("requested", "used", "reason")},
+            "backbone_weights": {name: backbone_weights[name] for name in ("requested", "used", "reason")},
         },
     }
     write_json(os.path.join(model_dir, "summary.json"), summary)
-    log(f"{model}: patient-wise over {num_folds} folds: "
+    log(f"{run_name}: patient-wise over {num_folds} folds: "
         + ", ".join(f"{name} {_percent(patient_summary[name])}" for name in METRIC_NAMES)
         + f" (total {total_seconds:.0f} s)")
     log(f"Wrote {os.path.join(model_dir, 'summary.json')} and {roc_path}")
@@ -612,10 +679,11 @@ def evaluate_bmode_only(
     crop: str = "manual",
     output: str | None = None,
     log=print,
+    trained_run: str | None = None,
 ) -> dict:
     """Evaluate trained fold models on B-mode-only data such as BUSI (§3.3.1, missing modality).
 
-    Each fold model in ``<trained_output>/<model>/fold_<k>/model.keras`` (trained on B-mode +
+    Each fold model in ``<trained_output>/<trained_run>/fold_<k>/model.keras`` (trained on B-mode +
     SE-mode) classifies every benign / malignant image of ``data`` (only its own test images
     when ``data`` is the data set it was trained on) from its B-mode image alone: the SE-mode input is zero and marked unavailable, so EmbraceNet builds the fused
     vector from B-mode features only (``mff``; ``mff_early`` / ``mff_late`` vote with the
@@ -631,7 +699,9 @@ def evaluate_bmode_only(
         crop: ``"manual"`` (BUSI's ground-truth masks), ``"none"``, or ``"predicted"``
             (``<output>/w_mm_unet/predicted_masks.npz`` made for ``data``).
         output: results folder for this evaluation (default ``trained_output``); the summary
-            goes to ``<output>/<model>/bmode_only_<dataset>/summary.json``.
+            goes to ``<output>/<trained_run>/bmode_only_<dataset>/summary.json``.
+        trained_run: the trained run's folder name (default: the model trained with the
+            same ``crop``, ``classification_run_name(model, crop)``).
         log: where progress lines go.
 
     Returns:
@@ -648,7 +718,8 @@ def evaluate_bmode_only(
         )
     started = time.time()
     output = output or trained_output
-    model_dir = os.path.join(trained_output, model)
+    trained_run = trained_run or classification_run_name(model, crop)
+    model_dir = os.path.join(trained_output, trained_run)
     fold_dirs = sorted(
         os.path.join(model_dir, name) for name in os.listdir(model_dir) if name.startswith("fold_")
     ) if os.path.isdir(model_dir) else []
@@ -723,7 +794,7 @@ def evaluate_bmode_only(
         "crop": crop_record,
         "seconds": round(time.time() - started, 1),
     }
-    out_dir = os.path.join(output, model, f"bmode_only_{dataset_name}")
+    out_dir = os.path.join(output, trained_run, f"bmode_only_{dataset_name}")
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, "summary.json"), summary)
     return summary

@@ -1,6 +1,7 @@
 """The experiment runner behind ``run_experiments.py``.
 
-Output layout (segmenters and classifiers add ``<output>/<model>/``, see their modules)::
+Output layout (experiments add ``<output>/<dataset>-<preset>/``, see
+:mod:`tf_bimodal.experiments.protocol`)::
 
     <output>/data/<dataset>/summary.json   counts per class, availability of SE and masks
     <output>/data/<dataset>/splits.json    the patient-level folds, made once and reused
@@ -16,11 +17,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tf_bimodal.experiments.common import SYNTHETIC_NOTICE, write_json
-from tf_bimodal.config import CLASSIFICATION_MODELS, SEGMENTATION_MODELS, DataConfig, SplitConfig, to_dict
+from tf_bimodal.config import CLASSIFICATION_MODELS, PRESETS, SEGMENTATION_MODELS, DataConfig, SplitConfig, to_dict
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import splits as splits_lib
 from tf_bimodal.data.schema import LABELS
 from tf_bimodal.data.visualize import save_examples_figure
+from tf_bimodal.experiments.protocol import EXPERIMENTS, run_protocol
 
 def dataset_title(data: DataConfig) -> str:
     """A one-line description of the data, marking synthetic data as such."""
@@ -105,43 +107,56 @@ def describe_data(data: DataConfig, split: SplitConfig, output: str, log=print) 
     return summary
 
 
+def resolve_preset(preset: str, log=print) -> str:
+    """``auto`` becomes ``paper`` when TensorFlow sees a GPU and ``cpu`` otherwise."""
+    if preset != "auto":
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {PRESETS} or 'auto', got {preset!r}")
+        return preset
+    gpus = tf.config.list_physical_devices("GPU")
+    chosen = "paper" if gpus else "cpu"
+    log(f"Preset auto: {chosen} ({len(gpus)} GPU{'s' * (len(gpus) != 1)} found)")
+    return chosen
+
+
 def run(
     model: str | None = None,
     data: DataConfig | None = None,
     split: SplitConfig | None = None,
-    preset: str = "quick",
+    preset: str = "auto",
     crop: str = "predicted",
     output: str = "runs",
+    command: str | None = None,
     log=print,
 ) -> dict:
-    """Run one experiment: describe the data, or cross-validate one model of Table 1 or 2.
+    """Run one request: describe the data, or run part or all of the paper's protocol.
 
     Args:
-        model: ``None`` (prepare and describe the data set), a segmenter of Table 1
-            (``SEGMENTATION_MODELS``) or a classifier of Table 2 (``CLASSIFICATION_MODELS``).
+        model: ``None`` (prepare and describe the data set); a segmenter of Table 1
+            (``SEGMENTATION_MODELS``); a classifier of Table 2 (``CLASSIFICATION_MODELS``),
+            which with ``crop="predicted"`` first trains or reuses W-MM-U-Net for the crops;
+            ``table1``, ``table2``, ``all`` or ``grid_search``
+            (see :mod:`tf_bimodal.experiments.protocol`).
         data: which data (default: the synthetic phantom).
         split: the patient-level split settings (default: the paper's protocol, 5 folds).
-        preset: hyperparameter preset name (``quick`` for a CPU, ``paper`` for the paper's).
-        crop: classifiers only: ``predicted`` (W-MM-U-Net masks), ``manual`` or ``none``.
-        output: the results folder.
+        preset: ``paper``, ``cpu``, ``quick`` or ``auto`` (``paper`` with a GPU, else ``cpu``).
+        crop: single classifiers: ``predicted`` (W-MM-U-Net masks), ``manual`` or ``none``.
+        output: the results folder; experiments go to ``<output>/<dataset>-<preset>/``.
+        command: the command line, recorded in the report.
         log: where progress lines go.
 
     Returns:
-        The summary dict that was also written to ``<output>/...``.
+        The data summary (``model=None``), or ``run_protocol``'s record of the steps and the
+        report's path.
     """
     data = data or DataConfig()
     split = split or SplitConfig()
     if model is None:
         return describe_data(data, split, output, log=log)
-    if model in SEGMENTATION_MODELS:
-        from tf_bimodal.experiments.segmentation import run_segmentation
-
-        return run_segmentation(model, data, split, preset=preset, output=output, log=log)
-    if model in CLASSIFICATION_MODELS:
-        from tf_bimodal.experiments.classification import run_classification
-
-        return run_classification(model, data, split, preset=preset, crop=crop, output=output, log=log)
-    raise ValueError(
-        f"model must be one of {SEGMENTATION_MODELS + CLASSIFICATION_MODELS} (or None to describe "
-        f"the data), got {model!r}"
-    )
+    if model not in SEGMENTATION_MODELS + CLASSIFICATION_MODELS + EXPERIMENTS:
+        raise ValueError(
+            f"model must be one of {SEGMENTATION_MODELS + CLASSIFICATION_MODELS + EXPERIMENTS} (or None to "
+            f"describe the data), got {model!r}"
+        )
+    preset = resolve_preset(preset, log=log)
+    return run_protocol(model, data, split, preset=preset, crop=crop, output=output, command=command, log=log)

@@ -7,8 +7,14 @@ Table 1 on every fold of the patient-level splits and writes::
     <output>/<model>/summary.json                mean ± SD over folds, fold union, weights, timing
     <output>/<model>/predicted_masks.npz         one mask per image, for cropping (§3.1)
     <output>/<model>/fold_<k>/metrics.json       that fold's test and validation scores
+    <output>/<model>/fold_<k>/predictions.npz    that fold model's binary mask of every image
     <output>/<model>/fold_<k>/history.csv        the per-epoch training log
     <output>/<model>/fold_<k>/model.keras        the fold model (best validation-Dice epoch)
+    <output>/<model>/run.json                    the settings' cache key
+
+A second run with the same settings reuses ``summary.json``; after an interruption it
+reuses the finished folds and resumes the unfinished one from its last epoch (see
+:mod:`tf_bimodal.experiments.common` and :func:`~tf_bimodal.training.segmentation.fit_segmenter`).
 """
 
 from __future__ import annotations
@@ -20,7 +26,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_bimodal.experiments.common import SYNTHETIC_NOTICE, write_json
+from tf_bimodal.experiments.common import (
+    SYNTHETIC_NOTICE,
+    cache_key,
+    data_identity,
+    finished_fold,
+    reusable_summary,
+    start_run_dir,
+    write_json,
+)
 from tf_bimodal.config import AugmentConfig, DataConfig, SegmentationConfig, SplitConfig, segmentation_preset, to_dict
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import pipeline
@@ -39,6 +53,29 @@ from tf_bimodal.training.segmentation import MONITOR, compile_segmenter, fit_seg
 ARRAY_KEYS = ("image_id", "bmode", "semode", "mask", "has_semode", "has_mask")
 
 PREDICTION_BATCH = 16
+FOLD_PREDICTIONS_FILE = "predictions.npz"
+
+
+def save_fold_predictions(path: str, binary: np.ndarray) -> str:
+    """Write a fold model's binary masks (N x S x S, 0/1) bit-packed, atomically."""
+    tmp_path = path + ".tmp.npz"
+    np.savez_compressed(tmp_path, packed=np.packbits(binary.astype(bool), axis=-1), shape=np.array(binary.shape))
+    os.replace(tmp_path, path)
+    return path
+
+
+def load_fold_predictions(path: str) -> np.ndarray:
+    """The masks written by :func:`save_fold_predictions` (uint8 0/1)."""
+    with np.load(path) as stored:
+        shape = tuple(int(v) for v in stored["shape"])
+        return np.unpackbits(stored["packed"], axis=-1, count=shape[-1]).reshape(shape).astype(np.uint8)
+
+
+def segmentation_cache_key(model: str, config: SegmentationConfig, data: DataConfig, split: SplitConfig,
+                           dataset_version: str) -> str:
+    """The cache key of a segmentation run: everything its results depend on."""
+    return cache_key({"step": "segmentation", "model": model, "config": to_dict(config),
+                      "data": data_identity(data), "split": to_dict(split), "dataset_version": dataset_version})
 
 
 def load_arrays(ds: tf.data.Dataset) -> dict:
@@ -142,7 +179,7 @@ def run_segmentation(
     model size before thresholding, and compared with the original masks. Images without a
     mask (``has_mask`` False) are neither trained on nor scored, but get a predicted mask.
 
-    The summary reports the mean ± SD (sample SD, ``ddof=1``) over folds and, when all
+    The summary reports the mean ± SD (population SD, ``ddof=0``, as Table 2) over folds and, when all
     folds share one test set (``SplitConfig(scheme="paper")``), the fold union: the per-pixel
     majority (> K / 2) of the K fold models on the test images, scored the same way. With
     rotating test parts (``scheme="kfold"``) the fold union is null, with the reason.
@@ -189,6 +226,13 @@ def run_segmentation(
     arrays = load_arrays(ds)
     log(f"  {len(arrays['image_id'])} images, dataset version {info.version}")
     _check_modalities(model, arrays, dataset_name)
+    model_dir = os.path.join(output, model)
+    key = segmentation_cache_key(model, config, data, split, str(info.version))
+    done = reusable_summary(model_dir, key)
+    if done is not None:
+        log(f"{model}: reusing the finished run in {model_dir} (same settings, cache key {key})")
+        return {**done, "reused": True}
+    start_run_dir(model_dir, key, {"model": model, "preset": preset_name}, log=log)
     image_size = int(arrays["bmode"].shape[1])
     model_size = config.image_size or image_size
     model_arrays = resize_arrays(arrays, model_size)
@@ -206,13 +250,12 @@ def run_segmentation(
         return found[has_mask[found]] if masked_only else found
 
     shared_test = shares_test_set(splits)
-    model_dir = os.path.join(output, model)
-    os.makedirs(model_dir, exist_ok=True)
     num_folds = len(splits)
     votes = np.zeros((len(arrays["image_id"]), image_size, image_size), np.uint8)
     out_of_fold = np.zeros_like(votes)
-    fold_results, fold_weights, fold_seconds = [], [], []
+    fold_results, fold_weights, fold_seconds, reused_folds = [], [], [], []
     path_names = None
+    truth = arrays["mask"][..., 0]
 
     for fold_number, fold in enumerate(splits):
         fold_started = time.time()
@@ -227,26 +270,41 @@ def run_segmentation(
                 f"fold {k} has {len(train_ids)} training and {len(val_ids)} validation images with a mask; "
                 "segmentation needs at least one of each"
             )
+        label = f"{model} fold {k} ({fold_number + 1}/{num_folds})"
+        all_test = positions(fold["test"], masked_only=False)
+        predictions_path = os.path.join(fold_dir, FOLD_PREDICTIONS_FILE)
+        result = finished_fold(fold_dir, key)
+        if result is not None and os.path.isfile(predictions_path):
+            binary = load_fold_predictions(predictions_path)
+            votes += binary
+            out_of_fold[all_test] = binary[all_test]
+            fold_results.append(result)
+            fold_weights.append(result["modality_weights"])
+            fold_seconds.append(result["seconds"])
+            path_names = result.get("path_names")
+            reused_folds.append(k)
+            log(f"{label}: finished earlier, reusing {fold_dir}")
+            continue
         keras.backend.clear_session()
         keras.utils.set_random_seed(config.seed + k)
         segmenter = compile_segmenter(build_segmenter(model, config, model_size), config)
         path_names = getattr(segmenter, "path_names", None)
         train_ds = _fold_dataset(model_arrays, train_ids, input_keys, config, True, config.seed + k)
         val_ds = _fold_dataset(model_arrays, val_ids, input_keys, config, False, config.seed + k)
-        label = f"{model} fold {k} ({fold_number + 1}/{num_folds})"
         log(f"{label}: train {len(train_ids)}, val {len(val_ids)}, test {len(test_positions)} images")
         training = fit_segmenter(
             segmenter, train_ds, val_ds, config, fold_dir=fold_dir, label=label, log=log, started=started
         )
+        if training["resumed_from_epoch"]:
+            log(f"{label}: resumed an interrupted fit at epoch {training['resumed_from_epoch']}")
         if config.save_models:
             segmenter.save(os.path.join(fold_dir, "model.keras"))
 
         probabilities = _predict(segmenter, model_arrays, input_keys, image_size)
         binary = (probabilities > config.threshold).astype(np.uint8)
+        save_fold_predictions(predictions_path, binary)
         votes += binary
-        all_test = positions(fold["test"], masked_only=False)
         out_of_fold[all_test] = binary[all_test]
-        truth = arrays["mask"][..., 0]
         val_positions = positions(fold["val"])
         test_scores = mean_scores(truth[test_positions], binary[test_positions]) if len(test_positions) else None
         val_scores = mean_scores(truth[val_positions], binary[val_positions])
@@ -256,20 +314,25 @@ def run_segmentation(
         fold_weights.append(weights)
         result = {
             "fold": k,
+            "cache_key": key,
             "test": test_scores,
             "val": val_scores,
             "num_images": {"train": len(train_ids), "val": len(val_ids), "test": int(len(test_positions))},
             "best_epoch": training["best_epoch"],
             "best_val_dice": training["best_val_dice"],
             "epochs_run": training["epochs_run"],
+            "resumed_from_epoch": training["resumed_from_epoch"],
             "modality_weights": weights,
+            "path_names": list(path_names) if path_names is not None else None,
             "seconds": round(seconds, 1),
         }
         fold_results.append(result)
         write_json(os.path.join(fold_dir, "metrics.json"), result)
         test_text = " ".join(f"{n} {v:.3f}" for n, v in (test_scores or {}).items())
+        folds_left = num_folds - fold_number - 1
         log(f"{label}: best epoch {training['best_epoch']} (val dice {training['best_val_dice']:.3f}), "
-            f"test {test_text} (fold {seconds:.0f} s, elapsed {time.time() - started:.0f} s)")
+            f"test {test_text} (fold {seconds:.0f} s, elapsed {time.time() - started:.0f} s, "
+            f"{folds_left} folds left, about {folds_left * seconds:.0f} s)")
         del segmenter
 
     scored = [result["test"] for result in fold_results if result["test"] is not None]
@@ -313,6 +376,7 @@ def run_segmentation(
     total_seconds = time.time() - started
     summary = {
         "model": model,
+        "cache_key": key,
         "dataset": f"bimodal_breast_us/{dataset_name}",
         "dataset_version": str(info.version),
         "synthetic": data.source == "phantom",
@@ -332,13 +396,14 @@ def run_segmentation(
         "image_size": {"data": image_size, "model": model_size},
         "statistics": (
             f"per-image scores at threshold {config.threshold} (both masks empty: 1; one empty: 0), "
-            f"averaged over each fold's test images; mean and sample SD (ddof={SD_DDOF}) over folds"
+            f"averaged over each fold's test images; mean and population SD (ddof={SD_DDOF}) over folds"
         ),
         "model_selection": f"weights of the epoch with the best {MONITOR}; early stopping patience "
                            f"{config.early_stopping_patience}",
         "timing": {
             "total_seconds": round(total_seconds, 1),
             "fold_seconds": [round(s, 1) for s in fold_seconds],
+            "reused_folds": reused_folds,
         },
     }
     write_json(os.path.join(model_dir, "summary.json"), summary)

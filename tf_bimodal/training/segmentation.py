@@ -7,7 +7,7 @@ import os
 import keras
 
 from tf_bimodal.config import SegmentationConfig
-from tf_bimodal.training.callbacks import ProgressLogger
+from tf_bimodal.training.callbacks import ProgressLogger, has_backup, resumable_callbacks
 from tf_bimodal.training.losses import segmentation_loss
 from tf_bimodal.training.metrics import SegmentationScore
 
@@ -52,30 +52,42 @@ def fit_segmenter(
         model: a compiled segmenter.
         train_ds, val_ds: datasets of ``(inputs, mask)`` batches.
         config: the ``SegmentationConfig``.
-        fold_dir: if given, the per-epoch history goes to ``fold_dir/history.csv``.
+        fold_dir: if given, the per-epoch history goes to ``fold_dir/history.csv`` and the
+            fit is resumable: killed, the next call with the same ``fold_dir`` goes on from
+            its last finished epoch (:func:`~tf_bimodal.training.callbacks.resumable_callbacks`).
         label: prefix of the progress lines (model and fold).
         log: where progress lines go.
         started: ``time.time()`` the progress lines count elapsed seconds from (default:
             the start of this training).
 
     Returns:
-        ``{"best_epoch", "best_val_dice", "epochs_run", "history"}`` (epochs counted from 1).
+        ``{"best_epoch", "best_val_dice", "epochs_run", "resumed_from_epoch", "history"}``
+        (epochs counted from 1; ``history`` holds this call's epochs only).
     """
-    early_stopping = keras.callbacks.EarlyStopping(
-        monitor=MONITOR, mode="max", patience=config.early_stopping_patience, restore_best_weights=True
-    )
-    callbacks = [early_stopping, ProgressLogger(label, config.epochs, log=log, started=started)]
+    early_stopping_kwargs = dict(monitor=MONITOR, mode="max", patience=config.early_stopping_patience)
+    progress = ProgressLogger(label, config.epochs, log=log, started=started)
     if fold_dir is not None:
         os.makedirs(fold_dir, exist_ok=True)
-        callbacks.append(keras.callbacks.CSVLogger(os.path.join(fold_dir, "history.csv")))
+        resuming = has_backup(fold_dir)
+        callbacks, early_stopping = resumable_callbacks(fold_dir, **early_stopping_kwargs)
+        callbacks += [
+            progress,
+            keras.callbacks.CSVLogger(os.path.join(fold_dir, "history.csv"), append=resuming),
+        ]
+    else:
+        early_stopping = keras.callbacks.EarlyStopping(restore_best_weights=True, **early_stopping_kwargs)
+        callbacks = [early_stopping, progress]
     # The input pipeline shuffles (seeded); Keras cannot shuffle a tf.data.Dataset anyway.
     history = model.fit(
         train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=0
     )
     values = history.history
+    resumed_from = getattr(early_stopping, "resumed_from", None)
+    last_epoch = getattr(early_stopping, "last_epoch", len(values.get("loss", [])) - 1)
     return {
         "best_epoch": int(early_stopping.best_epoch) + 1,
         "best_val_dice": float(early_stopping.best),
-        "epochs_run": len(values.get("loss", [])),
+        "epochs_run": int(last_epoch) + 1,
+        "resumed_from_epoch": None if resumed_from is None else int(resumed_from) + 1,
         "history": {key: [float(v) for v in series] for key, series in values.items()},
     }

@@ -1,0 +1,191 @@
+"""The paper's protocol end to end: segment, crop, classify, compare (§3.4, §4).
+
+One *experiment* is one data set under one preset; it lives in
+``<output>/<dataset>-<preset>/`` (e.g. ``runs/phantom-cpu/``) and every model of it shares
+the same patient-level folds (``data/<dataset>/splits.json`` there). A request names what to
+produce:
+
+* a segmenter of Table 1 (``w_mm_unet``, ...): that model, cross-validated;
+* a classifier of Table 2 (``mff``, ...) with a crop: for ``crop="predicted"`` (the paper's
+  chain, the default) the W-MM-U-Net fold models are trained first (or reused), their
+  fold-union masks crop the images (50 px margin at 336 px, §3.1), then the classifier is
+  cross-validated;
+* ``table1``, ``table2`` or ``all``: every row of those tables, in the paper's order, the
+  W-MM-U-Net masks made once and shared;
+* ``grid_search``: the segmentation hyperparameter grid of §3.4 (Table S4).
+
+Every step is cached by the settings it depends on (:mod:`tf_bimodal.experiments.common`):
+asking again reuses finished steps; after an interruption finished folds are reused and the
+unfinished fold resumes from its last epoch. After every request the experiment's report,
+``report.md`` with Tables 1 and 2, the paired t-tests and Figures 5 and 6, is rewritten from
+whatever results the experiment holds (:mod:`tf_bimodal.experiments.report`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from tf_bimodal.config import (
+    CLASSIFICATION_CROPS,
+    CLASSIFICATION_MODELS,
+    PRESETS,
+    SEGMENTATION_MODELS,
+    TABLE1_ROWS,
+    TABLE2_ROWS,
+    DataConfig,
+    SplitConfig,
+    TableRow,
+    classification_run_name,
+    to_dict,
+)
+from tf_bimodal.data import dataset as dataset_lib
+from tf_bimodal.experiments.common import read_json, write_json
+
+EXPERIMENTS = ("table1", "table2", "all", "grid_search")
+"""Requests beyond one model: whole tables, everything, or the grid search."""
+
+PROTOCOL_FILE = "protocol.json"
+CROP_SEGMENTER = "w_mm_unet"
+
+
+def experiment_dir(output: str, data: DataConfig, preset: str) -> str:
+    """The folder of one experiment: ``<output>/<dataset>-<preset>``."""
+    return os.path.join(output, f"{dataset_lib.builder_config_name(data)}-{preset}")
+
+
+def _segmentation_row(model: str) -> TableRow:
+    return next(row for row in TABLE1_ROWS if row.model == model)
+
+
+def _classification_row(model: str, crop: str) -> TableRow:
+    for row in TABLE2_ROWS:
+        if row.model == model and row.crop == crop:
+            return row
+    # A combination the paper's table does not list (e.g. a baseline on manual crops).
+    return TableRow(classification_run_name(model, crop), model, "B-mode + SE-mode", model, crop=crop)
+
+
+def plan_steps(request: str, crop: str = "predicted") -> list[TableRow]:
+    """The ordered steps (table rows) a request needs, upstream steps first.
+
+    Raises:
+        ValueError: an unknown request or crop.
+    """
+    if crop not in CLASSIFICATION_CROPS:
+        raise ValueError(f"crop must be one of {CLASSIFICATION_CROPS}, got {crop!r}")
+    crop_step = _segmentation_row(CROP_SEGMENTER)
+    if request in SEGMENTATION_MODELS:
+        return [_segmentation_row(request)]
+    if request in CLASSIFICATION_MODELS:
+        return ([crop_step] if crop == "predicted" else []) + [_classification_row(request, crop)]
+    if request == "table1":
+        return list(TABLE1_ROWS)
+    if request == "table2":
+        return [crop_step, *TABLE2_ROWS]
+    if request == "all":
+        return [*TABLE1_ROWS, *TABLE2_ROWS]
+    raise ValueError(
+        f"model must be one of {SEGMENTATION_MODELS + CLASSIFICATION_MODELS + EXPERIMENTS}, got {request!r}"
+    )
+
+
+def _run_step(row: TableRow, data, split, preset, root, log) -> dict:
+    if row.crop is None:
+        from tf_bimodal.experiments.segmentation import run_segmentation
+
+        return run_segmentation(row.model, data, split, preset=preset, output=root, log=log)
+    from tf_bimodal.experiments.classification import run_classification
+
+    return run_classification(row.model, data, split, preset=preset, crop=row.crop, output=root, log=log)
+
+
+def _record_steps(root: str, records: list[dict]) -> dict:
+    """Merge this request's step records into ``protocol.json`` (latest record per step)."""
+    path = os.path.join(root, PROTOCOL_FILE)
+    protocol = read_json(path) if os.path.isfile(path) else {"steps": {}}
+    for record in records:
+        protocol["steps"][record["name"]] = record
+    write_json(path, protocol)
+    return protocol
+
+
+def run_protocol(
+    request: str,
+    data: DataConfig | None = None,
+    split: SplitConfig | None = None,
+    preset: str = "cpu",
+    crop: str = "predicted",
+    output: str = "runs",
+    command: str | None = None,
+    log=print,
+) -> dict:
+    """Run a request of the paper's protocol and write the experiment's report.
+
+    Args:
+        request: a model of Table 1 or 2, ``table1``, ``table2``, ``all`` or ``grid_search``.
+        data: the data set (default: the synthetic phantom).
+        split: patient-level split settings (default: the paper's protocol, five folds).
+        preset: ``paper``, ``cpu`` or ``quick`` (``tf_bimodal.config.PRESETS``).
+        crop: for a single classifier: ``predicted`` (the chain), ``manual`` or ``none``.
+        output: results folder; the experiment goes to ``<output>/<dataset>-<preset>/``.
+        command: the command line that asked, for the report.
+        log: where progress lines go.
+
+    Returns:
+        ``{"experiment_dir", "steps": [records], "report"}``; a record holds the step's name,
+        kind, status (``trained`` or ``reused``), this request's seconds and its summary path.
+    """
+    data = data or DataConfig()
+    split = split or SplitConfig()
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+    root = experiment_dir(output, data, preset)
+    os.makedirs(root, exist_ok=True)
+    started = time.time()
+    records = []
+    if request == "grid_search":
+        from tf_bimodal.experiments.grid_search import run_grid_search
+
+        log(f"Experiment {root}: grid search (§3.4, Table S4), preset {preset}")
+        summary = run_grid_search(data, split, preset=preset, output=root, log=log)
+        records.append({"name": "grid_search", "kind": "grid_search", "status": "done",
+                        "seconds": round(time.time() - started, 1),
+                        "summary": os.path.join(root, "grid_search", "summary.json"),
+                        "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+        del summary
+    else:
+        steps = plan_steps(request, crop)
+        log(f"Experiment {root}: {request} ({len(steps)} step{'s' * (len(steps) != 1)}: "
+            + ", ".join(row.name for row in steps) + f"), preset {preset}")
+        for number, row in enumerate(steps, start=1):
+            step_started = time.time()
+            log(f"== step {number}/{len(steps)}: {row.name} [{row.network}; {row.modality}"
+                + (f"; crop {row.crop}" if row.crop else "") + f"] (elapsed {step_started - started:.0f} s)")
+            summary = _run_step(row, data, split, preset, root, log)
+            seconds = time.time() - step_started
+            records.append({
+                "name": row.name,
+                "kind": "segmentation" if row.crop is None else "classification",
+                "status": "reused" if summary.get("reused") else "trained",
+                "reused_folds": summary.get("timing", {}).get("reused_folds", []),
+                "seconds": round(seconds, 1),
+                "run_seconds": summary.get("timing", {}).get("total_seconds"),
+                "summary": os.path.join(root, row.name, "summary.json"),
+                "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            })
+            done = len(steps) - number
+            log(f"== step {number}/{len(steps)}: {row.name} {records[-1]['status']} in {seconds:.0f} s; "
+                f"{done} step{'s' * (done != 1)} left (elapsed {time.time() - started:.0f} s)")
+    protocol = _record_steps(root, records)
+    protocol.update(
+        data=to_dict(data), split=to_dict(split), preset=preset, last_request=request,
+        last_command=command, last_request_seconds=round(time.time() - started, 1),
+    )
+    write_json(os.path.join(root, PROTOCOL_FILE), protocol)
+
+    from tf_bimodal.experiments.report import write_report
+
+    report = write_report(root, data, log=log)
+    log(f"Report: {report} (request took {time.time() - started:.0f} s)")
+    return {"experiment_dir": root, "steps": records, "report": report}

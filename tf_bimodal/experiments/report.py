@@ -1,0 +1,395 @@
+"""The experiment report: Tables 1 and 2, paired t-tests, Figures 5 and 6 (§4).
+
+``write_report(root, data)`` reads the results an experiment folder holds and writes
+``<root>/report.md`` with, as far as the results exist:
+
+* a header: the synthetic-data notice (phantom), the data set and its splits, the presets,
+  the weights the classifiers' backbones started from, the machine, and the command;
+* **Table 1** (§4.1.1): per segmenter, mean ± SD over the folds of the per-image Dice, IoU,
+  precision and recall on the test images, the fold union in parentheses;
+* **Table 2** (§4.2.1): per classifier, patient-wise mean ± SD over the folds of accuracy,
+  precision, specificity, sensitivity, F1 and AUC, and in parentheses the same metric of the
+  fold ensemble (each test patient's class by majority of the fold models' patient votes,
+  a tie going to malignant): the classification counterpart of the fold union;
+* the **paired t-tests** (two-sided, over folds) of every row against the proposed method of
+  its table (W-MM-U-Net automatic; MFF on W-MM-U-Net crops), as the paper's +/≈ marks next
+  to each value, with "−" where the proposed method is significantly worse, and the p-values;
+* **Figure 5** (``fig5_segmentation.png``): a few test images with every segmenter's mask;
+* **Figure 6** (``fig6_roc.png``): test ROC curves of the bimodal classifiers with AUCs;
+* the grid search (Table S4), when run, and the wall time of every step.
+
+Every number comes from the result files of this folder; nothing is taken from the paper.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import platform
+import time
+
+import numpy as np
+
+from tf_bimodal.config import TABLE1_ROWS, TABLE2_ROWS
+from tf_bimodal.evaluation.classification import METRIC_NAMES as CLASSIFICATION_METRICS
+from tf_bimodal.evaluation.classification import binary_metrics, patient_vote, save_roc_figure
+from tf_bimodal.evaluation.statistics import compare_to_reference
+from tf_bimodal.experiments.common import SYNTHETIC_NOTICE, read_json
+from tf_bimodal.training.metrics import METRIC_NAMES as SEGMENTATION_METRICS
+
+REPORT_FILE = "report.md"
+FIG5_FILE = "fig5_segmentation.png"
+FIG6_FILE = "fig6_roc.png"
+PANEL_IMAGES = 4
+METRIC_TITLES = {
+    "dice": "Dice", "iou": "IoU", "precision": "Precision", "recall": "Recall", "accuracy": "Accuracy",
+    "specificity": "Specificity", "sensitivity": "Sensitivity", "f1": "F1-score", "auc": "AUC",
+}
+
+
+# --------------------------------------------------------------------------- reading results
+
+
+def _summaries(root: str, rows) -> dict:
+    found = {}
+    for row in rows:
+        path = os.path.join(root, row.name, "summary.json")
+        if os.path.isfile(path):
+            found[row.name] = read_json(path)
+    return found
+
+
+def _per_fold(summaries: dict, metrics) -> dict:
+    return {
+        name: {m: summary[m]["values"] for m in metrics if isinstance(summary.get(m), dict) and "values" in summary[m]}
+        for name, summary in summaries.items()
+    }
+
+
+def _tests(summaries: dict, reference: str, metrics) -> dict:
+    """Paired t-tests against ``reference``; empty when it is missing or folds do not pair."""
+    if reference not in summaries or len(summaries) < 2:
+        return {}
+    per_fold = _per_fold(summaries, metrics)
+    lengths = {len(v) for values in per_fold.values() for v in values.values()}
+    if len(lengths) != 1 or lengths.pop() < 2:
+        return {}
+    clean = {
+        name: {m: v for m, v in values.items() if not any(math.isnan(x) for x in v)}
+        for name, values in per_fold.items()
+    }
+    usable = [m for m in metrics if m in clean[reference]]
+    return compare_to_reference(clean, reference, usable)
+
+
+def fold_ensemble(run_dir: str) -> dict | None:
+    """Patient-wise metrics of the fold models' majority vote on a shared test set.
+
+    Each fold model's test predictions (``fold_<k>/predictions.csv``) are first combined per
+    patient (majority, tie to malignant, §4.2); the patient's ensemble class is then the
+    majority of those fold votes (tie to malignant), and its score the mean probability.
+    None when the folds do not share their test images (rotating folds).
+    """
+    folds = sorted(
+        name for name in os.listdir(run_dir) if name.startswith("fold_") and
+        os.path.isfile(os.path.join(run_dir, name, "predictions.csv"))
+    ) if os.path.isdir(run_dir) else []
+    if len(folds) < 2:
+        return None
+    test_sets, patients, votes, labels, scores = [], [], [], [], []
+    for name in folds:
+        with open(os.path.join(run_dir, name, "predictions.csv")) as handle:
+            rows = [row for row in csv.DictReader(handle) if row["split"] == "test"]
+        test_sets.append({row["image_id"] for row in rows})
+        vote = patient_vote(
+            [row["patient_id"] for row in rows], [int(row["prediction"]) for row in rows],
+            labels=[int(row["label"]) for row in rows], scores=[float(row["probability_malignant"]) for row in rows],
+        )
+        patients.extend(vote["patient_ids"].tolist())
+        votes.extend(vote["predictions"].tolist())
+        labels.extend(vote["labels"].tolist())
+        scores.extend(vote["scores"].tolist())
+    if any(test != test_sets[0] for test in test_sets):
+        return None
+    ensemble = patient_vote(patients, votes, labels=labels, scores=scores)
+    return binary_metrics(ensemble["labels"], ensemble["predictions"], ensemble["scores"])
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _percent(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{100 * value:.1f}"
+
+
+def _cell(stat: dict | None, extra=None, test: dict | None = None, bold: bool = False) -> str:
+    if not isinstance(stat, dict):
+        return "–"
+    text = f"{_percent(stat['mean'])} ± {_percent(stat['sd'])}"
+    if extra is not None:
+        text += f" ({_percent(extra)})"
+    if bold:
+        text = f"**{text}**"
+    if test is not None:
+        text += f" {test['mark']}"
+    return text
+
+
+def _hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import keras
+    import tensorflow as tf
+
+    gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{cpu}, {cores} CPU cores available, GPUs: {', '.join(gpus) if gpus else 'none'}; "
+            f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}")
+
+
+def _tests_table(tests: dict, metrics) -> list[str]:
+    if not tests:
+        return []
+    lines = ["| compared with the proposed | " + " | ".join(METRIC_TITLES[m] for m in metrics) + " |",
+             "|---" * (len(metrics) + 1) + "|"]
+    for name, results in tests.items():
+        cells = []
+        for metric in metrics:
+            result = results.get(metric)
+            cells.append("–" if result is None else f"{result['mark']} p={result['p']:.3g}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _figure5(root: str, data, summaries: dict, log) -> str | None:
+    """Fig. 5: test images, ground truth and each segmenter's fold-union mask."""
+    if data is None or not summaries:
+        return None
+    from tf_bimodal.data import dataset as dataset_lib
+    from tf_bimodal.data.splits import load_splits
+    from tf_bimodal.evaluation.figures import pick_panel_images, save_segmentation_panel
+    from tf_bimodal.evaluation.segmentation import load_predicted_masks
+    from tf_bimodal.experiments.segmentation import load_arrays
+
+    splits_path = os.path.join(root, "data", dataset_lib.builder_config_name(data), "splits.json")
+    if not os.path.isfile(splits_path):
+        return None
+    splits, _ = load_splits(splits_path)
+    ds, _ = dataset_lib.load_dataset(data)
+    arrays = load_arrays(ds)
+    position = {image_id: i for i, image_id in enumerate(arrays["image_id"])}
+    test = [position[i] for i in splits[0]["test"] if i in position and arrays["has_mask"][position[i]]]
+    if not test:
+        return None
+    columns = {}
+    for row in TABLE1_ROWS:  # the paper's column order, the proposed model last
+        if row.name in summaries:
+            masks = load_predicted_masks(os.path.join(root, row.name, "predicted_masks.npz"))
+            columns[row.network] = np.stack([masks[arrays["image_id"][i]] for i in test]).astype(np.uint8)
+    truth = arrays["mask"][test][..., 0]
+    chosen = pick_panel_images(truth, columns, count=PANEL_IMAGES)
+    title = "Test images: ground truth and each model's mask (majority of the fold models)"
+    if data.source == "phantom":
+        title = "SYNTHETIC PHANTOM. " + title
+    path = save_segmentation_panel(
+        arrays["bmode"][test][chosen], arrays["semode"][test][chosen], truth[chosen],
+        {name: masks[chosen] for name, masks in columns.items()}, os.path.join(root, FIG5_FILE), title,
+        image_ids=[arrays["image_id"][test[i]] for i in chosen],
+    )
+    log(f"Wrote {path}")
+    return path
+
+
+def _figure6(root: str, summaries: dict, synthetic: bool, log) -> str | None:
+    """Fig. 6: test ROC of the bimodal classifiers; one score per test image (mean over folds)."""
+    curves = {}
+    for row in TABLE2_ROWS:
+        if row.name not in summaries or "+" not in row.modality:
+            continue
+        run_dir = os.path.join(root, row.name)
+        per_image = {}
+        for name in sorted(os.listdir(run_dir)):
+            path = os.path.join(run_dir, name, "predictions.csv")
+            if not name.startswith("fold_") or not os.path.isfile(path):
+                continue
+            with open(path) as handle:
+                for record in csv.DictReader(handle):
+                    if record["split"] == "test":
+                        entry = per_image.setdefault(record["image_id"], [int(record["label"]), []])
+                        entry[1].append(float(record["probability_malignant"]))
+        if per_image:
+            labels = np.array([v[0] for v in per_image.values()])
+            scores = np.array([np.mean(v[1]) for v in per_image.values()])
+            crop = {"predicted": "W-MM-U-Net crops", "manual": "manual crops", "none": "full images"}[row.crop]
+            curves[f"{row.network}, {crop}"] = (labels, scores)
+    if not curves:
+        return None
+    title = "Test ROC of the bimodal classifiers (image-wise, mean probability of the fold models)"
+    if synthetic:
+        title = "SYNTHETIC PHANTOM. " + title
+    path = save_roc_figure(curves, os.path.join(root, FIG6_FILE), title=title)
+    log(f"Wrote {path}")
+    return path
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def write_report(root: str, data=None, log=print) -> str:
+    """Write ``<root>/report.md`` (and the figures) from the results in ``root``; returns its path."""
+    segmenters = _summaries(root, TABLE1_ROWS)
+    classifiers = _summaries(root, TABLE2_ROWS)
+    protocol_path = os.path.join(root, "protocol.json")
+    protocol = read_json(protocol_path) if os.path.isfile(protocol_path) else {"steps": {}}
+    grid_path = os.path.join(root, "grid_search", "summary.json")
+    grid = read_json(grid_path) if os.path.isfile(grid_path) else None
+    any_summary = next(iter({**segmenters, **classifiers}.values()), None) or grid or {}
+    synthetic = bool(any_summary.get("synthetic", data is not None and data.source == "phantom"))
+
+    lines = [f"# Experiment report: {os.path.basename(os.path.normpath(root))}", ""]
+    if synthetic:
+        lines += [f"> **{SYNTHETIC_NOTICE}**", ""]
+    lines += [f"Written {time.strftime('%Y-%m-%d %H:%M:%S')} from the results in `{root}`; every number "
+              "below comes from those files.", ""]
+    if any_summary:
+        lines.append(f"- **Data**: `{any_summary.get('dataset')}` version {any_summary.get('dataset_version')}")
+    if data is not None:
+        from tf_bimodal.data import dataset as dataset_lib
+
+        index = dataset_lib.index_dataset(dataset_lib.prepare(data))
+        counts = index.summary()
+        classes = ", ".join(f"{name} {counts[name]['images']} images / {counts[name]['patients']} patients"
+                            for name in ("benign", "malignant", "normal") if name in counts)
+        lines.append(f"- **Images**: {counts['num_images']} from {counts['num_patients']} patients ({classes}); "
+                     f"{counts['with_semode']} with SE-mode, {counts['with_mask']} with a mask")
+    first_seg = next(iter(segmenters.values()), None)
+    if first_seg:
+        fold = first_seg["folds"][0]["num_images"]
+        lines.append(f"- **Splits**: {first_seg['num_folds']} patient-level folds, scheme "
+                     f"`{first_seg['split_config']['scheme']}` (train/val/test images of fold 0: "
+                     f"{fold['train']}/{fold['val']}/{fold['test']}); every model uses the same folds")
+        config = first_seg["config"]
+        lines.append(f"- **Segmentation preset** `{first_seg['preset']}`: {config['image_size']} px, filters "
+                     f"{config['stackwise_num_filters']} + {config['bottleneck_filters']}, {config['loss']} loss, "
+                     f"Adam lr {config['learning_rate']}, batch {config['batch_size']}, at most {config['epochs']} "
+                     f"epochs (early stopping {config['early_stopping_patience']})")
+    first_cls = next(iter(classifiers.values()), None)
+    if first_cls:
+        config = first_cls["config"]["classification"]
+        weights = first_cls["backbone_weights"]
+        lines.append(f"- **Classification preset** `{first_cls['preset']}`: {config['input_size']} px crops, VGG-16 "
+                     f"filters {config['stackwise_num_filters']}, {config['fc_units']}-d features, SGD lr "
+                     f"{config['learning_rate']}, momentum {config['momentum']}, batch {config['batch_size']}, at "
+                     f"most {config['epochs']} epochs, λ = {config['decision_loss_weight']}")
+        used = sorted({str(s["backbone_weights"]["used"]) for s in classifiers.values()})
+        lines.append(f"- **Backbone weights**: requested `{weights['requested']}`, used {', '.join(used)}"
+                     + (f" ({weights['reason']})" if weights.get("reason") else ""))
+    lines.append(f"- **Machine**: {_hardware()}")
+    if protocol.get("last_command"):
+        lines.append(f"- **Command**: `{protocol['last_command']}`")
+    lines.append("")
+
+    if segmenters:
+        tests = _tests(segmenters, "w_mm_unet", SEGMENTATION_METRICS)
+        lines += ["## Table 1: segmentation (§4.1.1)", "",
+                  "Mean ± SD (population SD) over the folds of the per-image scores on the test images (%), "
+                  "the fold union (pixel majority of the fold models) in parentheses. Marks: paired two-sided "
+                  "t-test over the folds against W-MM-U-Net (automatic), p ≤ 0.05: + the proposed model is "
+                  "better, − it is worse, ≈ no significant difference.", "",
+                  "| Input modality | Network | " + " | ".join(f"{METRIC_TITLES[m]} (%)" for m in SEGMENTATION_METRICS)
+                  + " |", "|---|---|" + "---|" * len(SEGMENTATION_METRICS)]
+        for row in TABLE1_ROWS:
+            if row.name not in segmenters:
+                continue
+            summary = segmenters[row.name]
+            union = summary.get("fold_union") or {}
+            cells = [_cell(summary.get(m), union.get(m), tests.get(row.name, {}).get(m), bold=row.proposed)
+                     for m in SEGMENTATION_METRICS]
+            lines.append(f"| {row.modality} | {row.network} | " + " | ".join(cells) + " |")
+        weights = (segmenters.get("w_mm_unet") or {}).get("modality_weights")
+        if weights and weights.get("mean"):
+            lines += ["", "Automatic modality weights of W-MM-U-Net (mean over the folds' test images): "
+                      + ", ".join(f"{n} {w:.2f}" for n, w in zip(weights["path_names"], weights["mean"]))]
+        if tests:
+            lines += ["", "Paired t-tests:", ""] + _tests_table(tests, SEGMENTATION_METRICS)
+        figure = _figure5(root, data, segmenters, log)
+        if figure:
+            lines += ["", f"![Figure 5]({FIG5_FILE})", "",
+                      "Figure 5 style: B-mode, SE-mode, ground truth, then each model's mask (green: ground truth "
+                      "only, grey: prediction only, bright green: both); Dice in the corner."]
+        lines.append("")
+
+    if classifiers:
+        tests = _tests(classifiers, "mff", CLASSIFICATION_METRICS)
+        lines += ["## Table 2: classification (§4.2.1)", "",
+                  "Patient-wise (majority vote of a patient's images, a tie going to malignant) mean ± SD "
+                  "(population SD) over the folds (%), in parentheses the fold ensemble (majority of the fold "
+                  "models' patient votes). Marks: paired two-sided t-test over the folds against MFF (EmbraceNet) "
+                  "on W-MM-U-Net crops, p ≤ 0.05: + the proposed model is better, − it is worse, ≈ no "
+                  "significant difference.", "",
+                  "| Image (modality) | Segmentation | Network | "
+                  + " | ".join(f"{METRIC_TITLES[m]} (%)" for m in CLASSIFICATION_METRICS) + " |",
+                  "|---|---|---|" + "---|" * len(CLASSIFICATION_METRICS)]
+        for row in TABLE2_ROWS:
+            if row.name not in classifiers:
+                continue
+            summary = classifiers[row.name]
+            ensemble = fold_ensemble(os.path.join(root, row.name)) or {}
+            segmentation = {"predicted": "W-MM-U-Net", "manual": "Manual", "none": "-"}[row.crop]
+            cells = [_cell(summary.get(m), ensemble.get(m), tests.get(row.name, {}).get(m), bold=row.proposed)
+                     for m in CLASSIFICATION_METRICS]
+            lines.append(f"| {row.modality} | {segmentation} | {row.network} | " + " | ".join(cells) + " |")
+        if tests:
+            lines += ["", "Paired t-tests:", ""] + _tests_table(tests, CLASSIFICATION_METRICS)
+        figure = _figure6(root, classifiers, synthetic, log)
+        if figure:
+            lines += ["", f"![Figure 6]({FIG6_FILE})"]
+        lines.append("")
+
+    if grid:
+        lines += ["## Grid search (§3.4, Table S4)", "",
+                  f"Best validation Dice on fold {grid.get('fold')} per setting; chosen per model:", "",
+                  "| model | learning rate | batch | loss | val Dice |", "|---|---|---|---|---|"]
+        for model, result in grid.get("models", {}).items():
+            chosen = result.get("chosen") or {}
+            lines.append(f"| {model} | {chosen.get('learning_rate')} | {chosen.get('batch_size')} | "
+                         f"{chosen.get('loss')} | {_percent(chosen.get('val_dice'))} |")
+        if os.path.isfile(os.path.join(root, "grid_search", "grid.png")):
+            lines += ["", "![Grid search](grid_search/grid.png)"]
+        lines += ["", "All settings: `grid_search/results.csv`.", ""]
+
+    steps = protocol.get("steps", {})
+    if steps:
+        lines += ["## Wall time", "", "| step | last request | its seconds | seconds of the run that made the results |",
+                  "|---|---|---|---|"]
+        total = 0.0
+        order = [row.name for row in (*TABLE1_ROWS, *TABLE2_ROWS)]
+        ranked = sorted(steps, key=lambda name: order.index(name) if name in order else len(order))
+        for name in ranked:
+            record = steps[name]
+            run_seconds = record.get("run_seconds")
+            total += run_seconds or 0.0
+            status = record["status"] + (f" (folds {record['reused_folds']} reused)" if record.get("reused_folds") else "")
+            lines.append(f"| {name} | {status} | {record['seconds']:.0f} | "
+                         f"{'' if run_seconds is None else f'{run_seconds:.0f}'} |")
+        lines += ["", f"Training and evaluation time of all steps: {total / 60:.1f} min.", ""]
+
+    path = os.path.join(root, REPORT_FILE)
+    tmp_path = path + ".tmp"
+    with open(tmp_path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.replace(tmp_path, path)
+    return path
