@@ -107,7 +107,7 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
     makes the fold's datasets with the setting's batch size (a data setting, hence chosen in
     ``fit``) and trains with the early stopping of
     :func:`~tf_bimodal.training.segmentation.fit_segmenter` (best ``val_dice``, its weights
-    restored), passing KerasTuner's callbacks through.
+    restored), passing KerasTuner's callbacks through except its weight checkpoints.
 
     Every setting starts from the same seed (``base.seed + fold``: weights, shuffling,
     augmentation), so settings differ only in their hyperparameters and a retried setting
@@ -162,7 +162,10 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         setting = (hp.get("learning_rate"), batch_size, hp.get("loss"))
         label = f"{self.model_name} setting {self.settings.index(setting) + 1}/{len(self.settings)}"
         try:
-            result = self._train(model, setting, list(callbacks or []))
+            # KerasTuner's SaveBestEpoch writes each setting's best weights (about 300 MB per
+            # multimodal setting at the paper's size); the search needs only the scores.
+            kept = [c for c in (callbacks or []) if type(c).__name__ != "SaveBestEpoch"]
+            result = self._train(model, setting, kept)
             self.log(f"{label}: {_describe(setting)} -> best val dice {result[MONITOR]:.4f} at epoch "
                      f"{result['best_epoch']}/{result['epochs_run']} (trained in {result['seconds']:.1f} s, "
                      f"elapsed {time.time() - self.started:.0f} s)")
