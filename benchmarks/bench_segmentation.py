@@ -1,7 +1,7 @@
 """Training throughput, memory and FLOP efficiency of the five segmenters (paper §3.2, §4.1).
 
 For each model of Table 1 and each size (``paper``: 336 x 336 with the paper preset's
-filters; ``quick``: the quick preset) this measures, each in a fresh subprocess so that the
+filters; ``cpu``: the cpu preset) this measures, each in a fresh subprocess so that the
 memory figures belong to one model:
 
 * training images/s: ``train_on_batch`` steps on random inputs after one warm-up step that
@@ -25,7 +25,7 @@ memory figures belong to one model:
 Run (about 10 minutes on 2 CPU cores)::
 
     python benchmarks/bench_segmentation.py
-    python benchmarks/bench_segmentation.py --sizes quick --models w_mm_unet
+    python benchmarks/bench_segmentation.py --sizes cpu --models w_mm_unet
 
 The results are printed as a table and written as JSON (``--output``).
 """
@@ -46,8 +46,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-DEFAULT_BATCH = {"paper": 2, "quick": 8}
-DEFAULT_STEPS = {"paper": 2, "quick": 20}
+DEFAULT_BATCH = {"paper": 2, "cpu": 8}
+DEFAULT_STEPS = {"paper": 2, "cpu": 20}
 
 
 def _rss_mib() -> float:
@@ -240,17 +240,17 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(SEGMENTATION_MODELS), choices=SEGMENTATION_MODELS)
-    parser.add_argument("--sizes", nargs="+", default=["quick", "paper"], choices=["quick", "paper"])
+    parser.add_argument("--sizes", nargs="+", default=["cpu", "paper"], choices=["cpu", "paper"])
     parser.add_argument("--batch-paper", type=int, default=DEFAULT_BATCH["paper"])
-    parser.add_argument("--batch-quick", type=int, default=DEFAULT_BATCH["quick"])
+    parser.add_argument("--batch-cpu", type=int, default=DEFAULT_BATCH["cpu"])
     parser.add_argument("--steps-paper", type=int, default=DEFAULT_STEPS["paper"])
-    parser.add_argument("--steps-quick", type=int, default=DEFAULT_STEPS["quick"])
+    parser.add_argument("--steps-cpu", type=int, default=DEFAULT_STEPS["cpu"])
     parser.add_argument("--output", default=os.path.join(REPO_ROOT, "benchmarks", "results", "segmentation.json"))
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    batches = {"paper": args.batch_paper, "quick": args.batch_quick}
-    steps = {"paper": args.steps_paper, "quick": args.steps_quick}
+    batches = {"paper": args.batch_paper, "cpu": args.batch_cpu}
+    steps = {"paper": args.steps_paper, "cpu": args.steps_cpu}
     if args.one:
         model_name, size_name = args.one
         print("RESULT " + json.dumps(bench_one(model_name, size_name, batches[size_name], steps[size_name])))

@@ -186,3 +186,17 @@ def test_a_killed_run_resumes_without_redoing_finished_folds(tmp_path):
     history = list(csv.DictReader((root / "fold_1" / "history.csv").open()))
     assert [int(row["epoch"]) for row in history] == [0, 1, 2]  # one history across the two processes
     assert (tmp_path / "runs" / "phantom_64px-quick" / "report.md").is_file()
+
+
+@pytest.mark.slow
+def test_grid_search_request_is_reported(tmp_path):
+    out = _run(tmp_path, "--model", "grid_search")
+    root = tmp_path / "runs" / "phantom_64px-quick"
+    summary = json.loads((root / "grid_search" / "summary.json").read_text())
+    assert set(summary["models"]) == {"unet_bmode", "w_mm_unet"}
+    report = (root / "report.md").read_text()
+    assert "## Grid search (§3.4, Table S4)" in report and "| learning rate | batch | loss | unet_bmode | w_mm_unet |" in report
+    chosen = summary["models"]["w_mm_unet"]["chosen"]
+    assert f"**{100 * chosen['val_dice']:.1f}**" in report
+    assert len([line for line in report.splitlines() if line.startswith("| 0.01 |") or line.startswith("| 0.001 |")]) == 4
+    assert "Report:" in out

@@ -149,11 +149,12 @@ def run_protocol(
 
         log(f"Experiment {root}: grid search (§3.4, Table S4), preset {preset}")
         summary = run_grid_search(data, split, preset=preset, output=root, log=log)
-        records.append({"name": "grid_search", "kind": "grid_search", "status": "done",
-                        "seconds": round(time.time() - started, 1),
+        timing = summary.get("timing", {})
+        records.append({"name": "grid_search", "kind": "grid_search",
+                        "status": "reused" if not timing.get("settings_trained") else "trained",
+                        "seconds": round(time.time() - started, 1), "run_seconds": timing.get("total_seconds"),
                         "summary": os.path.join(root, "grid_search", "summary.json"),
                         "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-        del summary
     else:
         steps = plan_steps(request, crop)
         log(f"Experiment {root}: {request} ({len(steps)} step{'s' * (len(steps) != 1)}: "

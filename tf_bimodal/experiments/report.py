@@ -360,16 +360,26 @@ def write_report(root: str, data=None, log=print) -> str:
         lines.append("")
 
     if grid:
+        models = grid.get("models", {})
+        names = list(models)
         lines += ["## Grid search (§3.4, Table S4)", "",
-                  f"Best validation Dice on fold {grid.get('fold')} per setting; chosen per model:", "",
-                  "| model | learning rate | batch | loss | val Dice |", "|---|---|---|---|---|"]
-        for model, result in grid.get("models", {}).items():
-            chosen = result.get("chosen") or {}
-            lines.append(f"| {model} | {chosen.get('learning_rate')} | {chosen.get('batch_size')} | "
-                         f"{chosen.get('loss')} | {_percent(chosen.get('val_dice'))} |")
+                  f"Best validation Dice (%) of each setting on fold {grid.get('fold')}'s validation images, at most "
+                  f"{grid.get('epochs')} epochs per setting; the chosen setting of each model in bold. "
+                  f"{grid.get('paper_choice', '')}", "",
+                  "| learning rate | batch | loss | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+        table = {}
+        for name in names:
+            for setting in models[name].get("settings", []):
+                cell = _percent(setting.get("val_dice"))
+                if setting.get("chosen") or setting == models[name].get("chosen"):
+                    cell = f"**{cell}**"
+                table.setdefault((setting["learning_rate"], setting["batch_size"], setting["loss"]), {})[name] = cell
+        for (learning_rate, batch_size, loss), cells in table.items():
+            lines.append(f"| {learning_rate:g} | {batch_size} | {loss} | "
+                         + " | ".join(cells.get(name, "–") for name in names) + " |")
         if os.path.isfile(os.path.join(root, "grid_search", "grid.png")):
             lines += ["", "![Grid search](grid_search/grid.png)"]
-        lines += ["", "All settings: `grid_search/results.csv`.", ""]
+        lines.append("")
 
     steps = protocol.get("steps", {})
     if steps:
