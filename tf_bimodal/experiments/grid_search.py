@@ -14,10 +14,9 @@ paper then trains every model with 1e-4 / 32 / Dice, "near optimal" for all of t
     <output>/grid_search/grid.png              validation Dice over learning rate x batch, per loss
     <output>/grid_search/tuner/<model>/        KerasTuner's project (oracle, trial_<n>/), for resuming
 
-Each ``trial_<n>/`` also holds KerasTuner's best-epoch weights of that setting
-(``checkpoint.weights.h5``, written by its ``SaveBestEpoch`` callback): about 120 MB per
-U-Net setting and 310 MB per multimodal setting at the ``paper`` preset, some 20 GB for its
-four models x 24 settings.
+KerasTuner's ``SaveBestEpoch`` checkpoints are left out: the search needs each setting's
+score, not its weights (they would take about 20 GB at the ``paper`` preset, 120-310 MB per
+setting).
 """
 
 from __future__ import annotations
