@@ -23,9 +23,12 @@ from tf_bimodal.config import (
     CLASSIFICATION_CROPS,
     CLASSIFICATION_MODELS,
     DATA_SOURCES,
+    PRECISIONS,
     PRESETS,
     SEGMENTATION_MODELS,
+    STRATEGIES,
     DataConfig,
+    RuntimeConfig,
     SplitConfig,
 )
 
@@ -61,6 +64,14 @@ def parse_args(argv=None):
     parser.add_argument("--output", default="runs",
                         help="results folder; an experiment goes to <output>/<dataset>-<preset>/ "
                              "(default: %(default)s)")
+    runtime = RuntimeConfig()
+    parser.add_argument("--strategy", choices=STRATEGIES, default=runtime.strategy,
+                        help="tf.distribute: auto (Mirrored over all local GPUs if any), mirrored, multi_worker "
+                             "(MultiWorkerMirroredStrategy from TF_CONFIG) or one_device (default: %(default)s)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=runtime.precision,
+                        help="Keras dtype policy; mixed_float16 uses loss scaling (default: %(default)s)")
+    parser.add_argument("--no-tensorboard", action="store_true",
+                        help="do not write TensorBoard logs (default: every fold writes them)")
     return parser.parse_args(argv)
 
 
@@ -77,7 +88,9 @@ def main(argv=None):
         data = DataConfig(source=args.data, image_size=args.image_size,
                           manual_dir=args.manual_dir, data_dir=args.data_dir)
         split = SplitConfig(scheme=args.split, num_folds=args.num_folds, seed=args.seed)
+        runtime = RuntimeConfig(strategy=args.strategy, precision=args.precision, tensorboard=not args.no_tensorboard)
         run(model=args.model, data=data, split=split, preset=args.preset, crop=args.crop, output=args.output,
+            runtime=runtime,
             command=" ".join(["python run_experiments.py", *(argv if argv is not None else sys.argv[1:])]))
     except (DataError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -571,3 +571,42 @@ TABLE2_ROWS = (
 )
 """Table 2 (§4.2.1), in the paper's order; the segmentation column is W-MM-U-Net for the
 ``predicted`` crops, the ground truth for ``manual`` and none for ``none``."""
+
+
+# =========================================================================== runtime
+# How training runs, not what it computes: tf.distribute, mixed precision, TensorBoard.
+# Read by ``tf_bimodal.training.runtime`` and ``tf_bimodal.training.tensorboard``.
+
+STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how models train; the design card's "tf.distribute MirroredStrategy on GPUs".
+
+    Attributes:
+        strategy: ``auto`` (``MirroredStrategy`` over all local GPUs when there are any, else
+            the default strategy), ``mirrored``, ``multi_worker``
+            (``MultiWorkerMirroredStrategy`` from the ``TF_CONFIG`` environment variable) or
+            ``one_device``. The presets' batch sizes are global: the paper's per-step batch
+            (§3.4), split over the replicas.
+        precision: Keras dtype policy: ``float32``, ``mixed_bfloat16`` or ``mixed_float16``
+            (with loss scaling); model outputs stay float32. Part of a run's cache key, since
+            it changes the numbers.
+        tensorboard: write TensorBoard logs for every fold.
+        image_every: segmentation: write predicted masks to TensorBoard every this many epochs.
+    """
+
+    strategy: str = "auto"
+    precision: str = "float32"
+    tensorboard: bool = True
+    image_every: int = 5
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"RuntimeConfig: strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"RuntimeConfig: precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.image_every < 1:
+            raise ValueError(f"RuntimeConfig: image_every must be >= 1, got {self.image_every}")

@@ -60,6 +60,7 @@ from tf_bimodal.config import (
     AugmentConfig,
     ClassificationConfig,
     CropConfig,
+    RuntimeConfig,
     classification_run_name,
     DataConfig,
     SplitConfig,
@@ -86,7 +87,9 @@ from tf_bimodal.models.classification.factory import (
     build_classifier,
     model_input_keys,
 )
+from tf_bimodal.training import runtime as runtime_lib
 from tf_bimodal.training.callbacks import ProgressLogger, has_backup, resumable_callbacks
+from tf_bimodal.training.tensorboard import fold_callbacks
 
 SEGMENTATION_MODEL_FOR_CROPS = "w_mm_unet"
 PREDICTED_MASKS_FILE = "predicted_masks.npz"
@@ -390,7 +393,7 @@ def _normalization(config: ClassificationConfig, records: dict) -> str:
     return "caffe" if used == {"imagenet"} else "standardize"
 
 
-def _run_fold(model, config, arrays, parts, crop_config, fold_dir, label, loader, log, fold_config) -> tuple:
+def _run_fold(model, config, arrays, parts, crop_config, fold_dir, label, loader, log, runtime, fold_config) -> tuple:
     """Train, select, threshold and test one fold; write its files (see the module docstring).
 
     Returns:
@@ -403,14 +406,15 @@ def _run_fold(model, config, arrays, parts, crop_config, fold_dir, label, loader
     keras.backend.clear_session()
     seed = config.seed + int(fold_config["fold"])
     keras.utils.set_random_seed(seed)
-    backbones, records = _initialised_backbones(model, config, loader, log)
-    normalization = _normalization(config, records)
-    classifier = build_classifier(model, config, normalization, backbones=backbones)
-    classifier.compile(
-        optimizer=keras.optimizers.SGD(
-            learning_rate=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay
+    with runtime_lib.strategy_for(runtime).scope():
+        backbones, records = _initialised_backbones(model, config, loader, log)
+        normalization = _normalization(config, records)
+        classifier = build_classifier(model, config, normalization, backbones=backbones)
+        classifier.compile(
+            optimizer=keras.optimizers.SGD(
+                learning_rate=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay
+            )
         )
-    )
     input_keys = model_input_keys(model)
     train_ds = classification_dataset(
         arrays, parts["train"], input_keys, config.input_size, crop_config, config.batch_size,
@@ -427,6 +431,7 @@ def _run_fold(model, config, arrays, parts, crop_config, fold_dir, label, loader
     callbacks += [
         keras.callbacks.CSVLogger(os.path.join(fold_dir, "history.csv"), append=resuming),
         ProgressLogger(label, config.epochs, log=log),
+        *fold_callbacks(runtime, fold_dir, "classification", model=classifier),
     ]
     classifier.fit(
         train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=0
@@ -482,6 +487,7 @@ def run_classification(
     crop: str = "predicted",
     output: str = "runs",
     log=print,
+    runtime: RuntimeConfig | None = None,
 ) -> dict:
     """Cross-validate one classifier of Table 2 (§3.3, §3.4, §4.2) and write its results.
 
@@ -501,6 +507,8 @@ def run_classification(
             ``"manual"`` (ground-truth masks) or ``"none"`` (full images).
         output: results folder.
         log: where progress lines go (model, fold, epoch, elapsed time).
+        runtime: strategy, precision and TensorBoard (``RuntimeConfig``; default: the
+            default strategy, float32, TensorBoard logs in ``fold_<k>/tensorboard``).
 
     Returns:
         The summary dict written to ``<output>/<model>/summary.json``.
@@ -510,6 +518,11 @@ def run_classification(
             without any (BUSI).
         FileNotFoundError: ``crop="predicted"`` before the W-MM-U-Net masks exist.
     """
+    with runtime_lib.precision(runtime):
+        return _run_classification(model, data, split, preset, crop, output, log, runtime)
+
+
+def _run_classification(model, data, split, preset, crop, output, log, runtime) -> dict:
     started = time.time()
     if model not in CLASSIFICATION_MODELS:
         raise ValueError(f"model must be one of {CLASSIFICATION_MODELS}, got {model!r}")
@@ -557,6 +570,7 @@ def run_classification(
         "step": "classification", "model": model, "crop": crop, "config": to_dict(config),
         "data": data_identity(data), "split": to_dict(split), "dataset_version": str(info.version),
         "masks": _masks_fingerprint(crop_record["masks"]) if crop == "predicted" else None,
+        **({"precision": runtime.precision} if runtime is not None and runtime.precision != "float32" else {}),
     })
     done = reusable_summary(model_dir, key)
     if done is not None:
@@ -585,7 +599,7 @@ def run_classification(
             log(f"{label}: finished earlier, reusing {fold_dir}")
             continue
         result, test = _run_fold(
-            model, config, arrays, parts, crop_config, fold_dir, label, loader, log,
+            model, config, arrays, parts, crop_config, fold_dir, label, loader, log, runtime,
             fold_config={"model": model, "fold": k, "cache_key": key, "classification": to_dict(config), "data": to_dict(data),
                          "split": to_dict(split), "crop": crop_record},
         )
@@ -614,6 +628,7 @@ def run_classification(
         "notice": SYNTHETIC_NOTICE if synthetic else None,
         "preset": config.preset,
         "preset_notice": notice,
+        "runtime": runtime_lib.describe(runtime),
         **{name: patient_summary[name] for name in METRIC_NAMES},
         "evaluation": "patient-wise: majority vote of the images, a tie going to malignant (§4.2); "
                       "mean ± population SD over the folds' test sets",

@@ -34,6 +34,7 @@ from tf_bimodal.config import (
     TABLE1_ROWS,
     TABLE2_ROWS,
     DataConfig,
+    RuntimeConfig,
     SplitConfig,
     TableRow,
     classification_run_name,
@@ -90,14 +91,15 @@ def plan_steps(request: str, crop: str = "predicted") -> list[TableRow]:
     )
 
 
-def _run_step(row: TableRow, data, split, preset, root, log) -> dict:
+def _run_step(row: TableRow, data, split, preset, root, log, runtime) -> dict:
     if row.crop is None:
         from tf_bimodal.experiments.segmentation import run_segmentation
 
-        return run_segmentation(row.model, data, split, preset=preset, output=root, log=log)
+        return run_segmentation(row.model, data, split, preset=preset, output=root, log=log, runtime=runtime)
     from tf_bimodal.experiments.classification import run_classification
 
-    return run_classification(row.model, data, split, preset=preset, crop=row.crop, output=root, log=log)
+    return run_classification(row.model, data, split, preset=preset, crop=row.crop, output=root, log=log,
+                              runtime=runtime)
 
 
 def _record_steps(root: str, records: list[dict]) -> dict:
@@ -119,6 +121,7 @@ def run_protocol(
     output: str = "runs",
     command: str | None = None,
     log=print,
+    runtime: RuntimeConfig | None = None,
 ) -> dict:
     """Run a request of the paper's protocol and write the experiment's report.
 
@@ -131,6 +134,7 @@ def run_protocol(
         output: results folder; the experiment goes to ``<output>/<dataset>-<preset>/``.
         command: the command line that asked, for the report.
         log: where progress lines go.
+        runtime: strategy, precision and TensorBoard settings (``RuntimeConfig``).
 
     Returns:
         ``{"experiment_dir", "steps": [records], "report"}``; a record holds the step's name,
@@ -148,7 +152,7 @@ def run_protocol(
         from tf_bimodal.experiments.grid_search import run_grid_search
 
         log(f"Experiment {root}: grid search (§3.4, Table S4), preset {preset}")
-        summary = run_grid_search(data, split, preset=preset, output=root, log=log)
+        summary = run_grid_search(data, split, preset=preset, output=root, log=log, runtime=runtime)
         timing = summary.get("timing", {})
         records.append({"name": "grid_search", "kind": "grid_search",
                         "status": "reused" if not timing.get("settings_trained") else "trained",
@@ -163,7 +167,7 @@ def run_protocol(
             step_started = time.time()
             log(f"== step {number}/{len(steps)}: {row.name} [{row.network}; {row.modality}"
                 + (f"; crop {row.crop}" if row.crop else "") + f"] (elapsed {step_started - started:.0f} s)")
-            summary = _run_step(row, data, split, preset, root, log)
+            summary = _run_step(row, data, split, preset, root, log, runtime)
             seconds = time.time() - step_started
             records.append({
                 "name": row.name,

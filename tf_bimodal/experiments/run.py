@@ -17,7 +17,15 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tf_bimodal.experiments.common import SYNTHETIC_NOTICE, write_json
-from tf_bimodal.config import CLASSIFICATION_MODELS, PRESETS, SEGMENTATION_MODELS, DataConfig, SplitConfig, to_dict
+from tf_bimodal.config import (
+    CLASSIFICATION_MODELS,
+    PRESETS,
+    SEGMENTATION_MODELS,
+    DataConfig,
+    RuntimeConfig,
+    SplitConfig,
+    to_dict,
+)
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import splits as splits_lib
 from tf_bimodal.data.schema import LABELS
@@ -128,6 +136,7 @@ def run(
     output: str = "runs",
     command: str | None = None,
     log=print,
+    runtime: RuntimeConfig | None = None,
 ) -> dict:
     """Run one request: describe the data, or run part or all of the paper's protocol.
 
@@ -144,6 +153,8 @@ def run(
         output: the results folder; experiments go to ``<output>/<dataset>-<preset>/``.
         command: the command line, recorded in the report.
         log: where progress lines go.
+        runtime: strategy, precision and TensorBoard (``RuntimeConfig``; default: ``auto``
+            strategy, float32, TensorBoard on).
 
     Returns:
         The data summary (``model=None``), or ``run_protocol``'s record of the steps and the
@@ -159,4 +170,5 @@ def run(
             f"describe the data), got {model!r}"
         )
     preset = resolve_preset(preset, log=log)
-    return run_protocol(model, data, split, preset=preset, crop=crop, output=output, command=command, log=log)
+    return run_protocol(model, data, split, preset=preset, crop=crop, output=output, command=command, log=log,
+                        runtime=runtime)

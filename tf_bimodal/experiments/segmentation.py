@@ -35,7 +35,15 @@ from tf_bimodal.experiments.common import (
     start_run_dir,
     write_json,
 )
-from tf_bimodal.config import AugmentConfig, DataConfig, SegmentationConfig, SplitConfig, segmentation_preset, to_dict
+from tf_bimodal.config import (
+    AugmentConfig,
+    DataConfig,
+    RuntimeConfig,
+    SegmentationConfig,
+    SplitConfig,
+    segmentation_preset,
+    to_dict,
+)
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import pipeline
 from tf_bimodal.data import splits as splits_lib
@@ -48,7 +56,9 @@ from tf_bimodal.evaluation.segmentation import (
 )
 from tf_bimodal.models.segmentation.factory import MODEL_INPUTS, build_segmenter, check_model_name, is_multimodal
 from tf_bimodal.training.metrics import mean_scores
+from tf_bimodal.training import runtime as runtime_lib
 from tf_bimodal.training.segmentation import MONITOR, compile_segmenter, fit_segmenter
+from tf_bimodal.training.tensorboard import fold_callbacks
 
 ARRAY_KEYS = ("image_id", "bmode", "semode", "mask", "has_semode", "has_mask")
 
@@ -72,10 +82,14 @@ def load_fold_predictions(path: str) -> np.ndarray:
 
 
 def segmentation_cache_key(model: str, config: SegmentationConfig, data: DataConfig, split: SplitConfig,
-                           dataset_version: str) -> str:
-    """The cache key of a segmentation run: everything its results depend on."""
-    return cache_key({"step": "segmentation", "model": model, "config": to_dict(config),
-                      "data": data_identity(data), "split": to_dict(split), "dataset_version": dataset_version})
+                           dataset_version: str, runtime: RuntimeConfig | None = None) -> str:
+    """The cache key of a segmentation run: everything its results depend on (the precision
+    too, not the strategy or the logging)."""
+    payload = {"step": "segmentation", "model": model, "config": to_dict(config),
+               "data": data_identity(data), "split": to_dict(split), "dataset_version": dataset_version}
+    if runtime is not None and runtime.precision != "float32":
+        payload["precision"] = runtime.precision
+    return cache_key(payload)
 
 
 def load_arrays(ds: tf.data.Dataset) -> dict:
@@ -166,6 +180,7 @@ def run_segmentation(
     preset: str | SegmentationConfig = "quick",
     output: str = "runs",
     log=print,
+    runtime: RuntimeConfig | None = None,
 ) -> dict:
     """Cross-validate one segmenter of Table 1 (paper §3.4, §4.1) and write its results.
 
@@ -201,6 +216,8 @@ def run_segmentation(
             ``SegmentationConfig``.
         output: results folder.
         log: where progress lines go (model, fold, epoch, elapsed time).
+        runtime: strategy, precision and TensorBoard (``RuntimeConfig``; default: the
+            default strategy, float32, TensorBoard logs in ``fold_<k>/tensorboard``).
 
     Returns:
         The summary dict written to ``<output>/<model>/summary.json``.
@@ -209,6 +226,11 @@ def run_segmentation(
         ValueError: unknown model or preset, or a multimodal model on data without SE-mode
             images (e.g. BUSI).
     """
+    with runtime_lib.precision(runtime):
+        return _run_segmentation(model, data, split, preset, output, log, runtime)
+
+
+def _run_segmentation(model, data, split, preset, output, log, runtime) -> dict:
     started = time.time()
     check_model_name(model)
     if isinstance(preset, SegmentationConfig):
@@ -227,7 +249,7 @@ def run_segmentation(
     log(f"  {len(arrays['image_id'])} images, dataset version {info.version}")
     _check_modalities(model, arrays, dataset_name)
     model_dir = os.path.join(output, model)
-    key = segmentation_cache_key(model, config, data, split, str(info.version))
+    key = segmentation_cache_key(model, config, data, split, str(info.version), runtime)
     done = reusable_summary(model_dir, key)
     if done is not None:
         log(f"{model}: reusing the finished run in {model_dir} (same settings, cache key {key})")
@@ -287,13 +309,20 @@ def run_segmentation(
             continue
         keras.backend.clear_session()
         keras.utils.set_random_seed(config.seed + k)
-        segmenter = compile_segmenter(build_segmenter(model, config, model_size), config)
+        with runtime_lib.strategy_for(runtime).scope():
+            segmenter = compile_segmenter(build_segmenter(model, config, model_size), config)
         path_names = getattr(segmenter, "path_names", None)
         train_ds = _fold_dataset(model_arrays, train_ids, input_keys, config, True, config.seed + k)
         val_ds = _fold_dataset(model_arrays, val_ids, input_keys, config, False, config.seed + k)
         log(f"{label}: train {len(train_ids)}, val {len(val_ids)}, test {len(test_positions)} images")
+        extra_callbacks = fold_callbacks(
+            runtime, fold_dir, "segmentation", model=segmenter,
+            val_inputs={key: model_arrays[key][positions(fold["val"])] for key in input_keys},
+            val_masks=model_arrays["mask"][positions(fold["val"])],
+        )
         training = fit_segmenter(
-            segmenter, train_ds, val_ds, config, fold_dir=fold_dir, label=label, log=log, started=started
+            segmenter, train_ds, val_ds, config, fold_dir=fold_dir, label=label, log=log, started=started,
+            extra_callbacks=extra_callbacks,
         )
         if training["resumed_from_epoch"]:
             log(f"{label}: resumed an interrupted fit at epoch {training['resumed_from_epoch']}")
@@ -385,6 +414,7 @@ def run_segmentation(
         "data_config": to_dict(data),
         "split_config": to_dict(split),
         "num_folds": num_folds,
+        "runtime": runtime_lib.describe(runtime),
         "shared_test_set": shared_test,
         **summary_scores,
         "fold_union": fold_union,

@@ -38,6 +38,7 @@ def fit_segmenter(
     label: str = "",
     log=print,
     started: float | None = None,
+    extra_callbacks=(),
 ) -> dict:
     """Train a compiled segmenter, keeping the weights of its best validation-Dice epoch.
 
@@ -59,6 +60,7 @@ def fit_segmenter(
         log: where progress lines go.
         started: ``time.time()`` the progress lines count elapsed seconds from (default:
             the start of this training).
+        extra_callbacks: more callbacks (e.g. TensorBoard), run after the built-in ones.
 
     Returns:
         ``{"best_epoch", "best_val_dice", "epochs_run", "resumed_from_epoch", "history"}``
@@ -77,6 +79,7 @@ def fit_segmenter(
     else:
         early_stopping = keras.callbacks.EarlyStopping(restore_best_weights=True, **early_stopping_kwargs)
         callbacks = [early_stopping, progress]
+    callbacks += list(extra_callbacks)
     # The input pipeline shuffles (seeded); Keras cannot shuffle a tf.data.Dataset anyway.
     history = model.fit(
         train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=0
