@@ -7,6 +7,7 @@ Examples:
     python run_experiments.py --model w_mm_unet --preset quick
     python run_experiments.py --model mff --crop manual
     python run_experiments.py --model grid_search   # learning rate x batch x loss (Table S4)
+    python run_experiments.py --model mff --export exported/   # SavedModels, incl. the CAD pipeline
     python run_experiments.py --data busi --manual-dir /path/to/BUSI
     python run_experiments.py --data clinical --manual-dir /path/to/folder_with_manifest.csv
 """
@@ -70,6 +71,9 @@ def parse_args(argv=None):
                              "(MultiWorkerMirroredStrategy from TF_CONFIG) or one_device (default: %(default)s)")
     parser.add_argument("--precision", choices=PRECISIONS, default=runtime.precision,
                         help="Keras dtype policy; mixed_float16 uses loss scaling (default: %(default)s)")
+    parser.add_argument("--export", default=None, metavar="DIR",
+                        help="export the experiment's W-MM-U-Net, MFF and the end-to-end CAD pipeline as "
+                             "SavedModels into DIR (after --model, or alone for an experiment already trained)")
     parser.add_argument("--no-tensorboard", action="store_true",
                         help="do not write TensorBoard logs (default: every fold writes them)")
     return parser.parse_args(argv)
@@ -90,7 +94,7 @@ def main(argv=None):
         split = SplitConfig(scheme=args.split, num_folds=args.num_folds, seed=args.seed)
         runtime = RuntimeConfig(strategy=args.strategy, precision=args.precision, tensorboard=not args.no_tensorboard)
         run(model=args.model, data=data, split=split, preset=args.preset, crop=args.crop, output=args.output,
-            runtime=runtime,
+            runtime=runtime, export=args.export,
             command=" ".join(["python run_experiments.py", *(argv if argv is not None else sys.argv[1:])]))
     except (DataError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

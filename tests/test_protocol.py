@@ -142,6 +142,14 @@ def test_mff_chain_writes_the_report_and_reuses_its_steps(tmp_path):
     protocol = json.loads((root / "protocol.json").read_text())
     assert {protocol["steps"][name]["status"] for name in ("w_mm_unet", "mff")} == {"reused"}
 
+    # Export alone, from the trained experiment: SavedModels and their record.
+    exported = tmp_path / "exported"
+    out = _run(tmp_path, "--export", str(exported))
+    assert f"Exporting {root} to {exported}" in out and " epoch 1/" not in out
+    record = json.loads((exported / "export.json").read_text())
+    assert set(record["signatures"]) == {"segmenter", "classifier", "cad_pipeline"} and record["synthetic"] is True
+    assert (exported / "cad_pipeline" / "saved_model.pb").is_file()
+
     # Manual crops need no segmentation: a new step, the W-MM-U-Net one is not asked for.
     third = _run(tmp_path, "--model", "vgg16_semode", "--crop", "manual")
     assert "== step 1/1: vgg16_semode_crop_manual" in third and "w_mm_unet" not in third.split("Report:")[0]

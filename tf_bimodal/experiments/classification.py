@@ -89,7 +89,7 @@ from tf_bimodal.models.classification.factory import (
 )
 from tf_bimodal.training import runtime as runtime_lib
 from tf_bimodal.training.callbacks import ProgressLogger, has_backup, resumable_callbacks
-from tf_bimodal.training.tensorboard import fold_callbacks
+from tf_bimodal.training.tensorboard import fold_callbacks, write_fold_summary
 
 SEGMENTATION_MODEL_FOR_CROPS = "w_mm_unet"
 PREDICTED_MASKS_FILE = "predicted_masks.npz"
@@ -242,6 +242,7 @@ def classification_dataset(
     # The id filter hides the size from Keras; state it (one partial batch at the end).
     num_batches = math.ceil(len(set(image_ids)) / batch_size)
     ds = ds.map(to_inputs).apply(tf.data.experimental.assert_cardinality(num_batches))
+    ds = runtime_lib.with_data_sharding(ds)
     if training and modality_dropout > 0:
         if "availability" not in input_keys:
             raise ValueError("modality_dropout needs a model with an 'availability' input")
@@ -403,7 +404,7 @@ def _run_fold(model, config, arrays, parts, crop_config, fold_dir, label, loader
     fold_started = time.time()
     os.makedirs(fold_dir, exist_ok=True)
     log(f"{label}: train {len(parts['train'])}, val {len(parts['val'])}, test {len(parts['test'])} images")
-    keras.backend.clear_session()
+    runtime_lib.clear_session(runtime)  # keeps the dtype policy, unlike keras' own
     seed = config.seed + int(fold_config["fold"])
     keras.utils.set_random_seed(seed)
     with runtime_lib.strategy_for(runtime).scope():
@@ -451,6 +452,7 @@ def _run_fold(model, config, arrays, parts, crop_config, fold_dir, label, loader
         log(f"{label}: threshold {threshold['threshold']} ({threshold['reason']})")
     test = predictions["test"]
     metrics = evaluate_predictions(test["label"], test["probability"], test["patient_id"], threshold["threshold"])
+    write_fold_summary(fold_dir, test["label"], test["probability"], threshold["threshold"], runtime)
     classifier.save(os.path.join(fold_dir, "model.keras"))
     _write_predictions(os.path.join(fold_dir, "predictions.csv"), predictions, threshold["threshold"])
     result = {
@@ -508,7 +510,10 @@ def run_classification(
         output: results folder.
         log: where progress lines go (model, fold, epoch, elapsed time).
         runtime: strategy, precision and TensorBoard (``RuntimeConfig``; default: the
-            default strategy, float32, TensorBoard logs in ``fold_<k>/tensorboard``).
+            default strategy, float32, TensorBoard logs in ``fold_<k>/tensorboard``). The
+            preset's batch size is global, split over the strategy's replicas; with
+            ``multi_worker`` only the chief writes to ``output`` (the other workers read and
+            write ``<output>/_workers/<job>_<index>``, see :mod:`tf_bimodal.training.runtime`).
 
     Returns:
         The summary dict written to ``<output>/<model>/summary.json``.
@@ -518,6 +523,9 @@ def run_classification(
             without any (BUSI).
         FileNotFoundError: ``crop="predicted"`` before the W-MM-U-Net masks exist.
     """
+    # First: a multi-worker strategy must exist before any other TensorFlow op runs.
+    runtime_lib.strategy_for(runtime)
+    output = runtime_lib.worker_output(output, runtime)
     with runtime_lib.precision(runtime):
         return _run_classification(model, data, split, preset, crop, output, log, runtime)
 

@@ -13,6 +13,8 @@ paper then trains every model with 1e-4 / 32 / Dice, "near optimal" for all of t
     <output>/grid_search/results.csv           one row per model x setting
     <output>/grid_search/grid.png              validation Dice over learning rate x batch, per loss
     <output>/grid_search/tuner/<model>/        KerasTuner's project (oracle, trial_<n>/), for resuming
+    <output>/grid_search/tensorboard/<model>/  the grid in TensorBoard's HParams dashboard, one run
+                                               per setting (``RuntimeConfig.tensorboard``)
 
 KerasTuner's ``SaveBestEpoch`` checkpoints are left out: the search needs each setting's
 score, not its weights (they would take about 20 GB at the ``paper`` preset, 120-310 MB per
@@ -35,10 +37,12 @@ import time
 import keras
 import keras_tuner
 import numpy as np
+import tensorflow as tf
 
 from tf_bimodal.config import (
     DataConfig,
     GridSearchConfig,
+    RuntimeConfig,
     SegmentationConfig,
     SplitConfig,
     grid_search_preset,
@@ -50,7 +54,9 @@ from tf_bimodal.data import splits as splits_lib
 from tf_bimodal.experiments.common import SYNTHETIC_NOTICE, write_json
 from tf_bimodal.experiments.segmentation import _check_modalities, _fold_dataset, load_arrays, resize_arrays
 from tf_bimodal.models.segmentation.factory import MODEL_INPUTS, build_segmenter
+from tf_bimodal.training import runtime as runtime_lib
 from tf_bimodal.training.segmentation import MONITOR, compile_segmenter
+from tf_bimodal.training.tensorboard import write_hparams
 
 OBJECTIVE = keras_tuner.Objective(MONITOR, direction="max")
 """A setting's score: its best validation Dice over the epochs of its training run."""
@@ -121,9 +127,11 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         model_size: the model's input side.
         log: where the one line per trained setting goes.
         started: ``time.time()`` the lines count elapsed seconds from.
+        runtime: the ``RuntimeConfig``, whose precision every setting is built in.
     """
 
-    def __init__(self, model_name, base, grid, arrays, train_ids, val_ids, model_size, log=print, started=None):
+    def __init__(self, model_name, base, grid, arrays, train_ids, val_ids, model_size, log=print, started=None,
+                 runtime=None):
         super().__init__(name=model_name)
         self.model_name = model_name
         self.base = base
@@ -136,6 +144,7 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         self.started = time.time() if started is None else started
         self.settings = grid_settings(grid)
         self.seed = base.seed + grid.fold
+        self.runtime = runtime
         self._trial_started = None
 
     def declare_hyperparameters(self, hp):
@@ -148,8 +157,13 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
     def build(self, hp):
         self._trial_started = time.time()
         # KerasTuner clears the session before each build too; kept so that the seeding below
-        # never depends on that.
-        keras.backend.clear_session()
+        # never depends on that. Not inside a distribution strategy's scope (KerasTuner builds
+        # there when given one, right after its own clear_session), where resetting the
+        # default graph would drop the scope's state. Keras' clear_session also resets the
+        # dtype policy to float32, so the runtime's precision is set again either way.
+        if not tf.distribute.has_strategy():
+            keras.backend.clear_session()
+        keras.config.set_dtype_policy((self.runtime or RuntimeConfig()).precision)
         keras.utils.set_random_seed(self.seed)
         learning_rate = hp.Choice("learning_rate", list(self.grid.learning_rates))
         loss = hp.Choice("loss", list(self.grid.losses))
@@ -225,12 +239,15 @@ def _json_normalized(value):
     return json.loads(json.dumps(value))
 
 
-def _tuner_settings(model_name, dataset_name, split, grid, base, epochs) -> dict:
-    """What a tuner project's trials depend on (the list of models searched does not)."""
+def _tuner_settings(model_name, dataset_name, split, grid, base, epochs, precision="float32") -> dict:
+    """What a tuner project's trials depend on (the list of models searched does not; the
+    precision only when not float32, as in the segmentation runs' cache key)."""
     segmentation = to_dict(base)
     for name in (*GRID_HYPERPARAMETERS, "epochs"):
         segmentation.pop(name)
+    extra = {"precision": precision} if precision != "float32" else {}
     return _json_normalized({
+        **extra,
         "model": model_name,
         "dataset": dataset_name,
         "split_config": to_dict(split),
@@ -291,7 +308,7 @@ def _trial_results(oracle) -> dict:
     return results
 
 
-def _search_model(hypermodel, project_dir, log, started) -> list[dict]:
+def _search_model(hypermodel, project_dir, log, started, runtime=None) -> list[dict]:
     """Run (or resume) the GridSearch of one model; its settings' results in grid order."""
     model_name = hypermodel.model_name
     settings = hypermodel.settings
@@ -304,6 +321,7 @@ def _search_model(hypermodel, project_dir, log, started) -> list[dict]:
             project_name=os.path.basename(project_dir),
             overwrite=False,
             seed=hypermodel.seed,
+            distribution_strategy=runtime_lib.strategy_for(runtime),
         )
     _restore_grid_position(tuner.oracle)
     finished_before = _trial_results(tuner.oracle)
@@ -336,6 +354,33 @@ def _search_model(hypermodel, project_dir, log, started) -> list[dict]:
             "reused": setting in finished_before,
         })
     return rows
+
+
+def setting_run_name(number: int, row: dict) -> str:
+    """The TensorBoard run of a setting, e.g. ``setting_01_lr_1e-04_batch_32_dice`` (numbered
+    from 1 in grid order, so that TensorBoard lists the runs in that order)."""
+    return f"setting_{number:02d}_lr_{row['learning_rate']:.0e}_batch_{row['batch_size']}_{row['loss']}"
+
+
+def write_grid_hparams(log_dir: str, grid: GridSearchConfig, rows: list[dict], runtime=None) -> str | None:
+    """One model's grid in TensorBoard's HParams dashboard (see :func:`run_grid_search`).
+
+    The hyperparameters are ``learning_rate``, ``batch_size`` and ``loss`` with the grid's
+    values, the metric ``val_dice`` (a setting's best validation Dice; left out for a failed
+    setting); every row of ``rows`` (the settings in grid order) is one session.
+    """
+    return write_hparams(
+        log_dir,
+        domains={"learning_rate": grid.learning_rates, "batch_size": grid.batch_sizes, "loss": grid.losses},
+        metrics={MONITOR: "best validation Dice over the setting's epochs"},
+        sessions=[
+            (setting_run_name(number, row),
+             {name: row[name] for name in GRID_HYPERPARAMETERS},
+             {MONITOR: row["val_dice"]})
+            for number, row in enumerate(rows, start=1)
+        ],
+        runtime=runtime,
+    )
 
 
 def choose_setting(rows: list[dict]) -> dict | None:
@@ -438,6 +483,7 @@ def run_grid_search(
     output: str = "runs",
     log=print,
     segmentation: SegmentationConfig | str | None = None,
+    runtime: RuntimeConfig | None = None,
 ) -> dict:
     """Grid-search learning rate x batch size x loss for the segmenters (paper §3.4, Table S4).
 
@@ -458,6 +504,11 @@ def run_grid_search(
     again, and an interrupted one is trained again. A project made for another search (other
     grid, epochs, fold, data, splits or segmentation settings) is refused, not reused.
 
+    With ``runtime.tensorboard`` (the default) each model's grid is also written to
+    TensorBoard's HParams dashboard, in ``<output>/grid_search/tensorboard/<model>/``: the
+    grid, and one run per setting (``setting_<nn>_lr_<lr>_batch_<b>_<loss>``, numbered in
+    grid order) with its hyperparameters and its ``val_dice``, reused settings included.
+
     Args:
         data: the data set (``DataConfig``).
         split: the patient-level split settings (``SplitConfig``).
@@ -470,6 +521,11 @@ def run_grid_search(
         segmentation: the ``SegmentationConfig`` (or ``SEGMENTATION_PRESETS`` name) the grid
             varies; default: the segmentation preset of the same name as ``preset``, or
             ``quick`` when ``preset`` is a ``GridSearchConfig``.
+        runtime: strategy, precision and TensorBoard (``RuntimeConfig``; default: the default
+            strategy, float32, the HParams dashboard written). The settings are built and
+            trained under its strategy (KerasTuner's ``distribution_strategy``) and precision;
+            with ``multi_worker`` only the chief writes to ``output`` (the other workers use
+            ``<output>/_workers/<job>_<index>``, see :mod:`tf_bimodal.training.runtime`).
 
     Returns:
         The summary dict written to ``<output>/grid_search/summary.json``.
@@ -480,6 +536,15 @@ def run_grid_search(
             a tuner project in ``output`` made for another search.
         GridSearchTrialError: a setting failed to train (the original error is its cause).
     """
+    # As the other runners: a multi-worker strategy must exist before any other TensorFlow
+    # op runs, and only the chief writes to ``output``.
+    runtime_lib.strategy_for(runtime)
+    output = runtime_lib.worker_output(output, runtime)
+    with runtime_lib.precision(runtime):
+        return _run_grid_search(data, split, preset, output, log, segmentation, runtime)
+
+
+def _run_grid_search(data, split, preset, output, log, segmentation, runtime) -> dict:
     started = time.time()
     grid, preset_name, base, segmentation_name = _resolve_presets(preset, segmentation)
     _check_grid(grid, split)
@@ -520,16 +585,22 @@ def run_grid_search(
     log(f"  fold {fold['fold']}: train {len(train_ids)}, val {len(val_ids)} images (test images unused)")
 
     grid_dir = os.path.join(output, "grid_search")
-    models = {}
+    models, hparams_dirs = {}, {}
     for model_name in grid.models:
         project_dir = os.path.join(grid_dir, "tuner", model_name)
-        _check_tuner_project(project_dir, _tuner_settings(model_name, dataset_name, split, grid, base, epochs))
+        _check_tuner_project(project_dir, _tuner_settings(
+            model_name, dataset_name, split, grid, base, epochs, (runtime or RuntimeConfig()).precision
+        ))
         hypermodel = SegmentationHyperModel(
-            model_name, base, grid, model_arrays, train_ids, val_ids, model_size, log=log, started=started
+            model_name, base, grid, model_arrays, train_ids, val_ids, model_size, log=log, started=started,
+            runtime=runtime,
         )
-        rows = _search_model(hypermodel, project_dir, log, started)
+        rows = _search_model(hypermodel, project_dir, log, started, runtime)
         chosen = choose_setting(rows)
         models[model_name] = {"settings": rows, "chosen_row": chosen}
+        hparams_dirs[model_name] = write_grid_hparams(
+            os.path.join(grid_dir, "tensorboard", model_name), grid, rows, runtime
+        )
         if chosen is not None:
             log(f"{model_name}: chosen {_describe((chosen['learning_rate'], chosen['batch_size'], chosen['loss']))}"
                 f" (best val dice {chosen['val_dice']:.4f}); the paper used 1e-4 / 32 / dice for all models")
@@ -572,7 +643,12 @@ def run_grid_search(
             for model_name, result in models.items()
         },
         "paper_choice": PAPER_CHOICE,
-        "files": {"csv": csv_path, "figure": figure_path},
+        "files": {
+            "csv": csv_path,
+            "figure": figure_path,
+            "tensorboard": hparams_dirs if any(hparams_dirs.values()) else None,
+        },
+        "runtime": runtime_lib.describe(runtime),
         "timing": {
             "total_seconds": round(total_seconds, 1),
             "settings_trained": sum(not row["reused"] for r in models.values() for row in r["settings"]),

@@ -30,7 +30,7 @@ from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import splits as splits_lib
 from tf_bimodal.data.schema import LABELS
 from tf_bimodal.data.visualize import save_examples_figure
-from tf_bimodal.experiments.protocol import EXPERIMENTS, run_protocol
+from tf_bimodal.experiments.protocol import EXPERIMENTS, experiment_dir, run_protocol
 
 def dataset_title(data: DataConfig) -> str:
     """A one-line description of the data, marking synthetic data as such."""
@@ -137,6 +137,7 @@ def run(
     command: str | None = None,
     log=print,
     runtime: RuntimeConfig | None = None,
+    export: str | None = None,
 ) -> dict:
     """Run one request: describe the data, or run part or all of the paper's protocol.
 
@@ -155,6 +156,9 @@ def run(
         log: where progress lines go.
         runtime: strategy, precision and TensorBoard (``RuntimeConfig``; default: ``auto``
             strategy, float32, TensorBoard on).
+        export: a folder: after the request (or alone, without ``model``), export the
+            experiment's W-MM-U-Net, MFF and the end-to-end CAD pipeline as SavedModels there
+            (:func:`tf_bimodal.export.export_experiment`).
 
     Returns:
         The data summary (``model=None``), or ``run_protocol``'s record of the steps and the
@@ -162,13 +166,29 @@ def run(
     """
     data = data or DataConfig()
     split = split or SplitConfig()
-    if model is None:
+    if model is None and export is None:
         return describe_data(data, split, output, log=log)
+    if model is None:
+        preset = resolve_preset(preset, log=log)
+        return _export(output, data, preset, crop, export, log)
     if model not in SEGMENTATION_MODELS + CLASSIFICATION_MODELS + EXPERIMENTS:
         raise ValueError(
             f"model must be one of {SEGMENTATION_MODELS + CLASSIFICATION_MODELS + EXPERIMENTS} (or None to "
             f"describe the data), got {model!r}"
         )
     preset = resolve_preset(preset, log=log)
-    return run_protocol(model, data, split, preset=preset, crop=crop, output=output, command=command, log=log,
-                        runtime=runtime)
+    result = run_protocol(model, data, split, preset=preset, crop=crop, output=output, command=command, log=log,
+                          runtime=runtime)
+    if export is not None:
+        result["export"] = _export(output, data, preset, crop if model in CLASSIFICATION_MODELS else "predicted",
+                                   export, log)
+    return result
+
+
+def _export(output, data, preset, crop, export_dir, log) -> dict:
+    from tf_bimodal.config import classification_run_name
+    from tf_bimodal.export import export_experiment
+
+    root = experiment_dir(output, data, preset)
+    log(f"Exporting {root} to {export_dir}")
+    return export_experiment(root, export_dir, classifier_run=classification_run_name("mff", crop), log=log)

@@ -129,7 +129,7 @@ def _fold_dataset(arrays, image_ids, input_keys, config, training, seed):
     ds = ds.map(lambda batch: ({key: batch[key] for key in input_keys}, batch["mask"]))
     # Selecting ids filters, which hides the number of batches from Keras; state it.
     num_batches = -(-len(image_ids) // config.batch_size)
-    return ds.apply(tf.data.experimental.assert_cardinality(num_batches))
+    return runtime_lib.with_data_sharding(ds.apply(tf.data.experimental.assert_cardinality(num_batches)))
 
 
 def _predict(model, arrays, input_keys, output_size: int) -> np.ndarray:
@@ -217,7 +217,10 @@ def run_segmentation(
         output: results folder.
         log: where progress lines go (model, fold, epoch, elapsed time).
         runtime: strategy, precision and TensorBoard (``RuntimeConfig``; default: the
-            default strategy, float32, TensorBoard logs in ``fold_<k>/tensorboard``).
+            default strategy, float32, TensorBoard logs in ``fold_<k>/tensorboard``). The
+            preset's batch size is global, split over the strategy's replicas; with
+            ``multi_worker`` only the chief writes to ``output`` (the other workers read and
+            write ``<output>/_workers/<job>_<index>``, see :mod:`tf_bimodal.training.runtime`).
 
     Returns:
         The summary dict written to ``<output>/<model>/summary.json``.
@@ -226,6 +229,9 @@ def run_segmentation(
         ValueError: unknown model or preset, or a multimodal model on data without SE-mode
             images (e.g. BUSI).
     """
+    # First: a multi-worker strategy must exist before any other TensorFlow op runs.
+    runtime_lib.strategy_for(runtime)
+    output = runtime_lib.worker_output(output, runtime)
     with runtime_lib.precision(runtime):
         return _run_segmentation(model, data, split, preset, output, log, runtime)
 
@@ -307,7 +313,7 @@ def _run_segmentation(model, data, split, preset, output, log, runtime) -> dict:
             reused_folds.append(k)
             log(f"{label}: finished earlier, reusing {fold_dir}")
             continue
-        keras.backend.clear_session()
+        runtime_lib.clear_session(runtime)  # keeps the dtype policy, unlike keras' own
         keras.utils.set_random_seed(config.seed + k)
         with runtime_lib.strategy_for(runtime).scope():
             segmenter = compile_segmenter(build_segmenter(model, config, model_size), config)

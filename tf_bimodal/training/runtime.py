@@ -1,57 +1,342 @@
 """tf.distribute strategies and mixed precision for training (the design card; issue: delivery).
 
-``strategy_for(runtime)`` gives the ``tf.distribute.Strategy`` to build and compile models
-under; ``precision(runtime)`` is a context that sets the Keras dtype policy while models are
-built and trained.
+The paper trained on one GPU (§3.4); this module lets the same runners use every local GPU,
+several machines, or lower-precision arithmetic, chosen by a ``RuntimeConfig``:
+
+* :func:`strategy_for` gives the ``tf.distribute.Strategy`` to build and compile models
+  under (created once per process and reused).
+* :func:`precision` is a context that sets the Keras dtype policy while models are built
+  and trained; :func:`clear_session` clears Keras' state between folds without losing it.
+* :func:`is_chief` and :func:`worker_output` tell a multi-worker run where each worker
+  writes; :func:`with_data_sharding` marks an in-memory dataset for sharding by element.
+* :func:`describe` is what a run records about where it trained.
+
+**Global batch.** The presets' batch sizes are global: the paper's per-step batch (§3.4).
+The runners batch their ``tf.data.Dataset`` with it and hand it to ``Model.fit``, which (the
+TensorFlow backend's ``TFEpochIterator``) passes it through
+``strategy.experimental_distribute_dataset``: every global batch is split into
+``num_replicas_in_sync`` per-replica batches of ``global / replicas`` images, each replica's
+loss is divided by the number of replicas (``keras.losses.Loss`` reductions do this), and
+the gradients are summed across replicas. One step therefore follows the mean gradient of
+the whole global batch, as on one device, and ``fit`` reports the mean loss over it. A last
+partial batch is split as evenly as it goes (a replica may get no image at all).
+
+**Several workers** (``strategy="multi_worker"``): every worker runs the *same* program on
+the *same* data with the *same* seeds; ``fit`` shards the dataset (here by element, see
+:func:`with_data_sharding`), so each worker reads the whole pipeline and keeps its share
+of every global batch. Two rules follow:
+
+1. The strategy must exist before any other TensorFlow op runs in the process (it
+   configures the collective ops of the eager context), so call :func:`strategy_for` first;
+   the runners do so on entry.
+2. Only the chief writes the results (:func:`is_chief`): the runners send every other
+   worker's files to a private folder (:func:`worker_output`), where it keeps its own copy
+   of the run. Since the runners reuse finished runs and folds from their output folder,
+   every worker's folder must be in the same state when a run starts (all fresh, or all
+   left by the same interrupted run); otherwise one worker skips a fold that another
+   trains, and the second waits for the first forever. Prepare the TFDS data once before
+   starting the workers if they share a ``data_dir``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import warnings
 
 import keras
 import tensorflow as tf
 
 from tf_bimodal.config import RuntimeConfig
 
+TF_CONFIG_EXAMPLE = (
+    '{"cluster": {"worker": ["host0:12345", "host1:12345"]}, "task": {"type": "worker", "index": 0}}'
+)
+"""The shape of the ``TF_CONFIG`` that ``strategy="multi_worker"`` reads (one per worker: the
+same ``cluster`` everywhere, ``task.index`` its own position in the ``worker`` list)."""
+
+WORKER_JOBS = ("chief", "worker")
+"""The jobs of a ``MultiWorkerMirroredStrategy`` cluster (``chief`` is optional)."""
+
+WORKERS_DIR = "_workers"
+"""Subfolder of the output where non-chief workers keep their copy of a run."""
+
 _STRATEGIES: dict = {}
 
 
-def strategy_for(runtime: RuntimeConfig | None) -> tf.distribute.Strategy:
-    """The strategy ``runtime.strategy`` names, created once per process and reused."""
-    name = (runtime or RuntimeConfig()).strategy
+def _runtime(runtime: RuntimeConfig | None) -> RuntimeConfig:
+    return runtime if runtime is not None else RuntimeConfig()
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+def _tf_config_error(problem: str) -> ValueError:
+    return ValueError(
+        f"strategy 'multi_worker' (tf.distribute.MultiWorkerMirroredStrategy) reads the cluster from "
+        f"the TF_CONFIG environment variable, but {problem}. Set TF_CONFIG on every worker to JSON "
+        f"like {TF_CONFIG_EXAMPLE}: the same 'cluster' (host:port of every worker, optionally one "
+        "'chief') on all of them, and in 'task' this worker's job and its index in that job's list"
+    )
+
+
+def tf_config() -> dict:
+    """The ``TF_CONFIG`` of this process, checked for what ``MultiWorkerMirroredStrategy`` needs.
+
+    Returns:
+        The parsed dict: ``{"cluster": {job: [address, ...]}, "task": {"type", "index"}}``.
+
+    Raises:
+        ValueError: ``TF_CONFIG`` unset, not JSON, or not of the shape of ``TF_CONFIG_EXAMPLE``
+            (no ``chief`` / ``worker`` job, an address that is not ``host:port``, a task not in
+            the cluster); the message names the variable and the expected shape.
+    """
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        raise _tf_config_error("TF_CONFIG is not set")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise _tf_config_error(f"TF_CONFIG is not valid JSON ({error}): {text!r}") from None
+    if not isinstance(config, dict):
+        raise _tf_config_error(f"TF_CONFIG is a JSON {type(config).__name__}, not an object")
+    cluster = config.get("cluster")
+    if not isinstance(cluster, dict) or not any(cluster.get(job) for job in WORKER_JOBS):
+        raise _tf_config_error(f"its 'cluster' has no 'worker' (or 'chief') list: {cluster!r}")
+    for job, addresses in cluster.items():
+        if job not in WORKER_JOBS:
+            raise _tf_config_error(f"its cluster has a {job!r} job; only {WORKER_JOBS} are used")
+        if not isinstance(addresses, list) or not all(
+            isinstance(address, str) and address.rpartition(":")[2].isdigit() for address in addresses
+        ):
+            raise _tf_config_error(f"cluster[{job!r}] must be a list of 'host:port' strings, got {addresses!r}")
+    if len(cluster.get("chief") or []) > 1:
+        raise _tf_config_error(f"its cluster has {len(cluster['chief'])} chiefs; at most one is allowed")
+    task = config.get("task")
+    if not isinstance(task, dict) or task.get("type") not in cluster:
+        raise _tf_config_error(f"its 'task' must name a job of the cluster ({sorted(cluster)}), got {task!r}")
+    index = task.get("index")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[task["type"]]):
+        raise _tf_config_error(
+            f"task index {index!r} is not a position in cluster[{task['type']!r}] "
+            f"({len(cluster[task['type']])} addresses)"
+        )
+    return config
+
+
+def is_chief(runtime: RuntimeConfig | None = None) -> bool:
+    """Whether this process writes the results of the run (the chief worker).
+
+    True unless ``runtime.strategy == "multi_worker"``; there, the ``chief`` task, or worker 0
+    when the cluster has no chief (``MultiWorkerMirroredStrategy``'s own rule). Read from
+    ``TF_CONFIG``, so it needs no strategy and runs no TensorFlow op.
+
+    Raises:
+        ValueError: a multi-worker runtime without a valid ``TF_CONFIG`` (see :func:`tf_config`).
+    """
+    if _runtime(runtime).strategy != "multi_worker":
+        return True
+    config = tf_config()
+    task_type, index = config["task"]["type"], config["task"]["index"]
+    if task_type == "chief":
+        return True
+    return task_type == "worker" and index == 0 and not config["cluster"].get("chief")
+
+
+def worker_output(output: str, runtime: RuntimeConfig | None = None) -> str:
+    """Where this worker writes a run's results: ``output`` on the chief (and in any
+    single-worker run), ``<output>/_workers/<job>_<index>`` on the other workers.
+
+    Every worker trains in step with the others, so each keeps a complete copy of the run
+    (splits, fold folders, backups to resume from); only the chief's is the result.
+    """
+    if is_chief(runtime):
+        return output
+    task = tf_config()["task"]
+    return os.path.join(output, WORKERS_DIR, f"{task['type']}_{task['index']}")
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+class KerasMultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """``MultiWorkerMirroredStrategy`` whose ``reduce`` takes what Keras 3's ``fit`` gives it.
+
+    With more than one worker, ``Model.fit`` of Keras 3.15 fails on the plain strategy
+    (keras-team/keras#20585, tensorflow/tensorflow#72388): before the first step it reduces a
+    whole ``(inputs, targets)`` batch in one ``strategy.reduce`` call, which this strategy,
+    unlike ``MirroredStrategy``, does not map over nested structures; and after every step it
+    reduces the scalar logs (loss, metrics) with ``axis=0``, which a scalar does not have.
+    Here ``reduce`` maps over nests and reduces scalars across replicas only (``axis=None``),
+    giving the mean of the replicas' values, as ``MirroredStrategy`` does in Keras. Only
+    calls that the parent refuses behave differently.
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        parent = super()
+
+        def reduce_one(item):
+            local = self.experimental_local_results(item)[0]
+            scalar = tf.TensorShape(getattr(local, "shape", ())).rank == 0
+            return parent.reduce(reduce_op, item, axis=None if scalar else axis)
+
+        return tf.nest.map_structure(reduce_one, value)
+
+
+def _create_strategy(name: str) -> tf.distribute.Strategy:
+    if name == "multi_worker":
+        tf_config()  # a clear error before TensorFlow's own
+        try:
+            return KerasMultiWorkerMirroredStrategy()
+        except RuntimeError as error:
+            if "program startup" not in str(error):
+                raise
+            raise RuntimeError(
+                "strategy 'multi_worker': MultiWorkerMirroredStrategy must be created before any "
+                "other TensorFlow op runs in this process (it configures the collective ops of "
+                "the eager context); call tf_bimodal.training.runtime.strategy_for(runtime) at "
+                "the start of the program"
+            ) from error
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "auto":
+        return tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+    raise ValueError(f"unknown strategy {name!r}")  # RuntimeConfig refuses it first
+
+
+def strategy_for(runtime: RuntimeConfig | None = None) -> tf.distribute.Strategy:
+    """The ``tf.distribute.Strategy`` that ``runtime.strategy`` names, created once per process.
+
+    * ``auto``: ``MirroredStrategy`` over all local GPUs when TensorFlow sees any, else the
+      default strategy (no distribution, the default device).
+    * ``mirrored``: ``MirroredStrategy`` over all local GPUs; on a machine without one, a
+      single replica on the CPU.
+    * ``multi_worker``: ``MultiWorkerMirroredStrategy`` (synchronous all-reduce across the
+      workers of ``TF_CONFIG``, over all local GPUs of each), as
+      :class:`KerasMultiWorkerMirroredStrategy`, which Keras 3's ``fit`` can use. It must be
+      created before any other TensorFlow op in the process, so call this first (the
+      runners do, on entry).
+    * ``one_device``: ``OneDeviceStrategy`` on the first GPU, or on the CPU without one.
+
+    Build and compile models inside ``strategy_for(runtime).scope()``; ``fit`` then splits
+    each global batch over ``num_replicas_in_sync`` replicas (see the module docstring).
+    Call it outside any other strategy's scope (``auto`` on a CPU returns the current
+    strategy).
+
+    Raises:
+        ValueError: ``multi_worker`` without a valid ``TF_CONFIG`` (see :func:`tf_config`).
+        RuntimeError: ``multi_worker`` created after other TensorFlow ops ran.
+    """
+    name = _runtime(runtime).strategy
     if name not in _STRATEGIES:
-        gpus = tf.config.list_physical_devices("GPU")
-        if name == "auto":
-            strategy = tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
-        elif name == "mirrored":
-            strategy = tf.distribute.MirroredStrategy()
-        elif name == "multi_worker":
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        else:
-            strategy = tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
-        _STRATEGIES[name] = strategy
+        _STRATEGIES[name] = _create_strategy(name)
     return _STRATEGIES[name]
 
 
+def with_data_sharding(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """``ds`` marked to be sharded by element when a multi-worker strategy distributes it.
+
+    The runners' datasets are built from in-memory arrays (``from_tensor_slices``), which
+    have no files to shard by. Each worker then runs the whole (identically seeded) pipeline
+    and keeps its share of every global batch; ``AUTO`` would fall back to this after a
+    warning. Single-worker strategies ignore the option, so a run on one machine reads the
+    same batches as without it.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+# --------------------------------------------------------------------------- precision
+
+
 @contextlib.contextmanager
-def precision(runtime: RuntimeConfig | None):
-    """Set the Keras dtype policy of ``runtime.precision`` inside the block, restore it after."""
+def precision(runtime: RuntimeConfig | None = None):
+    """Set the Keras dtype policy ``runtime.precision`` inside the block, restore it after.
+
+    Layers built inside compute in the policy's dtype (float16 or bfloat16 for the ``mixed_``
+    policies) and keep float32 variables; the models' output heads are float32 layers, so
+    losses and metrics see float32 probabilities.
+
+    ``mixed_float16`` gets dynamic loss scaling from Keras itself: ``Model.compile`` (whose
+    ``auto_scale_loss`` defaults to True, ``keras/src/trainers/trainer.py`` in Keras 3.15)
+    wraps the optimizer in ``keras.optimizers.LossScaleOptimizer`` when the *model's* dtype
+    policy is ``mixed_float16``, i.e. when the model was built inside this block. That
+    optimizer scales the loss (initially by 2**15), skips a step and halves the scale on
+    non-finite gradients, and doubles it after 2000 finite steps. ``mixed_bfloat16`` needs
+    no scaling (bfloat16 has float32's exponent range).
+
+    The policy is Keras global state, kept per thread, and ``keras.backend.clear_session()``
+    resets it to float32: clear the session inside the block with :func:`clear_session`.
+
+    On a machine without a GPU, ``mixed_float16`` warns: TensorFlow's float16 CPU kernels
+    are slow (the ``cpu`` presets' training steps took 25 to 140 times as long as in float32
+    on a 2-core AVX-512 machine), while ``mixed_bfloat16`` took half the time of float32
+    there (``benchmarks/bench_precision.py``).
+    """
+    name = _runtime(runtime).precision
+    if name == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
+        warnings.warn(
+            "precision 'mixed_float16' without a GPU: TensorFlow's float16 CPU kernels are far "
+            "slower than float32; use 'mixed_bfloat16' on a CPU",
+            stacklevel=3,
+        )
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy((runtime or RuntimeConfig()).precision)
+    keras.config.set_dtype_policy(name)
     try:
         yield
     finally:
         keras.config.set_dtype_policy(previous)
 
 
-def describe(runtime: RuntimeConfig | None) -> dict:
-    """What a run records about where it trained."""
-    runtime = runtime or RuntimeConfig()
+def clear_session(runtime: RuntimeConfig | None = None):
+    """``keras.backend.clear_session()`` that keeps the dtype policy of ``runtime.precision``.
+
+    Keras keeps the global dtype policy in the state that ``clear_session`` discards, so a
+    model built after a plain ``clear_session`` inside :func:`precision` would be float32.
+    """
+    keras.backend.clear_session()
+    keras.config.set_dtype_policy(_runtime(runtime).precision)
+
+
+# --------------------------------------------------------------------------- record
+
+
+def _local_devices(strategy) -> list:
+    try:
+        return [str(device) for device in strategy.extended.worker_devices]
+    except RuntimeError:  # the default strategy has none: TensorFlow's placement decides
+        return ["default"]
+
+
+def describe(runtime: RuntimeConfig | None = None) -> dict:
+    """What a run records about where it trained (``"runtime"`` of its ``summary.json``).
+
+    ``replicas`` counts all replicas of all workers: each global batch is split over them.
+    """
+    runtime = _runtime(runtime)
     strategy = strategy_for(runtime)
+    workers = 1
+    if runtime.strategy == "multi_worker":
+        cluster = tf_config()["cluster"]
+        workers = sum(len(cluster.get(job) or []) for job in WORKER_JOBS)
+    policy = keras.mixed_precision.DTypePolicy(runtime.precision)
     return {
         "strategy": runtime.strategy,
         "strategy_class": type(strategy).__name__,
         "replicas": int(strategy.num_replicas_in_sync),
+        "workers": workers,
+        "devices": _local_devices(strategy),
         "precision": runtime.precision,
+        "compute_dtype": policy.compute_dtype,
+        "variable_dtype": policy.variable_dtype,
+        "loss_scaling": (
+            "dynamic (keras LossScaleOptimizer from Model.compile(auto_scale_loss=True))"
+            if runtime.precision == "mixed_float16" else None
+        ),
+        "batch_size": "global: each step's batch is split over the replicas",
     }

@@ -1,0 +1,132 @@
+"""Input-pipeline throughput against what a training step consumes (target: >= 10x).
+
+For the segmentation pipeline (resize, augmentation identical on B-mode, SE-mode and mask,
+batching) and the classification pipeline (augmentation, then the lesion crop with its
+margin and a resize to the classifier input), on the default phantom (221 pairs at 336 px),
+this measures:
+
+* the pipeline alone: training images per second when batches are only iterated (after one
+  warm-up epoch; the pipeline caches the decoded examples, as in training);
+* the training step alone: images per second of ``train_on_batch`` of the ``cpu`` preset's
+  W-MM-U-Net and MFF on one fixed batch (the pipeline's cost removed);
+* their ratio: how many times faster the pipeline produces than the step consumes.
+
+The dense float32 matmul peak of the machine is measured in the same run, so the numbers
+can be read against it.
+
+Usage::
+
+    python benchmarks/bench_pipeline.py [--epochs 3] [--steps 10] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_classification import matmul_peak  # noqa: E402
+
+
+def _iterate(ds, epochs: int) -> float:
+    """Images per second of iterating ``ds`` for ``epochs`` epochs (after one warm-up epoch)."""
+    for _ in ds:
+        pass
+    count, started = 0, time.perf_counter()
+    for _ in range(epochs):
+        for inputs, _labels in ds:
+            count += int(next(iter(inputs.values())).shape[0])
+    return count / (time.perf_counter() - started)
+
+
+def _train_rate(model, ds, steps: int) -> float:
+    """Images per second of ``train_on_batch`` on the first batch of ``ds`` (after warm-up)."""
+    inputs, targets = next(iter(ds))
+    batch = int(next(iter(inputs.values())).shape[0])
+    for _ in range(2):
+        model.train_on_batch(inputs, targets)
+    started = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(inputs, targets)
+    return steps * batch / (time.perf_counter() - started)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs of each pipeline")
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps of each model")
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    args = parser.parse_args(argv)
+
+    import keras
+
+    from tf_bimodal.config import (
+        CLASSIFICATION_PRESETS,
+        SEGMENTATION_PRESETS,
+        CropConfig,
+        DataConfig,
+    )
+    from tf_bimodal.data import dataset as dataset_lib
+    from tf_bimodal.experiments import classification as classification_lib
+    from tf_bimodal.experiments import segmentation as segmentation_lib
+    from tf_bimodal.models.classification.factory import build_classifier, model_input_keys
+    from tf_bimodal.models.segmentation.factory import MODEL_INPUTS, build_segmenter
+    from tf_bimodal.training.segmentation import compile_segmenter
+
+    peak = matmul_peak("float32")
+    data = DataConfig()
+    ds, info = dataset_lib.load_dataset(data)
+    results = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
+               "cpu_count": os.cpu_count(), "dataset_version": str(info.version),
+               "matmul_peak_gflops": round(peak["wall"] / 1e9, 1), "pipelines": {}}
+
+    # Segmentation: the cpu preset's W-MM-U-Net at 64 px.
+    config = SEGMENTATION_PRESETS["cpu"]
+    arrays = segmentation_lib.resize_arrays(segmentation_lib.load_arrays(ds), config.image_size)
+    ids = list(arrays["image_id"])
+    keys = MODEL_INPUTS["w_mm_unet"]
+    pipeline_ds = segmentation_lib._fold_dataset(arrays, ids, keys, config, True, 0)
+    produced = _iterate(pipeline_ds, args.epochs)
+    keras.utils.set_random_seed(0)
+    model = compile_segmenter(build_segmenter("w_mm_unet", config, config.image_size), config)
+    consumed = _train_rate(model, pipeline_ds, args.steps)
+    results["pipelines"]["segmentation (w_mm_unet, cpu preset, 64 px, augmented)"] = {
+        "pipeline_images_per_s": round(produced, 1), "train_step_images_per_s": round(consumed, 1),
+        "ratio": round(produced / consumed, 1),
+    }
+
+    # Classification: the cpu preset's MFF on 64-px crops around the ground-truth masks.
+    config = CLASSIFICATION_PRESETS["cpu"]
+    arrays = classification_lib.load_arrays(ds)
+    ids = list(arrays["image_id"])
+    crop = CropConfig(margin=classification_lib.crop_margin(data))
+    keys = model_input_keys("mff")
+    pipeline_ds = classification_lib.classification_dataset(
+        arrays, ids, keys, config.input_size, crop, config.batch_size, training=True, augment=True, seed=0
+    )
+    produced = _iterate(pipeline_ds, args.epochs)
+    keras.utils.set_random_seed(0)
+    model = build_classifier("mff", config, "standardize")
+    model.compile(optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum))
+    consumed = _train_rate(model, pipeline_ds, args.steps)
+    results["pipelines"]["classification (mff, cpu preset, 64 px crops, augmented)"] = {
+        "pipeline_images_per_s": round(produced, 1), "train_step_images_per_s": round(consumed, 1),
+        "ratio": round(produced / consumed, 1),
+    }
+
+    for name, values in results["pipelines"].items():
+        print(f"{name}: pipeline {values['pipeline_images_per_s']} images/s, training step "
+              f"{values['train_step_images_per_s']} images/s, ratio {values['ratio']}x (target >= 10x)")
+    print(f"float32 matmul peak in this run: {results['matmul_peak_gflops']} GFLOP/s")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()

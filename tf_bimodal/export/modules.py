@@ -1,0 +1,326 @@
+"""The exported graphs: fold ensembles of the segmenter and the classifier, and the CAD chain.
+
+:class:`SegmenterEnsemble` and :class:`ClassifierEnsemble` hold the fold models and the
+ensembling rules (plain Python objects, so that a module saving them stores only its own
+functions). The ``tf.Module`` s :class:`SegmenterServing`, :class:`ClassifierServing` and
+:class:`CADPipeline` are what is saved: their serving functions are ``tf.function`` s with a
+fixed ``input_signature``, and they track the Keras fold models as attributes, so
+``tf.saved_model.save`` stores the variables and the traced graphs, and the SavedModel runs
+with TensorFlow alone. Every model is called with ``training=False``: batch
+normalisation uses its moving statistics, dropout is off, and EmbraceNet applies its
+inference rule (the deterministic expected value unless the export asked for sampling,
+:class:`tf_bimodal.layers.embracenet.EmbraceNet`).
+
+Ensembles (the protocol's own rules, §3.4, §4):
+
+* **Segmenter**: the fold union, the per-pixel majority (``2 * votes > K``) of the K fold
+  models' masks thresholded at ``p > threshold``
+  (:func:`tf_bimodal.evaluation.segmentation.majority_vote`), which is how the experiment makes
+  the masks its classifiers crop with (``predicted_masks.npz``).
+* **Classifier**: the mean of the K fold models' probabilities of malignancy; the decision
+  threshold is the mean of the folds' Youden thresholds (§3.3.1), malignant if
+  ``p >= threshold`` as in the evaluation.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tf_bimodal.config import CropConfig
+from tf_bimodal.data.schema import DEFAULT_IMAGE_SIZE
+from tf_bimodal.export import preprocessing
+
+MODALITY_CHANNELS = {"bmode": 1, "semode": 3}
+AVAILABILITY = "availability"
+
+
+def _signature_function(body, specs):
+    """A ``tf.function`` of positional tensors described by ``specs`` (named TensorSpecs) that
+    calls ``body`` with them as a dict, so one class serves models with different inputs."""
+    names = [spec.name for spec in specs]
+
+    def function(*tensors):
+        return body(dict(zip(names, tensors)))
+
+    return tf.function(function, input_signature=list(specs), autograph=False)
+
+
+def _all_variables(models) -> list:
+    """Every variable of the models, random-seed states included (``keras.Layer.variables``).
+
+    A ``keras.random.SeedGenerator`` (EmbraceNet's draws, dropout) is not a TensorFlow
+    trackable, so its state is not reached through the model's object graph; a function that
+    samples (``embracement="sample"``) captures it, and ``tf.saved_model.save`` refuses an
+    untracked capture. Tracking this list as well makes every captured variable reachable.
+    """
+    return [variable for model in models for variable in model.variables]
+
+
+def _as_float32(tensor):
+    return tf.cast(tensor, tf.float32)
+
+
+class SegmenterEnsemble:
+    """The K fold segmenters at the model size, combined by the fold union (§3.2, §3.4).
+
+    Args:
+        models: the fold models (``keras.Model``), each mapping ``{name: float32 [N, S, S, C]}``
+            in [0, 1] to lesion probabilities ``[N, S, S, 1]``.
+        input_names: the image inputs the models read (``("bmode", "semode")``).
+        model_size: S.
+        threshold: a pixel is lesion for one model if its probability is ``> threshold``.
+    """
+
+    def __init__(self, models, input_names, model_size: int, threshold: float):
+        if not models:
+            raise ValueError("SegmenterEnsemble: needs at least one fold model")
+        unknown = sorted(set(input_names) - set(MODALITY_CHANNELS))
+        if unknown:
+            raise ValueError(f"SegmenterEnsemble: inputs must be among {sorted(MODALITY_CHANNELS)}, got {unknown}")
+        self.models = list(models)
+        self.input_names = tuple(input_names)
+        self.model_size = int(model_size)
+        self.threshold = float(threshold)
+        self.num_models = len(self.models)
+
+    def fold_probabilities(self, images: dict) -> tf.Tensor:
+        """float32 [N, S, S, K]: each fold model's lesion probability, folds on the last axis."""
+        feed = {key: images[key] for key in self.input_names}
+        return tf.concat([_as_float32(model(feed, training=False)) for model in self.models], axis=-1)
+
+    def vote(self, fold_probabilities) -> tuple:
+        """``(votes int32 [..., 1], mask uint8 [..., 1])`` of K probability maps on the last axis."""
+        votes = tf.reduce_sum(tf.cast(fold_probabilities > self.threshold, tf.int32), axis=-1, keepdims=True)
+        return votes, tf.cast(preprocessing.majority(votes, self.num_models), tf.uint8)
+
+    def segment(self, images: dict) -> dict:
+        """The serving outputs for normalised float32 images at the model size."""
+        fold_probabilities = self.fold_probabilities(images)
+        votes, mask = self.vote(fold_probabilities)
+        return {
+            "probability": tf.reduce_mean(fold_probabilities, axis=-1, keepdims=True),
+            "fold_probabilities": fold_probabilities,
+            "votes": votes,
+            "mask": mask,
+        }
+
+
+class ClassifierEnsemble:
+    """The K fold classifiers on cropped inputs, averaged (§3.3).
+
+    Args:
+        models: the fold models, each mapping its inputs (``bmode`` float32 [N, C, C, 1],
+            ``semode`` float32 [N, C, C, 3], values in [0, 1], and for the availability models
+            ``availability`` float32 [N, 2]) to a dict whose ``decision`` is the softmax
+            [N, 2] (benign, malignant).
+        input_names: the inputs the models read.
+        input_size: C.
+        fold_thresholds: each fold's Youden threshold; the ensemble's is their mean.
+    """
+
+    def __init__(self, models, input_names, input_size: int, fold_thresholds):
+        if not models or len(models) != len(fold_thresholds):
+            raise ValueError(
+                f"ClassifierEnsemble: needs one threshold per fold model, got {len(models)} models and "
+                f"{len(fold_thresholds)} thresholds"
+            )
+        unknown = sorted(set(input_names) - {*MODALITY_CHANNELS, AVAILABILITY})
+        if unknown:
+            raise ValueError(f"ClassifierEnsemble: unknown inputs {unknown}")
+        self.models = list(models)
+        self.input_names = tuple(input_names)
+        self.input_size = int(input_size)
+        self.fold_thresholds = tuple(float(t) for t in fold_thresholds)
+        self.threshold = float(sum(self.fold_thresholds) / len(self.fold_thresholds))
+        self.num_models = len(self.models)
+
+    def input_specs(self) -> list:
+        """Named TensorSpecs of the models' inputs, batch first."""
+        specs = []
+        for key in self.input_names:
+            if key == AVAILABILITY:
+                specs.append(tf.TensorSpec([None, len(MODALITY_CHANNELS)], tf.float32, name=key))
+            else:
+                specs.append(tf.TensorSpec([None, self.input_size, self.input_size, MODALITY_CHANNELS[key]],
+                                           tf.float32, name=key))
+        return specs
+
+    def fold_probabilities(self, inputs: dict) -> tf.Tensor:
+        """float32 [N, K]: each fold model's probability of malignancy."""
+        feed = {key: inputs[key] for key in self.input_names}
+        return tf.stack(
+            [_as_float32(model(feed, training=False)["decision"])[:, 1] for model in self.models], axis=-1
+        )
+
+    def classify(self, inputs: dict) -> dict:
+        """The serving outputs for classifier inputs at the input size."""
+        fold_probabilities = self.fold_probabilities(inputs)
+        probability = tf.reduce_mean(fold_probabilities, axis=-1)
+        threshold = tf.constant(self.threshold, tf.float32)
+        return {
+            "p_malignant": probability,
+            "fold_p_malignant": fold_probabilities,
+            "label": tf.cast(probability >= threshold, tf.int32),
+            "threshold": tf.identity(threshold),
+        }
+
+
+class SegmenterServing(tf.Module):
+    """The saved segmenter: a :class:`SegmenterEnsemble` behind serving signatures.
+
+    Serving functions (inputs named as the models' inputs, S the model size, K the folds):
+        ``serve(bmode uint8 [N, S, S, 1], semode uint8 [N, S, S, 3])``: 8-bit images at the
+        model size, normalised as in training (``x / 255``);
+        ``serve_float(...)``: the same with float32 images already in [0, 1].
+        Both return ``probability`` float32 [N, S, S, 1] (mean of the folds),
+        ``fold_probabilities`` float32 [N, S, S, K], ``votes`` int32 [N, S, S, 1] (fold models
+        marking the pixel) and ``mask`` uint8 [N, S, S, 1] (the fold union, 0/1).
+    """
+
+    def __init__(self, ensemble: SegmenterEnsemble, name: str = "segmenter"):
+        super().__init__(name=name)
+        self.models = list(ensemble.models)
+        self.model_variables = _all_variables(self.models)
+        self._ensemble = ensemble
+        size = ensemble.model_size
+
+        def specs(dtype):
+            return [tf.TensorSpec([None, size, size, MODALITY_CHANNELS[key]], dtype, name=key)
+                    for key in ensemble.input_names]
+
+        self.serve = _signature_function(
+            lambda images: ensemble.segment({key: preprocessing.normalize_image(v) for key, v in images.items()}),
+            specs(tf.uint8),
+        )
+        self.serve_float = _signature_function(ensemble.segment, specs(tf.float32))
+
+
+class ClassifierServing(tf.Module):
+    """The saved classifier: a :class:`ClassifierEnsemble` behind a serving signature.
+
+    ``serve`` (inputs named as the models', C the input size, K the folds; images float32 in
+    [0, 1] as the training pipeline feeds them, ``availability`` [N, 2] for the MFF) returns
+    ``p_malignant`` float32 [N] (mean over the folds of ``decision[:, 1]``),
+    ``fold_p_malignant`` float32 [N, K], ``label`` int32 [N] (1 malignant if
+    ``p_malignant >= threshold``) and ``threshold`` float32 [].
+    """
+
+    def __init__(self, ensemble: ClassifierEnsemble, name: str = "classifier"):
+        super().__init__(name=name)
+        self.models = list(ensemble.models)
+        self.model_variables = _all_variables(self.models)
+        self._ensemble = ensemble
+        self.serve = _signature_function(ensemble.classify, ensemble.input_specs())
+
+
+class CADPipeline(tf.Module):
+    """Raw B-mode + SE-mode images in, lesion mask, crop box and diagnosis out (§3.1-§3.3).
+
+    The chain of the paper, with all preprocessing in the graph
+    (:mod:`tf_bimodal.export.preprocessing`): the images are resized to the segmenter's size
+    and normalised; the fold segmenters' probabilities are resized back to the input size,
+    thresholded and voted (fold union); the crop box is the mask's bounding box plus the
+    paper's 50 px margin at 336 px scaled to each side of the input; both images are cut to
+    it and resized to the classifier's input size; the fold classifiers' probabilities are
+    averaged and compared with the mean Youden threshold. An empty mask (no lesion found)
+    gives the whole image as the crop, as in training (:mod:`tf_bimodal.data.cropping`); the
+    ``box`` output then is ``[0, 0, H, W]`` and ``mask`` is all zero, so a caller can tell.
+
+    Args:
+        segmenter: a :class:`SegmenterEnsemble`.
+        classifier: a :class:`ClassifierEnsemble`.
+        crop: cut the images to the lesion box (classifiers trained on crops) or not
+            (``crop="none"`` runs, trained on full images: the box is always the whole image).
+        margin, reference_size: the margin in pixels at ``reference_size`` (default
+            ``CropConfig.margin`` at ``DEFAULT_IMAGE_SIZE``: the paper's 50 px at 336 px, §3.1).
+
+    Serving functions:
+        ``serve(bmode uint8 [H, W] or [H, W, 1], semode uint8 [H, W, 3])``, one pair of any
+        size, returns ``mask`` uint8 [H, W], ``lesion_probability`` float32 [H, W] (mean of
+        the fold segmenters), ``box`` int32 [4] ``[y0, x0, y1, x1]`` (ends exclusive),
+        ``p_malignant`` float32 [], ``fold_p_malignant`` float32 [K], ``label`` int32 [] and
+        ``threshold`` float32 [];
+        ``serve_batch(bmode uint8 [N, H, W] or [N, H, W, 1], semode uint8 [N, H, W, 3])``,
+        pairs of one size, returns the same with a leading N.
+        Malformed inputs raise ``InvalidArgumentError`` naming the problem
+        (:func:`~tf_bimodal.export.preprocessing.check_pair`).
+    """
+
+    def __init__(self, segmenter: SegmenterEnsemble, classifier: ClassifierEnsemble, crop: bool = True,
+                 margin: int = CropConfig.margin, reference_size: int = DEFAULT_IMAGE_SIZE,
+                 name: str = "cad_pipeline"):
+        super().__init__(name=name)
+        # The models are tracked (saved); the ensembles are plain objects, not saved themselves.
+        self.segmenter_models = list(segmenter.models)
+        self.classifier_models = list(classifier.models)
+        self.model_variables = _all_variables(self.segmenter_models + self.classifier_models)
+        self.segmenter = segmenter
+        self.classifier = classifier
+        self.crop = bool(crop)
+        self.margin = int(margin)
+        self.reference_size = int(reference_size)
+        any_image = [tf.TensorSpec(None, tf.uint8, name="bmode"), tf.TensorSpec(None, tf.uint8, name="semode")]
+        self.serve = tf.function(self._serve, input_signature=any_image, autograph=False)
+        self.serve_batch = tf.function(self._serve_batch, input_signature=any_image, autograph=False)
+
+    def _serve(self, bmode, semode):
+        bmode, semode = preprocessing.check_pair(bmode, semode, where="cad_pipeline.serve")
+        outputs = self.diagnose(bmode[tf.newaxis], semode[tf.newaxis])
+        return {key: value[0] for key, value in outputs.items() if key != "threshold"} | {
+            "threshold": outputs["threshold"]}
+
+    def _serve_batch(self, bmode, semode):
+        bmode, semode = preprocessing.check_batch(bmode, semode, where="cad_pipeline.serve_batch")
+        return self.diagnose(bmode, semode)
+
+    def _crop_one(self, bmode, semode, mask, margin_y, margin_x):
+        height, width = tf.shape(mask)[0], tf.shape(mask)[1]
+        if self.crop:
+            box = preprocessing.lesion_box(mask, margin_y, margin_x)
+        else:
+            box = tf.stack([0, 0, height, width])
+        size = self.classifier.input_size
+        return (
+            preprocessing.crop_and_resize(preprocessing.normalize_image(bmode), box, size),
+            preprocessing.crop_and_resize(preprocessing.normalize_image(semode), box, size),
+            box,
+        )
+
+    def diagnose(self, bmode, semode) -> dict:
+        """The chain on checked uint8 batches ``[N, H, W, 1]`` and ``[N, H, W, 3]``."""
+        height, width = tf.shape(bmode)[1], tf.shape(bmode)[2]
+        images = {"bmode": bmode, "semode": semode}
+        segmenter = self.segmenter
+        model_inputs = {key: preprocessing.to_model_input(images[key], segmenter.model_size)
+                        for key in segmenter.input_names}
+        fold_probabilities = tf.image.resize(
+            segmenter.fold_probabilities(model_inputs), tf.stack([height, width]), method="bilinear"
+        )
+        _, mask = segmenter.vote(fold_probabilities)
+        mask = mask[..., 0]
+        margin_y = preprocessing.scaled_margin(height, self.margin, self.reference_size)
+        margin_x = preprocessing.scaled_margin(width, self.margin, self.reference_size)
+        size = self.classifier.input_size
+        if bmode.shape[0] == 1:
+            crops = [part[tf.newaxis] for part in self._crop_one(bmode[0], semode[0], mask[0], margin_y, margin_x)]
+        else:
+            crops = tf.map_fn(
+                lambda pair: self._crop_one(*pair, margin_y, margin_x),
+                (bmode, semode, mask),
+                fn_output_signature=(
+                    tf.TensorSpec([size, size, 1], tf.float32),
+                    tf.TensorSpec([size, size, 3], tf.float32),
+                    tf.TensorSpec([4], tf.int32),
+                ),
+            )
+        bmode_crops, semode_crops, boxes = crops
+        availability = tf.ones(tf.stack([tf.shape(bmode)[0], len(MODALITY_CHANNELS)]), tf.float32)
+        diagnosis = self.classifier.classify(
+            {"bmode": bmode_crops, "semode": semode_crops, AVAILABILITY: availability}
+        )
+        return {
+            "mask": mask,
+            "lesion_probability": tf.reduce_mean(fold_probabilities, axis=-1),
+            "box": boxes,
+            **diagnosis,
+        }

@@ -1,0 +1,256 @@
+"""The trained fold models of an experiment, and what their summaries say about them.
+
+An experiment folder (``<output>/<dataset>-<preset>/``, :mod:`tf_bimodal.experiments.protocol`)
+holds one folder per cross-validated run: a segmenter of Table 1 (``w_mm_unet/``) and the
+classifiers of Table 2 (``mff/``, ``mff_crop_manual/``, ...), each with ``summary.json`` and one
+``fold_<k>/model.keras`` per fold. This module finds them, checks that the run finished, and
+reads the numbers an export needs (model sizes, thresholds, the crop rule), so that
+:mod:`tf_bimodal.export.exporter` never guesses them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import re
+
+from tf_bimodal.config import CLASSIFICATION_CROPS, CropConfig
+from tf_bimodal.data.schema import DEFAULT_IMAGE_SIZE
+
+MODEL_PACKAGES = ("tf_bimodal.models.segmentation", "tf_bimodal.models.classification")
+"""Imported before loading, so that their registered Keras classes deserialize."""
+SUMMARY_FILE = "summary.json"
+MODEL_FILE = "model.keras"
+FOLD_PATTERN = re.compile(r"^fold_(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmenterSource:
+    """A finished segmentation run (§3.2, §3.4) and the settings its masks were made with.
+
+    Attributes:
+        run: the run's folder name (``w_mm_unet``).
+        run_dir: its path.
+        model: the Table 1 model (``summary["model"]``).
+        folds: fold numbers, ascending; ``model_paths`` in the same order.
+        model_paths: ``fold_<k>/model.keras`` of each fold.
+        model_size: side of the model's square input (``summary["image_size"]["model"]``).
+        data_size: side of the data set's images (``summary["image_size"]["data"]``).
+        threshold: probability above which a pixel is lesion (``summary["config"]["threshold"]``).
+        synthetic: whether the run trained on the synthetic phantom.
+        dataset: ``bimodal_breast_us/<config>`` the run trained on.
+    """
+
+    run: str
+    run_dir: str
+    model: str
+    folds: tuple
+    model_paths: tuple
+    model_size: int
+    data_size: int
+    threshold: float
+    synthetic: bool
+    dataset: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierSource:
+    """A finished classification run (§3.3, §3.4) and its decision thresholds.
+
+    Attributes:
+        run: the run's folder name (``mff``).
+        run_dir: its path.
+        model: the Table 2 model (``summary["model"]``).
+        crop: the crop its inputs were made with: ``predicted``, ``manual`` or ``none``.
+        crop_shape: ``rectangle`` (the only shape the runs use) or ``mask``.
+        margin_px: the crop margin at the data's size, as recorded by the run (None without crop).
+        folds: fold numbers, ascending; ``model_paths`` and ``fold_thresholds`` in that order.
+        model_paths: ``fold_<k>/model.keras`` of each fold.
+        fold_thresholds: each fold's Youden threshold (``fold_<k>/metrics.json``,
+            ``["threshold"]["threshold"]``, chosen on that fold's validation images, §3.3.1).
+        input_size: side of the classifier's square input.
+        data_size: side of the data set's images.
+        synthetic: whether the run trained on the synthetic phantom.
+        dataset: ``bimodal_breast_us/<config>`` the run trained on.
+    """
+
+    run: str
+    run_dir: str
+    model: str
+    crop: str
+    crop_shape: str
+    margin_px: int | None
+    folds: tuple
+    model_paths: tuple
+    fold_thresholds: tuple
+    input_size: int
+    data_size: int
+    synthetic: bool
+    dataset: str | None
+
+
+def _read_json(path: str) -> dict:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def _preset_of(root: str) -> str:
+    protocol_path = os.path.join(root, "protocol.json")
+    if os.path.isfile(protocol_path):
+        preset = _read_json(protocol_path).get("preset")
+        if preset:
+            return str(preset)
+    # The folder is ``<dataset>-<preset>`` (protocol.experiment_dir).
+    name = os.path.basename(os.path.normpath(root))
+    return name.rsplit("-", 1)[-1] if "-" in name else "<preset>"
+
+
+def _data_options(root: str) -> str:
+    protocol_path = os.path.join(root, "protocol.json")
+    if os.path.isfile(protocol_path):
+        data = _read_json(protocol_path).get("data") or {}
+        options = []
+        if data.get("source"):
+            options.append(f"--data {data['source']}")
+        if data.get("image_size"):
+            options.append(f"--image-size {data['image_size']}")
+        if data.get("manual_dir"):
+            options.append(f"--manual-dir {data['manual_dir']}")
+        if data.get("data_dir"):
+            options.append(f"--data-dir {data['data_dir']}")
+        if options:
+            return " " + " ".join(options)
+    return " (with the experiment's data options)"
+
+
+def train_command(root: str, model: str, crop: str | None = None) -> str:
+    """The ``run_experiments.py`` command that trains ``model`` into the experiment ``root``."""
+    output = os.path.dirname(os.path.normpath(root)) or "."
+    crop_option = f" --crop {crop}" if crop not in (None, "predicted") else ""
+    return (f"python run_experiments.py --model {model}{crop_option} --output {output} "
+            f"--preset {_preset_of(root)}{_data_options(root)}")
+
+
+def _missing(root: str, what: str, problem: str, command: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"export: experiment {root} has no trained {what}: {problem}. Train it first with "
+        f"`{command}`, or name another run"
+    )
+
+
+def _fold_models(run_dir: str) -> dict:
+    """``{k: path}`` of the ``fold_<k>/model.keras`` files under ``run_dir``."""
+    found = {}
+    for name in os.listdir(run_dir):
+        match = FOLD_PATTERN.match(name)
+        path = os.path.join(run_dir, name, MODEL_FILE)
+        if match and os.path.isfile(path):
+            found[int(match.group(1))] = path
+    return found
+
+
+def _finished_run(root: str, run: str, what: str, command: str) -> tuple[str, dict, dict]:
+    """The run's folder, its summary and its fold models, all present, or FileNotFoundError."""
+    run_dir = os.path.join(root, run)
+    if not os.path.isdir(run_dir):
+        raise _missing(root, what, f"folder {run_dir} does not exist", command)
+    summary_path = os.path.join(run_dir, SUMMARY_FILE)
+    if not os.path.isfile(summary_path):
+        raise _missing(root, what, f"{summary_path} does not exist (the run did not finish)", command)
+    summary = _read_json(summary_path)
+    models = _fold_models(run_dir)
+    expected = [fold["fold"] for fold in summary.get("folds", []) if "fold" in fold]
+    absent = [k for k in expected if k not in models]
+    if not models or absent:
+        listed = ", ".join(f"fold_{k}/{MODEL_FILE}" for k in (absent or expected or [0]))
+        raise _missing(root, what, f"{run_dir} lacks {listed}", command)
+    if expected:
+        models = {k: models[k] for k in expected}
+    return run_dir, summary, models
+
+
+def find_segmenter(root: str, run: str = "w_mm_unet") -> SegmenterSource:
+    """The finished segmentation run ``root/run``.
+
+    Raises:
+        FileNotFoundError: the folder, its ``summary.json`` or a fold model is missing; the
+            message names what is missing and the command that trains it.
+    """
+    run_dir, summary, models = _finished_run(root, run, f"segmenter '{run}'", train_command(root, run))
+    sizes = summary.get("image_size") or {}
+    data_size = int(sizes.get("data") or (summary.get("data_config") or {}).get("image_size") or DEFAULT_IMAGE_SIZE)
+    folds = tuple(sorted(models))
+    return SegmenterSource(
+        run=run,
+        run_dir=run_dir,
+        model=str(summary.get("model", run)),
+        folds=folds,
+        model_paths=tuple(models[k] for k in folds),
+        model_size=int(sizes.get("model") or data_size),
+        data_size=data_size,
+        threshold=float(summary["config"]["threshold"]),
+        synthetic=bool(summary.get("synthetic", False)),
+        dataset=summary.get("dataset"),
+    )
+
+
+def split_run_name(run: str) -> tuple[str, str]:
+    """``(model, crop)`` of a classification run name (``classification_run_name``'s inverse)."""
+    model, separator, crop = run.partition("_crop_")
+    if separator and crop in CLASSIFICATION_CROPS:
+        return model, crop
+    return run, "predicted"
+
+
+def find_classifier(root: str, run: str = "mff") -> ClassifierSource:
+    """The finished classification run ``root/run`` and its folds' Youden thresholds.
+
+    Raises:
+        FileNotFoundError: the folder, its ``summary.json``, a fold model or a fold's
+            ``metrics.json`` is missing; the message names it and the command that trains it.
+    """
+    model, crop = split_run_name(run)
+    command = train_command(root, model, crop)
+    run_dir, summary, models = _finished_run(root, run, f"classifier '{run}'", command)
+    folds = tuple(sorted(models))
+    thresholds = []
+    for k in folds:
+        metrics_path = os.path.join(run_dir, f"fold_{k}", "metrics.json")
+        if not os.path.isfile(metrics_path):
+            raise _missing(root, f"classifier '{run}'", f"{metrics_path} does not exist", command)
+        thresholds.append(float(_read_json(metrics_path)["threshold"]["threshold"]))
+    crop_record = summary.get("crop") or {}
+    config = summary.get("config") or {}
+    data_size = int((config.get("data") or {}).get("image_size") or DEFAULT_IMAGE_SIZE)
+    crop_name = crop_record.get("crop", crop)
+    return ClassifierSource(
+        run=run,
+        run_dir=run_dir,
+        model=str(summary.get("model", model)),
+        crop=str(crop_name),
+        crop_shape=str(crop_record.get("shape") or CropConfig().shape),
+        margin_px=crop_record.get("margin_px"),
+        folds=folds,
+        model_paths=tuple(models[k] for k in folds),
+        fold_thresholds=tuple(thresholds),
+        input_size=int(config["classification"]["input_size"]),
+        data_size=data_size,
+        synthetic=bool(summary.get("synthetic", False)),
+        dataset=summary.get("dataset"),
+    )
+
+
+def load_fold_models(paths, log=None) -> list:
+    """The ``model.keras`` files at ``paths``, loaded uncompiled (custom classes registered first)."""
+    import keras
+
+    for package in MODEL_PACKAGES:
+        importlib.import_module(package)
+    models = []
+    for path in paths:
+        if log is not None:
+            log(f"  loading {path}")
+        models.append(keras.saving.load_model(path, compile=False))
+    return models
