@@ -198,7 +198,8 @@ def _figure5(root: str, data, summaries: dict, log) -> str | None:
     for row in TABLE1_ROWS:  # the paper's column order, the proposed model last
         if row.name in summaries:
             masks = load_predicted_masks(os.path.join(root, row.name, "predicted_masks.npz"))
-            columns[row.network] = np.stack([masks[arrays["image_id"][i]] for i in test]).astype(np.uint8)
+            title = row.network if "+" in row.modality else f"{row.network} ({row.modality})"
+            columns[title] = np.stack([masks[arrays["image_id"][i]] for i in test]).astype(np.uint8)
     truth = arrays["mask"][test][..., 0]
     chosen = pick_panel_images(truth, columns, count=PANEL_IMAGES)
     title = "Test images: ground truth and each model's mask (majority of the fold models)"
@@ -237,9 +238,9 @@ def _figure6(root: str, summaries: dict, synthetic: bool, log) -> str | None:
             curves[f"{row.network}, {crop}"] = (labels, scores)
     if not curves:
         return None
-    title = "Test ROC of the bimodal classifiers (image-wise, mean probability of the fold models)"
+    title = "Test ROC of the bimodal classifiers\n(image-wise, mean probability of the fold models)"
     if synthetic:
-        title = "SYNTHETIC PHANTOM. " + title
+        title = "SYNTHETIC PHANTOM\n" + title
     path = save_roc_figure(curves, os.path.join(root, FIG6_FILE), title=title)
     log(f"Wrote {path}")
     return path
