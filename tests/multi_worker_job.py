@@ -1,7 +1,9 @@
-"""One worker of ``tests/test_multi_worker.py``: train a tiny U-Net a few steps, write the result.
+"""One worker of ``tests/test_multi_worker.py``: train a tiny model a few steps, write the result.
 
-Usage: ``python tests/multi_worker_job.py OUTPUT.json STRATEGY`` with ``STRATEGY`` a
-``RuntimeConfig.strategy`` (``multi_worker`` reads ``TF_CONFIG``). Every worker, and the
+Usage: ``python tests/multi_worker_job.py OUTPUT.json STRATEGY [unet|classifier]`` with
+``STRATEGY`` a ``RuntimeConfig.strategy`` (``multi_worker`` reads ``TF_CONFIG``); ``unet``
+(default) trains a tiny U-Net with a Keras loss, ``classifier`` a tiny VGG-16 classifier
+with its own loss (``ClassifierTask.compute_loss``). Every worker, and the
 single-worker reference, builds the same model from the same seed and trains it on the same
 deterministic images with the same global batch; the JSON holds the per-epoch losses, every
 weight, and what the runtime says about this process.
@@ -35,7 +37,23 @@ def images(num_images=NUM_IMAGES, size=IMAGE_SIZE, seed=SEED):
     return bmode[..., None], masks[..., None]
 
 
-def main(output_path: str, strategy_name: str) -> dict:
+def _classifier(config_seed):
+    """A tiny VGG-16 classifier (no dropout) and its compile, under the current scope."""
+    import dataclasses
+
+    import keras
+
+    from tf_bimodal.config import CLASSIFICATION_PRESETS
+    from tf_bimodal.models.classification.factory import build_classifier
+
+    config = dataclasses.replace(CLASSIFICATION_PRESETS["quick"], fc_dropout=0.0, decision_dropout=0.0,
+                                 seed=config_seed)
+    model = build_classifier("vgg16_bmode", config, "standardize")
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-2, momentum=0.8))
+    return model
+
+
+def main(output_path: str, strategy_name: str, kind: str = "unet") -> dict:
     from tf_bimodal.config import RuntimeConfig
     from tf_bimodal.training import runtime as runtime_lib
 
@@ -59,17 +77,22 @@ def main(output_path: str, strategy_name: str) -> dict:
         loss="dice_bce", batch_size=GLOBAL_BATCH, epochs=EPOCHS, augment=False, seed=SEED,
     )
     keras.utils.set_random_seed(SEED)
-    with strategy.scope():
-        model = build_segmenter("unet_bmode", config, IMAGE_SIZE)
-        # SGD rather than the segmenters' Adam: Adam's step does not change when every
-        # gradient is scaled alike, so it would hide replica gradients summed, not averaged.
-        model.compile(
-            optimizer=keras.optimizers.SGD(learning_rate=0.5, momentum=0.8),
-            loss=segmentation_loss(config.loss),
-            metrics=[SegmentationScore("dice", threshold=config.threshold)],
-        )
     bmode, masks = images()
-    ds = tf.data.Dataset.from_tensor_slices(({"bmode": bmode}, masks)).batch(GLOBAL_BATCH)
+    with strategy.scope():
+        if kind == "classifier":
+            model = _classifier(SEED)
+            targets = (np.arange(NUM_IMAGES) % 2).astype("int64")
+        else:
+            model = build_segmenter("unet_bmode", config, IMAGE_SIZE)
+            # SGD rather than the segmenters' Adam: Adam's step does not change when every
+            # gradient is scaled alike, so it would hide replica gradients summed, not averaged.
+            model.compile(
+                optimizer=keras.optimizers.SGD(learning_rate=0.5, momentum=0.8),
+                loss=segmentation_loss(config.loss),
+                metrics=[SegmentationScore("dice", threshold=config.threshold)],
+            )
+            targets = masks
+    ds = tf.data.Dataset.from_tensor_slices(({"bmode": bmode}, targets)).batch(GLOBAL_BATCH)
     history = model.fit(runtime_lib.with_data_sharding(ds), epochs=EPOCHS, shuffle=False, verbose=0)
     weights = [np.asarray(w) for w in model.get_weights()]
     result = {
@@ -78,7 +101,7 @@ def main(output_path: str, strategy_name: str) -> dict:
         "is_chief": runtime_lib.is_chief(runtime),
         "worker_output": runtime_lib.worker_output("runs", runtime),
         "loss": [float(v) for v in history.history["loss"]],
-        "dice": [float(v) for v in history.history["dice"]],
+        "dice": [float(v) for v in history.history.get("dice", [])],
         "weights": [w.ravel().tolist() for w in weights],
         "checksum": float(sum(np.abs(w).sum(dtype=np.float64) for w in weights)),
     }
@@ -88,4 +111,4 @@ def main(output_path: str, strategy_name: str) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])

@@ -72,13 +72,14 @@ def _finish(processes):
 
 
 @pytest.mark.slow
-def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path):
+@pytest.mark.parametrize("kind", ["unet", "classifier"])
+def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path, kind):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     outputs = [tmp_path / f"worker_{i}.json" for i in range(2)]
     workers = [
         subprocess.Popen(
-            [sys.executable, JOB, str(outputs[i]), "multi_worker"],
+            [sys.executable, JOB, str(outputs[i]), "multi_worker", kind],
             env=_env({"cluster": cluster, "task": {"type": "worker", "index": i}}),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
@@ -86,7 +87,7 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path):
     ]
     _finish(workers)
     single_output = tmp_path / "single.json"
-    single = subprocess.Popen([sys.executable, JOB, str(single_output), "auto"], env=_env(),
+    single = subprocess.Popen([sys.executable, JOB, str(single_output), "auto", kind], env=_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _finish([single])
 

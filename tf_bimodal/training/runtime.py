@@ -18,8 +18,16 @@ TensorFlow backend's ``TFEpochIterator``) passes it through
 ``num_replicas_in_sync`` per-replica batches of ``global / replicas`` images, each replica's
 loss is divided by the number of replicas (``keras.losses.Loss`` reductions do this), and
 the gradients are summed across replicas. One step therefore follows the mean gradient of
-the whole global batch, as on one device, and ``fit`` reports the mean loss over it. A last
-partial batch is split as evenly as it goes (a replica may get no image at all).
+the whole global batch, as on one device, and ``fit`` reports the mean loss over it. (A
+model that computes its loss itself, overriding ``compute_loss`` without a
+``keras.losses.Loss``, must divide it by ``num_replicas_in_sync`` too, or its steps grow
+with the number of replicas and ``fit`` reports its loss times that number.) The runners keep an epoch's last, partial batch (``drop_remainder=False``); it is split as evenly
+as it goes, and since each replica averages over its own images, those images weigh
+unequally in that one step (3 images on 2 replicas: 1/4, 1/4, 1/2), unlike on one device.
+A replica left with no image at all fails on the CPU with oneDNN ("input depth must be
+evenly divisible by filter depth", TensorFlow 2.21; fine with ``TF_ENABLE_ONEDNN_OPTS=0``),
+so on CPU workers keep the number of images modulo the batch at 0 or at least the number of
+replicas.
 
 **Several workers** (``strategy="multi_worker"``): every worker runs the *same* program on
 the *same* data with the *same* seeds; ``fit`` shards the dataset (here by element, see
@@ -274,9 +282,9 @@ def precision(runtime: RuntimeConfig | None = None):
     resets it to float32: clear the session inside the block with :func:`clear_session`.
 
     On a machine without a GPU, ``mixed_float16`` warns: TensorFlow's float16 CPU kernels
-    are slow (the ``cpu`` presets' training steps took 25 to 140 times as long as in float32
-    on a 2-core AVX-512 machine), while ``mixed_bfloat16`` took half the time of float32
-    there (``benchmarks/bench_precision.py``).
+    are slow (the ``cpu`` presets' W-MM-U-Net and MFF training steps took 50 and 85 times as
+    long as in float32 on a 2-core AVX-512 machine), while ``mixed_bfloat16`` took 0.95 and
+    0.75 of float32's time there (``benchmarks/bench_precision.py``).
     """
     name = _runtime(runtime).precision
     if name == "mixed_float16" and not tf.config.list_physical_devices("GPU"):

@@ -15,6 +15,7 @@ never trains the SE-mode head. Labels ``y`` are class indices (0 benign, 1 malig
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from tf_bimodal.layers.image_normalization import ImageNormalization
@@ -139,6 +140,12 @@ class ClassifierTask(keras.Model):
         total = terms["total"]
         if self.losses:
             total = total + ops.sum([ops.cast(loss, "float32") for loss in self.losses])
+        # As Keras' own losses: under tf.distribute each replica's loss is divided by the
+        # number of replicas, since the replicas' gradients are summed; Keras' loss tracker
+        # multiplies it back for the logs.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            total = total / replicas
         return total
 
     def compile(self, optimizer="auto", **kwargs):
