@@ -44,6 +44,55 @@ def _require(condition, message: str, *data):
     return tf.debugging.Assert(condition, [message, *data], summarize=8)
 
 
+def _check_images(bmode, semode, where: str, batched: bool):
+    """The checks of :func:`check_pair` (``batched=False``) and :func:`check_batch` (``True``)."""
+    lead = int(batched)  # leading batch axes
+    bmode_rule, semode_rule = (BATCH_BMODE_RULE, BATCH_SEMODE_RULE) if batched else (BMODE_RULE, SEMODE_RULE)
+    bmode = tf.convert_to_tensor(bmode)
+    semode = tf.convert_to_tensor(semode)
+    b_shape = tf.shape(bmode)
+    s_shape = tf.shape(semode)
+    b_rank = tf.rank(bmode)
+    s_rank = tf.rank(semode)
+    shapes = ["bmode shape", b_shape, "semode shape", s_shape]
+    rank_checks = [
+        _require(tf.logical_or(tf.equal(b_rank, 2 + lead), tf.equal(b_rank, 3 + lead)),
+                 f"{where}: {bmode_rule}; got rank", b_rank, *shapes),
+        _require(tf.equal(s_rank, 3 + lead), f"{where}: {semode_rule}; got rank", s_rank, *shapes),
+    ]
+    # Shape entries are read only once the ranks are known to be right.
+    with tf.control_dependencies(rank_checks):
+        channel_checks = [
+            _require(tf.reduce_all(tf.equal(b_shape[2 + lead:], 1)),
+                     f"{where}: {bmode_rule}; got a channel count other than 1:", *shapes),
+            _require(tf.equal(s_shape[2 + lead], 3),
+                     f"{where}: {semode_rule}; got", s_shape[2 + lead], "channels:", *shapes),
+        ]
+    with tf.control_dependencies(channel_checks):
+        height, width = b_shape[lead], b_shape[lead + 1]
+        size_checks = [
+            _require(tf.logical_and(height > 0, width > 0),
+                     f"{where}: bmode is empty (zero height or width); images need H, W > 0:", *shapes),
+            _require(tf.logical_and(s_shape[lead] > 0, s_shape[lead + 1] > 0),
+                     f"{where}: semode is empty (zero height or width); images need H, W > 0:", *shapes),
+        ]
+        if batched:
+            size_checks.append(
+                _require(b_shape[0] > 0, f"{where}: the batch is empty (N = 0); send at least one pair:", *shapes)
+            )
+    with tf.control_dependencies(size_checks):
+        match_check = _require(
+            tf.reduce_all(tf.equal(b_shape[:2 + lead], s_shape[:2 + lead])),
+            f"{where}: bmode and semode must hold as many images, of the same height and width; got"
+            if batched else f"{where}: bmode and semode must have the same height and width (one B/SE pair); got",
+            *shapes,
+        )
+    with tf.control_dependencies([match_check]):
+        leading = [b_shape[0]] if batched else []
+        return (tf.reshape(bmode, tf.stack([*leading, height, width, 1])),
+                tf.reshape(semode, tf.stack([*leading, height, width, 3])))
+
+
 def check_pair(bmode, semode, where: str = "cad_pipeline"):
     """Validate one B-mode / SE-mode pair of any (unknown) rank; return it as [H, W, C].
 
@@ -54,41 +103,7 @@ def check_pair(bmode, semode, where: str = "cad_pipeline"):
     Returns:
         ``(bmode [H, W, 1], semode [H, W, 3])``, same dtype, static ranks and channels.
     """
-    bmode = tf.convert_to_tensor(bmode)
-    semode = tf.convert_to_tensor(semode)
-    b_shape = tf.shape(bmode)
-    s_shape = tf.shape(semode)
-    b_rank = tf.rank(bmode)
-    s_rank = tf.rank(semode)
-    shapes = ["bmode shape", b_shape, "semode shape", s_shape]
-    rank_checks = [
-        _require(tf.logical_or(tf.equal(b_rank, 2), tf.equal(b_rank, 3)),
-                 f"{where}: {BMODE_RULE}; got rank", b_rank, *shapes),
-        _require(tf.equal(s_rank, 3), f"{where}: {SEMODE_RULE}; got rank", s_rank, *shapes),
-    ]
-    # Shape entries are read only once the ranks are known to be right.
-    with tf.control_dependencies(rank_checks):
-        channel_checks = [
-            _require(tf.reduce_all(tf.equal(b_shape[2:], 1)),
-                     f"{where}: {BMODE_RULE}; got a channel count other than 1:", *shapes),
-            _require(tf.equal(s_shape[2], 3),
-                     f"{where}: {SEMODE_RULE}; got", s_shape[2], "channels:", *shapes),
-        ]
-    with tf.control_dependencies(channel_checks):
-        height, width = b_shape[0], b_shape[1]
-        size_checks = [
-            _require(tf.logical_and(height > 0, width > 0),
-                     f"{where}: bmode is empty (zero height or width); images need H, W > 0:", *shapes),
-            _require(tf.logical_and(s_shape[0] > 0, s_shape[1] > 0),
-                     f"{where}: semode is empty (zero height or width); images need H, W > 0:", *shapes),
-        ]
-    with tf.control_dependencies(size_checks):
-        match_check = _require(
-            tf.reduce_all(tf.equal(b_shape[:2], s_shape[:2])),
-            f"{where}: bmode and semode must have the same height and width (one B/SE pair); got", *shapes,
-        )
-    with tf.control_dependencies([match_check]):
-        return tf.reshape(bmode, tf.stack([height, width, 1])), tf.reshape(semode, tf.stack([height, width, 3]))
+    return _check_images(bmode, semode, where, batched=False)
 
 
 def check_batch(bmode, semode, where: str = "cad_pipeline.serve_batch"):
@@ -97,42 +112,7 @@ def check_batch(bmode, semode, where: str = "cad_pipeline.serve_batch"):
     Returns:
         ``(bmode [N, H, W, 1], semode [N, H, W, 3])``.
     """
-    bmode = tf.convert_to_tensor(bmode)
-    semode = tf.convert_to_tensor(semode)
-    b_shape = tf.shape(bmode)
-    s_shape = tf.shape(semode)
-    b_rank = tf.rank(bmode)
-    s_rank = tf.rank(semode)
-    shapes = ["bmode shape", b_shape, "semode shape", s_shape]
-    rank_checks = [
-        _require(tf.logical_or(tf.equal(b_rank, 3), tf.equal(b_rank, 4)),
-                 f"{where}: {BATCH_BMODE_RULE}; got rank", b_rank, *shapes),
-        _require(tf.equal(s_rank, 4), f"{where}: {BATCH_SEMODE_RULE}; got rank", s_rank, *shapes),
-    ]
-    with tf.control_dependencies(rank_checks):
-        channel_checks = [
-            _require(tf.reduce_all(tf.equal(b_shape[3:], 1)),
-                     f"{where}: {BATCH_BMODE_RULE}; got a channel count other than 1:", *shapes),
-            _require(tf.equal(s_shape[3], 3),
-                     f"{where}: {BATCH_SEMODE_RULE}; got", s_shape[3], "channels:", *shapes),
-        ]
-    with tf.control_dependencies(channel_checks):
-        count, height, width = b_shape[0], b_shape[1], b_shape[2]
-        size_checks = [
-            _require(count > 0, f"{where}: the batch is empty (N = 0); send at least one pair:", *shapes),
-            _require(tf.logical_and(height > 0, width > 0),
-                     f"{where}: bmode is empty (zero height or width); images need H, W > 0:", *shapes),
-            _require(tf.logical_and(s_shape[1] > 0, s_shape[2] > 0),
-                     f"{where}: semode is empty (zero height or width); images need H, W > 0:", *shapes),
-        ]
-    with tf.control_dependencies(size_checks):
-        match_check = _require(
-            tf.reduce_all(tf.equal(b_shape[:3], s_shape[:3])),
-            f"{where}: bmode and semode must hold as many images, of the same height and width; got", *shapes,
-        )
-    with tf.control_dependencies([match_check]):
-        return (tf.reshape(bmode, tf.stack([count, height, width, 1])),
-                tf.reshape(semode, tf.stack([count, height, width, 3])))
+    return _check_images(bmode, semode, where, batched=True)
 
 
 def normalize_image(image) -> tf.Tensor:
