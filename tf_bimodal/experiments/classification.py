@@ -88,7 +88,7 @@ from tf_bimodal.models.classification.factory import (
     model_input_keys,
 )
 from tf_bimodal.training import runtime as runtime_lib
-from tf_bimodal.training.callbacks import ProgressLogger, has_backup, resumable_callbacks
+from tf_bimodal.training.callbacks import ProgressLogger, resumable_callbacks
 from tf_bimodal.training.tensorboard import fold_callbacks, write_fold_summary
 
 SEGMENTATION_MODEL_FOR_CROPS = "w_mm_unet"
@@ -425,12 +425,10 @@ def _run_fold(model, config, arrays, parts, crop_config, fold_dir, label, loader
     val_ds = classification_dataset(arrays, parts["val"], input_keys, config.input_size, crop_config)
     # Model selection: the weights of the epoch with the lowest validation loss; the fit
     # resumes from its last epoch if the run was interrupted.
-    resuming = has_backup(fold_dir)
     callbacks, early_stopping = resumable_callbacks(
         fold_dir, monitor="val_loss", patience=config.early_stopping_patience
     )
     callbacks += [
-        keras.callbacks.CSVLogger(os.path.join(fold_dir, "history.csv"), append=resuming),
         ProgressLogger(label, config.epochs, log=log),
         *fold_callbacks(runtime, fold_dir, "classification", model=classifier),
     ]

@@ -120,20 +120,53 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         )
 
 
+HISTORY_FILE = "history.csv"
+
+
+class ResumableCSVLogger(keras.callbacks.CSVLogger):
+    """``CSVLogger`` whose history continues over an interrupted and a resumed fit.
+
+    When training resumes (``BackupAndRestore`` holds the epoch it goes on from), the rows
+    of that epoch and later ones, written before the kill but not backed up, are dropped and
+    the rest kept, so the file holds every epoch once.
+    """
+
+    def __init__(self, filename: str, backup_dir: str):
+        super().__init__(filename, append=False)
+        self.backup_dir = backup_dir
+
+    def on_train_begin(self, logs=None):
+        os.makedirs(os.path.dirname(os.path.abspath(self.filename)), exist_ok=True)
+        metadata = os.path.join(self.backup_dir, "training_metadata.json")
+        self.append = os.path.isfile(metadata) and os.path.isfile(self.filename)
+        if self.append:
+            with open(metadata) as handle:
+                resume_epoch = int(json.load(handle)["epoch"])
+            with open(self.filename) as handle:
+                rows = handle.read().splitlines()
+            kept = rows[:1] + [row for row in rows[1:] if row and int(row.split(self.sep, 1)[0]) < resume_epoch]
+            with open(self.filename, "w") as handle:
+                handle.write("".join(row + "\n" for row in kept))
+        super().on_train_begin(logs)
+
+
 def resumable_callbacks(fold_dir: str, **early_stopping_kwargs) -> tuple[list, ResumableEarlyStopping]:
     """The callbacks that make a fold's ``fit`` resumable after a kill.
 
+    A :class:`ResumableCSVLogger` (``<fold_dir>/history.csv``, first, so an epoch's row is
+    written before its state is saved), a :class:`ResumableEarlyStopping` and
     ``BackupAndRestore`` (weights, optimizer state and epoch, two copies so that a kill
-    while writing one leaves the other) and a :class:`ResumableEarlyStopping`, both in
-    ``<fold_dir>/backup/``; the folder is removed when the fit ends normally.
+    while writing one leaves the other), the last two in ``<fold_dir>/backup/``, which is
+    removed when the fit ends normally.
 
     Returns:
         ``(callbacks, early_stopping)``; put ``callbacks`` first in the fit's list.
     """
     backup_dir = os.path.join(fold_dir, BACKUP_DIR)
+    history = ResumableCSVLogger(os.path.join(fold_dir, HISTORY_FILE), backup_dir)
     early_stopping = ResumableEarlyStopping(backup_dir, **early_stopping_kwargs)
     backup = keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True, delete_checkpoint=True)
-    return [early_stopping, backup], early_stopping
+    return [history, early_stopping, backup], early_stopping
 
 
 def has_backup(fold_dir: str) -> bool:

@@ -7,7 +7,7 @@ import os
 import keras
 
 from tf_bimodal.config import SegmentationConfig
-from tf_bimodal.training.callbacks import ProgressLogger, has_backup, resumable_callbacks
+from tf_bimodal.training.callbacks import ProgressLogger, resumable_callbacks
 from tf_bimodal.training.losses import segmentation_loss
 from tf_bimodal.training.metrics import SegmentationScore
 
@@ -70,12 +70,8 @@ def fit_segmenter(
     progress = ProgressLogger(label, config.epochs, log=log, started=started)
     if fold_dir is not None:
         os.makedirs(fold_dir, exist_ok=True)
-        resuming = has_backup(fold_dir)
         callbacks, early_stopping = resumable_callbacks(fold_dir, **early_stopping_kwargs)
-        callbacks += [
-            progress,
-            keras.callbacks.CSVLogger(os.path.join(fold_dir, "history.csv"), append=resuming),
-        ]
+        callbacks.append(progress)
     else:
         early_stopping = keras.callbacks.EarlyStopping(restore_best_weights=True, **early_stopping_kwargs)
         callbacks = [early_stopping, progress]
