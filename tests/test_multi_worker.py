@@ -7,6 +7,9 @@ the number of replicas and the gradients are summed, so a step of the pair is th
 one worker on the whole batch. This also checks the workaround in
 ``runtime.KerasMultiWorkerMirroredStrategy``: with the plain strategy, Keras 3's ``fit``
 fails on more than one worker.
+
+The last test runs the command line, ``run_experiments.py --strategy multi_worker``, on two
+workers that share one ``--output``, as on a shared file system.
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ import pytest
 from conftest import REPO_ROOT
 
 JOB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "multi_worker_job.py")
+CLI = os.path.join(str(REPO_ROOT), "run_experiments.py")
+# The cheapest run the command line offers (about 20 s on one 2-core worker): one
+# single-modal segmenter, the quick preset, the smallest images, two folds, no TensorBoard.
+CLI_RUN = ("--model", "unet_bmode", "--preset", "quick", "--image-size", "32", "--num-folds", "2",
+           "--no-tensorboard")
 TIMEOUT_S = 240
 
 # Both runs compute the same function of the same batches; only the order of float32 sums
@@ -108,3 +116,112 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path, kind)
     for a, b in zip(first["weights"], reference["weights"]):
         np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
     assert reference["loss"][-1] < reference["loss"][0]  # it trained
+
+
+def _files(folder, leave_out=None):
+    """The files under ``folder`` (relative paths), less those under ``leave_out``."""
+    return {str(path.relative_to(folder)) for path in folder.rglob("*")
+            if path.is_file() and (leave_out is None or leave_out not in path.parents)}
+
+
+def _written(stdout, output):
+    """The paths under ``output`` that a run's "Wrote ..." and "Report: ..." lines name."""
+    lines = [line for line in stdout.splitlines() if line.startswith(("Wrote ", "Report: "))]
+    return [word for line in lines for word in line.split() if word.startswith(str(output))]
+
+
+@pytest.mark.slow
+def test_two_workers_through_the_command_line_write_one_experiment(tmp_path):
+    data_dir = str(tmp_path / "tfds")
+
+    def command(output, *extra):
+        return [sys.executable, CLI, *CLI_RUN, "--data-dir", data_dir, "--output", str(output), *extra]
+
+    # One worker first: the reference, and it prepares the data the workers then share
+    # (tf_bimodal.training.runtime: prepare the TFDS data once before starting them).
+    single_output = tmp_path / "single"
+    single = subprocess.Popen(command(single_output), env=_env(), cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _finish([single])
+
+    output = tmp_path / "shared"
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    workers = [
+        subprocess.Popen(
+            command(output, "--strategy", "multi_worker"),
+            env=_env({"cluster": cluster, "task": {"type": "worker", "index": i}}), cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    (_, chief_stdout, _), (_, other_stdout, _) = _finish(workers)
+
+    name = "phantom_32px-quick"
+    reference, experiment = single_output / name, output / name
+    copy = experiment / "_workers" / "worker_1"
+    expected = _files(reference)
+    assert {"report.md", "protocol.json", "unet_bmode/summary.json", "unet_bmode/fold_1/metrics.json"} <= expected
+    # The chief wrote what one worker writes; the other worker wrote only in its own copy,
+    # a complete one, and named no other file.
+    assert _files(experiment, leave_out=experiment / "_workers") == expected
+    assert _files(output) == {os.path.join(name, path) for path in expected} | {
+        os.path.join(name, "_workers", "worker_1", path) for path in expected
+    }
+    assert _written(chief_stdout, output) and not any(
+        path.startswith(str(experiment / "_workers")) for path in _written(chief_stdout, output)
+    )
+    assert _written(other_stdout, output) and all(
+        path.startswith(str(copy) + os.sep) for path in _written(other_stdout, output)
+    )
+    for root in (experiment, copy):
+        steps = json.loads((root / "protocol.json").read_text())["steps"]
+        assert steps["unet_bmode"]["summary"] == str(root / "unet_bmode" / "summary.json")
+
+    summary = json.loads((experiment / "unet_bmode" / "summary.json").read_text())
+    runtime = summary["runtime"]
+    assert (runtime["strategy"], runtime["workers"], runtime["replicas"]) == ("multi_worker", 2, 2)
+    assert runtime["strategy_class"] == "KerasMultiWorkerMirroredStrategy"
+    assert json.loads((reference / "unet_bmode" / "summary.json").read_text())["runtime"]["replicas"] == 1
+    assert "--strategy multi_worker" in (experiment / "report.md").read_text()
+    # The folds end in a batch of one image (89 % 8), which would leave a replica empty:
+    # the runners leave it out (runtime.replica_batches), so the workers train, and finitely.
+    batch = summary["config"]["batch_size"]
+    assert any(0 < fold["num_images"][part] % batch < 2 for fold in summary["folds"] for part in ("train", "val"))
+    for k in range(2):
+        history = np.genfromtxt(experiment / "unet_bmode" / f"fold_{k}" / "history.csv", delimiter=",", names=True)
+        assert len(history) == 3 and np.isfinite(history["loss"]).all() and np.isfinite(history["val_loss"]).all()
+        # The logs are reduced over the workers: the copy's are the same.
+        copy_history = np.genfromtxt(copy / "unet_bmode" / f"fold_{k}" / "history.csv", delimiter=",", names=True)
+        np.testing.assert_array_equal(history["loss"], copy_history["loss"])
+
+
+@pytest.mark.slow
+def test_two_workers_train_a_classifier_through_the_command_line(tmp_path):
+    """The classifier's batches also leave no replica empty (runtime.replica_batches)."""
+    output = tmp_path / "shared"
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    command = [
+        sys.executable, CLI, "--model", "vgg16_bmode", "--crop", "manual", "--preset", "quick",
+        "--image-size", "32", "--num-folds", "2", "--no-tensorboard", "--strategy", "multi_worker",
+        "--data-dir", str(tmp_path / "tfds"), "--output", str(output),
+    ]
+    # The data is prepared once, before the workers share it (see tf_bimodal.training.runtime):
+    # without --model the command line only prepares and describes it.
+    subprocess.run(
+        [sys.executable, CLI, "--image-size", "32", "--data-dir", str(tmp_path / "tfds")],
+        env=_env(), cwd=tmp_path, check=True, capture_output=True,
+    )
+    workers = [
+        subprocess.Popen(
+            command, env=_env({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    _finish(workers)
+    run = output / "phantom_32px-quick" / "vgg16_bmode_crop_manual"
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["runtime"]["workers"], summary["runtime"]["replicas"]) == (2, 2)
+    for k in range(2):
+        history = np.genfromtxt(run / f"fold_{k}" / "history.csv", delimiter=",", names=True)
+        assert np.isfinite(history["loss"]).all() and np.isfinite(history["val_loss"]).all()

@@ -264,3 +264,100 @@ def test_make_dataset_bad_arguments(kwargs, match):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=match):
         make_dataset(dataset(2), **arguments)
+
+
+# --------------------------------------------------------------------------- fused augment + crop
+
+FUSED_SIZE = 96
+
+
+def lesion_dataset(num=8, size=FUSED_SIZE, empty=()):
+    """Smooth textured pairs with an elliptic lesion each (none for the indices in ``empty``)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    columns = {key: [] for key in ("image_id", "bmode", "semode", "mask", "has_semode")}
+    for i in range(num):
+        texture = rng.random((size // 8, size // 8, 4))
+        texture = tf.image.resize(texture[None], (size, size), "bicubic")[0].numpy()
+        cy, cx = rng.uniform(0.3, 0.7, 2) * size
+        ry, rx = rng.uniform(0.08, 0.2, 2) * size
+        mask = (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1).astype(np.uint8)
+        if i in empty:
+            mask[:] = 0
+        image = np.clip(texture * 200 + 40 * mask[..., None], 0, 255).astype(np.uint8)
+        columns["image_id"].append(f"img{i:02d}")
+        columns["bmode"].append(image[..., :1])
+        columns["semode"].append(image[..., 1:])
+        columns["mask"].append(mask[..., None])
+        columns["has_semode"].append(i % 3 != 2)
+    return tf.data.Dataset.from_tensor_slices({k: np.stack(v) for k, v in columns.items()})
+
+
+def crop_batches(fuse, crop=CropConfig(margin=6), config=AugmentConfig(), output_size=32, **kwargs):
+    ds = make_dataset(
+        kwargs.pop("ds", None) or lesion_dataset(), 4, training=True, augment_config=config,
+        seed=5, crop=crop, output_size=output_size, fuse=fuse, **kwargs,
+    )
+    return [{key: value.numpy() for key, value in batch.items()} for batch in ds]
+
+
+@pytest.mark.parametrize("crop", [CropConfig(margin=6), None], ids=["lesion crop", "resize"])
+def test_fused_step_matches_augment_then_crop(crop):
+    """One resampling at the output size gives what augmenting, then cropping, gives."""
+    fused, two_step = crop_batches(True, crop), crop_batches(False, crop)
+    for a, b in zip(fused, two_step):
+        assert list(a["image_id"]) == list(b["image_id"])  # the same order and draws
+        assert a["bmode"].shape == b["bmode"].shape == (len(a["image_id"]), 32, 32, 1)
+        assert a["semode"].dtype == np.float32 and set(np.unique(a["mask"])) <= {0.0, 1.0}
+        for i in range(len(a["image_id"])):
+            fused_mask, reference = a["mask"][i] > 0, b["mask"][i] > 0
+            iou = (fused_mask & reference).sum() / max((fused_mask | reference).sum(), 1)
+            assert iou > 0.85, (a["image_id"][i], iou)
+            for key in ("bmode", "semode"):
+                assert np.abs(a[key][i] - b[key][i]).mean() < 0.03, (key, a["image_id"][i])
+
+
+def test_fused_step_without_augmentation_is_the_crop():
+    """With an identity augmentation the fused crop is exactly the crop and resize."""
+    identity = AugmentConfig(
+        flip_left_right=False, max_rotation_deg=0.0, max_scale=0.0, max_translation=0.0,
+        max_brightness=0.0, max_contrast=0.0,
+    )
+    fused = crop_batches(True, config=identity, output_size=16)
+    two_step = crop_batches(False, config=identity, output_size=16)
+    for a, b in zip(fused, two_step):
+        np.testing.assert_allclose(a["bmode"], b["bmode"], atol=2e-5)
+        np.testing.assert_allclose(a["semode"], b["semode"], atol=2e-5)
+        np.testing.assert_array_equal(a["mask"], b["mask"])
+
+
+def test_fused_step_keeps_the_fill_and_absent_semode_zero():
+    far = AugmentConfig(max_rotation_deg=40.0, max_scale=0.3, max_translation=0.3)
+    black = lesion_dataset().map(
+        lambda e: {**e, "semode": tf.zeros_like(e["semode"]), "has_semode": False}
+    )
+    for batch in crop_batches(True, crop=None, config=far, ds=black):
+        assert not batch["semode"].any()
+    fused = crop_batches(True, crop=None, config=far)
+    two_step = crop_batches(False, crop=None, config=far)
+    for a, b in zip(fused, two_step):
+        fill = b["bmode"] == 0  # sampled from outside the image, after the intensity change
+        assert fill.any()
+        assert a["bmode"][fill].mean() < 0.01
+
+
+def test_fused_step_with_an_empty_mask_keeps_the_whole_image():
+    ds = lesion_dataset(empty=range(8))
+    cropped = crop_batches(True, ds=ds)
+    whole = crop_batches(True, crop=None, ds=lesion_dataset(empty=range(8)))
+    for a, b in zip(cropped, whole):
+        np.testing.assert_allclose(a["bmode"], b["bmode"], atol=1e-6)
+
+
+def test_fused_step_is_reproducible_and_the_mask_crop_is_not_fused():
+    first, again = crop_batches(True), crop_batches(True)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a["bmode"], b["bmode"])
+    shaped = CropConfig(margin=6, shape="mask")
+    for a, b in zip(crop_batches(True, crop=shaped), crop_batches(False, crop=shaped)):
+        np.testing.assert_array_equal(a["bmode"], b["bmode"])

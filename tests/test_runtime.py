@@ -142,6 +142,56 @@ def test_is_chief_and_worker_output(monkeypatch, tf_config, chief):
     assert runtime_lib.worker_output("runs", None) == "runs"
 
 
+def test_only_the_chief_writes_the_experiment_protocol_and_report(monkeypatch, tmp_path):
+    from tf_bimodal.experiments import protocol, report
+
+    monkeypatch.setenv("TF_CONFIG", _tf_config(index=1))
+    monkeypatch.setattr(protocol, "_run_step", lambda *args: {})
+    reports = []
+    monkeypatch.setattr(report, "write_report", lambda root, data, log: reports.append(root) or "report.md")
+    multi = RuntimeConfig(strategy="multi_worker")
+    done = protocol.run_protocol("unet_bmode", DataConfig(image_size=32), preset="quick", output=str(tmp_path),
+                                 log=lambda _: None, runtime=multi)
+    root = protocol.experiment_dir(str(tmp_path), DataConfig(image_size=32), "quick")
+    own = runtime_lib.worker_output(root, multi)
+    assert reports == [own] and done["experiment_dir"] == own
+    assert done["steps"][0]["summary"] == os.path.join(own, "unet_bmode", "summary.json")
+    assert os.listdir(own) == ["protocol.json"] and os.listdir(root) == [runtime_lib.WORKERS_DIR]
+
+
+def test_only_the_chief_exports(monkeypatch, tmp_path):
+    from tf_bimodal.experiments import run
+
+    monkeypatch.setenv("TF_CONFIG", _tf_config(index=1))
+    logged = []
+    done = run(export=str(tmp_path / "exported"), preset="quick", output=str(tmp_path / "runs"), log=logged.append,
+               runtime=RuntimeConfig(strategy="multi_worker"))
+    assert done == {"skipped": "not the chief worker"} and "only the chief worker exports" in logged[-1]
+    assert not (tmp_path / "exported").exists()
+
+
+@pytest.mark.parametrize(
+    "num_images, batch_size, replicas, batches",
+    [
+        (89, 8, 1, 12),  # one replica: every batch, the last of 1 image too
+        (89, 8, 2, 11),  # the last image alone would leave a replica empty
+        (90, 8, 2, 12),
+        (16, 8, 2, 2),
+        (3, 8, 2, 1),
+        (11, 8, 4, 1),
+        (12, 8, 4, 2),
+    ],
+)
+def test_replica_batches_leave_out_a_last_batch_with_an_empty_replica(num_images, batch_size, replicas, batches):
+    assert runtime_lib.replica_batches(num_images, batch_size, replicas) == batches
+
+
+@pytest.mark.parametrize("num_images, batch_size", [(1, 8), (8, 1)])
+def test_replica_batches_refuse_fewer_images_than_replicas(num_images, batch_size):
+    with pytest.raises(ValueError, match="at least one image per replica"):
+        runtime_lib.replica_batches(num_images, batch_size, 2)
+
+
 def test_with_data_sharding_sets_data_policy_and_keeps_the_batches():
     ds = tf.data.Dataset.range(10).batch(4)
     sharded = runtime_lib.with_data_sharding(ds)

@@ -29,6 +29,11 @@ DEFAULT_SHUFFLE_BUFFER = 1024
 
 AUTOTUNE = tf.data.AUTOTUNE
 
+BATCHES_REVISION = 2
+"""Raised whenever the training batches that a seed gives for a crop or resize change
+(2: augmentation, crop and resize fused into one resampling), so that cached runs trained
+on other batches are not reused."""
+
 
 # --------------------------------------------------------------------------- normalization
 
@@ -118,7 +123,8 @@ def _as_stateless_seed(seed) -> tf.Tensor:
     return seed
 
 
-def _adjust_intensity(image, seed, config: AugmentConfig):
+def _intensity_parameters(seed, config: AugmentConfig) -> tf.Tensor:
+    """float32 (2,): the brightness shift and the contrast factor drawn from ``seed``."""
     brightness_seed, contrast_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     delta = tf.random.stateless_uniform(
         [], brightness_seed, -config.max_brightness, config.max_brightness
@@ -126,9 +132,45 @@ def _adjust_intensity(image, seed, config: AugmentConfig):
     factor = tf.random.stateless_uniform(
         [], contrast_seed, 1.0 - config.max_contrast, 1.0 + config.max_contrast
     )
+    return tf.stack([delta, factor])
+
+
+def _adjust_intensity(image, intensity):
+    delta, factor = intensity[0], intensity[1]
     # One mean over all channels, so contrast keeps the hue of the SE colour map.
     mean = tf.reduce_mean(image)
     return tf.clip_by_value((image - mean) * factor + mean + delta, 0.0, 1.0)
+
+
+def draw_augmentation(seed, config: AugmentConfig, height, width) -> dict:
+    """The random parameters of one :func:`augment` call, drawn from a stateless ``seed``.
+
+    Returns:
+        ``{"transform": (8,) float32, "bmode_intensity": (2,), "semode_intensity": (2,)}``:
+        the :func:`transform_matrix` of the flip / rotation / scale / shift, and per modality
+        the brightness shift and contrast factor.
+    """
+    seed = _as_stateless_seed(seed)
+    seeds = tf.random.experimental.stateless_split(seed, 6)
+    flip_seed, angle_seed, scale_seed, shift_seed, bmode_seed, semode_seed = tf.unstack(seeds)
+    if config.flip_left_right:
+        flip = tf.random.stateless_uniform([], flip_seed) < 0.5
+    else:
+        flip = tf.constant(False)
+    max_angle = math.radians(config.max_rotation_deg)
+    angle = tf.random.stateless_uniform([], angle_seed, -max_angle, max_angle)
+    scale = tf.random.stateless_uniform(
+        [], scale_seed, 1.0 - config.max_scale, 1.0 + config.max_scale
+    )
+    shift = tf.random.stateless_uniform(
+        [2], shift_seed, -config.max_translation, config.max_translation
+    )
+    translation = shift * tf.cast(tf.stack([height, width]), tf.float32)
+    return {
+        "transform": transform_matrix(height, width, flip, angle, scale, translation),
+        "bmode_intensity": _intensity_parameters(bmode_seed, config),
+        "semode_intensity": _intensity_parameters(semode_seed, config),
+    }
 
 
 def augment(example: dict, seed, config: AugmentConfig | None = None) -> dict:
@@ -161,36 +203,18 @@ def augment(example: dict, seed, config: AugmentConfig | None = None) -> dict:
             raise ValueError(
                 f"augment expects float images; {key!r} is {example[key].dtype}, normalize first"
             )
-    seed = _as_stateless_seed(seed)
-    seeds = tf.random.experimental.stateless_split(seed, 6)
-    flip_seed, angle_seed, scale_seed, shift_seed, bmode_seed, semode_seed = tf.unstack(seeds)
+    reference = example["bmode"] if "bmode" in example else example["mask"]
+    drawn = draw_augmentation(seed, config, tf.shape(reference)[0], tf.shape(reference)[1])
+    transform = drawn["transform"]
 
     example = dict(example)
     if config.max_brightness > 0 or config.max_contrast > 0:
         if "bmode" in example:
-            example["bmode"] = _adjust_intensity(example["bmode"], bmode_seed, config)
+            example["bmode"] = _adjust_intensity(example["bmode"], drawn["bmode_intensity"])
         if "semode" in example:
-            adjusted = _adjust_intensity(example["semode"], semode_seed, config)
+            adjusted = _adjust_intensity(example["semode"], drawn["semode_intensity"])
             has_semode = tf.cast(example.get("has_semode", True), tf.bool)
             example["semode"] = tf.where(has_semode, adjusted, example["semode"])
-
-    reference = example["bmode"] if "bmode" in example else example["mask"]
-    height = tf.shape(reference)[0]
-    width = tf.shape(reference)[1]
-    if config.flip_left_right:
-        flip = tf.random.stateless_uniform([], flip_seed) < 0.5
-    else:
-        flip = tf.constant(False)
-    max_angle = math.radians(config.max_rotation_deg)
-    angle = tf.random.stateless_uniform([], angle_seed, -max_angle, max_angle)
-    scale = tf.random.stateless_uniform(
-        [], scale_seed, 1.0 - config.max_scale, 1.0 + config.max_scale
-    )
-    shift = tf.random.stateless_uniform(
-        [2], shift_seed, -config.max_translation, config.max_translation
-    )
-    translation = shift * tf.cast(tf.stack([height, width]), tf.float32)
-    transform = transform_matrix(height, width, flip, angle, scale, translation)
 
     present = [key for key in IMAGE_KEYS if key in example]
     if present:
@@ -257,6 +281,270 @@ def _crop_or_resize(example, crop: CropConfig | None, output_size):
     return example
 
 
+# --------------------------------------------------------------------------- augment + crop in one step
+
+
+def _lesion_outline(mask) -> dict:
+    """Each row's first and last lesion pixel of a (H, W, C) mask, as (y, x) points.
+
+    The bounding box of any affine image of the lesion is the box of the images of these
+    points (they include the lesion's convex hull), so the box of the augmented mask can be
+    found without resampling the mask.
+
+    Returns:
+        ``{"_lesion_points": (2H, 2) float32, "_lesion_valid": (2H,) bool}``.
+    """
+    nonzero = tf.reduce_any(tf.not_equal(mask, tf.zeros([], mask.dtype)), axis=-1)
+    width = tf.shape(nonzero, out_type=tf.int32)[1]
+    as_int = tf.cast(nonzero, tf.int32)
+    first = tf.argmax(as_int, axis=1, output_type=tf.int32)
+    last = width - 1 - tf.argmax(as_int[:, ::-1], axis=1, output_type=tf.int32)
+    rows = tf.range(tf.shape(nonzero, out_type=tf.int32)[0])
+    points = tf.stack([tf.concat([rows, rows], 0), tf.concat([first, last], 0)], axis=-1)
+    found = tf.reduce_any(nonzero, axis=1)
+    return {
+        "_lesion_points": tf.cast(points, tf.float32),
+        "_lesion_valid": tf.concat([found, found], 0),
+    }
+
+
+def _prepare_fused(example: dict, crop: CropConfig | None) -> dict:
+    """Per example, once (before the cache): the image means and the lesion outline."""
+    example = dict(example)
+    for key in IMAGE_KEYS:
+        example[f"_{key}_mean"] = tf.reduce_mean(tf.image.convert_image_dtype(example[key], tf.float32))
+    if crop is not None:
+        example.update(_lesion_outline(example["mask"]))
+    return example
+
+
+def _augmented_boxes(transform, points, valid, margin: int, height: int, width: int):
+    """(B, 4) float32 ``(y0, x0, y1, x1)`` crop boxes of the augmented masks (ends exclusive).
+
+    The lesion outline points are mapped forward through the inverse of ``transform`` (which
+    maps output to input pixels) and rounded as nearest-neighbour sampling rounds them; points
+    that leave the image are clipped to its edge; the box is grown by ``margin`` and clipped
+    to the image, as :func:`~tf_bimodal.data.cropping.mask_bounding_box` does. A lesion that
+    is empty, or moved wholly out of the image, gives the full image.
+    """
+    a0, a1, a2, b0, b1, b2 = (transform[:, i : i + 1] for i in range(6))
+    det = a0 * b1 - a1 * b0
+    dx = points[..., 1] - a2
+    dy = points[..., 0] - b2
+    x = (b1 * dx - a1 * dy) / det
+    y = (a0 * dy - b0 * dx) / det
+    inside = valid & (x >= -0.5) & (x < width - 0.5) & (y >= -0.5) & (y < height - 0.5)
+    found = tf.reduce_any(inside, axis=1)
+    x = tf.floor(tf.clip_by_value(x, 0.0, width - 1.0) + 0.5)
+    y = tf.floor(tf.clip_by_value(y, 0.0, height - 1.0) + 0.5)
+    big = tf.constant(1e9, tf.float32)
+    y0 = tf.reduce_min(tf.where(valid, y, big), axis=1) - margin
+    x0 = tf.reduce_min(tf.where(valid, x, big), axis=1) - margin
+    y1 = tf.reduce_max(tf.where(valid, y, -big), axis=1) + 1.0 + margin
+    x1 = tf.reduce_max(tf.where(valid, x, -big), axis=1) + 1.0 + margin
+    box = tf.stack(
+        [
+            tf.maximum(y0, 0.0),
+            tf.maximum(x0, 0.0),
+            tf.minimum(y1, float(height)),
+            tf.minimum(x1, float(width)),
+        ],
+        axis=1,
+    )
+    full = tf.constant([[0.0, 0.0, float(height), float(width)]])
+    return tf.where(found[:, tf.newaxis], box, full)
+
+
+def _crop_transforms(transform, boxes, output_size):
+    """Compose a (B, 8) augmentation with the crop of ``boxes`` resized to ``output_size``.
+
+    The resize samples as ``tf.image.resize`` does (half-pixel centres): output pixel ``i``
+    of a box ``[y0, y1)`` reads row ``y0 + (i + 0.5) (y1 - y0) / out - 0.5`` of the
+    augmented image, which the augmentation maps to the input image.
+    """
+    a0, a1, a2, b0, b1, b2 = (transform[:, i] for i in range(6))
+    scale_y = (boxes[:, 2] - boxes[:, 0]) / float(output_size[0])
+    scale_x = (boxes[:, 3] - boxes[:, 1]) / float(output_size[1])
+    offset_y = boxes[:, 0] + 0.5 * scale_y - 0.5
+    offset_x = boxes[:, 1] + 0.5 * scale_x - 0.5
+    zero = tf.zeros_like(a0)
+    return tf.stack(
+        [
+            a0 * scale_x, a1 * scale_y, a0 * offset_x + a1 * offset_y + a2,
+            b0 * scale_x, b1 * scale_y, b0 * offset_x + b1 * offset_y + b2,
+            zero, zero,
+        ],
+        axis=1,
+    )
+
+
+def _sampling_grid(transforms, output_size):
+    """The input (x, y) that each output pixel of a (B, 8) batch of transforms reads."""
+    rows = tf.range(output_size[0], dtype=tf.float32)[tf.newaxis, :, tf.newaxis]
+    cols = tf.range(output_size[1], dtype=tf.float32)[tf.newaxis, tf.newaxis, :]
+    t = [tf.reshape(transforms[:, i], [-1, 1, 1]) for i in range(6)]
+    return t[0] * cols + t[1] * rows + t[2], t[3] * cols + t[4] * rows + t[5]
+
+
+def _as_float(values):
+    """Gathered pixels as float32 in [0, 1] (uint8 divided by 255, as ``normalize`` does)."""
+    return tf.image.convert_image_dtype(values, tf.float32)
+
+
+def _bilinear(images, x, y):
+    """Bilinear samples of (B, H, W, C) ``images`` at (B, h, w) points, fill 0 outside.
+
+    As ``ImageProjectiveTransformV3`` with ``fill_mode="CONSTANT"``: pixel centres at integer
+    coordinates, and a neighbour outside the image contributes the fill value 0.
+
+    Returns:
+        A list of float32 (B, h, w, C) samples in [0, 1], one per image, and the (B, h, w, 1)
+        weight that came from inside the image (1 away from the border).
+    """
+    height, width = (int(d) for d in images[0].shape[1:3])
+    batch = tf.shape(x)[0]
+    offsets = tf.reshape(tf.range(batch) * (height * width), [-1, 1, 1])
+    flat = [tf.reshape(image, [-1, image.shape[-1]]) for image in images]
+    x0, y0 = tf.floor(x), tf.floor(y)
+    fx, fy = x - x0, y - y0
+    x0, y0 = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
+    samples = [0.0 for _ in images]
+    coverage = 0.0
+    for dy, weight_y in ((0, 1.0 - fy), (1, fy)):
+        for dx, weight_x in ((0, 1.0 - fx), (1, fx)):
+            xi, yi = x0 + dx, y0 + dy
+            inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
+            weight = tf.where(inside, weight_x * weight_y, 0.0)[..., tf.newaxis]
+            index = offsets + tf.clip_by_value(yi, 0, height - 1) * width
+            index += tf.clip_by_value(xi, 0, width - 1)
+            coverage += weight
+            for k, values in enumerate(flat):
+                samples[k] += weight * _as_float(tf.gather(values, index))
+    return samples, coverage
+
+
+def _nearest_mask(mask, x, y):
+    """Nearest-neighbour samples of a (B, H, W, 1) mask as float32 {0, 1}, 0 outside."""
+    height, width = (int(d) for d in mask.shape[1:3])
+    offsets = tf.reshape(tf.range(tf.shape(x)[0]) * (height * width), [-1, 1, 1])
+    xi = tf.cast(tf.floor(x + 0.5), tf.int32)
+    yi = tf.cast(tf.floor(y + 0.5), tf.int32)
+    inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
+    index = offsets + tf.clip_by_value(yi, 0, height - 1) * width + tf.clip_by_value(xi, 0, width - 1)
+    values = tf.gather(tf.reshape(mask, [-1, mask.shape[-1]]), index)
+    lesion = tf.not_equal(values, tf.zeros([], values.dtype)) & inside[..., tf.newaxis]
+    return tf.cast(lesion, tf.float32)
+
+
+def _per_example(values):
+    """(B,) to (B, 1, 1, 1), to broadcast over a batch of images."""
+    return tf.reshape(values, [-1, 1, 1, 1])
+
+
+@tf.function(jit_compile=True)
+def _fused_resample(drawn, images, means, has_semode, outline, margin, output_size, adjust):
+    """The body of :func:`augment_and_crop_batch` after the random draws, XLA-compiled.
+
+    The draws stay outside: XLA's random-number kernels need not match TensorFlow's, and the
+    draws must be those of :func:`augment`.
+    """
+    bmode, semode, mask = images
+    height, width = (int(d) for d in bmode.shape[1:3])
+    transform = drawn["transform"]
+    if outline is not None:
+        boxes = _augmented_boxes(transform, *outline, margin, height, width)
+    else:
+        boxes = tf.tile(
+            tf.constant([[0.0, 0.0, float(height), float(width)]]), [tf.shape(transform)[0], 1]
+        )
+    x, y = _sampling_grid(_crop_transforms(transform, boxes, output_size), output_size)
+    (bmode, semode), inside = _bilinear([bmode, semode], x, y)
+    out = {"mask": _nearest_mask(mask, x, y)}
+    for key, part in (("bmode", bmode), ("semode", semode)):
+        if adjust:
+            delta, factor = (_per_example(drawn[f"{key}_intensity"][:, i]) for i in range(2))
+            offset = _per_example(means[key]) * (1.0 - factor) + delta
+            adjusted = tf.clip_by_value(part * factor + offset * inside, 0.0, inside)
+            if key == "semode":
+                adjusted = tf.where(_per_example(has_semode), adjusted, part)
+            part = adjusted
+        out[key] = part
+    return out
+
+
+def augment_and_crop_batch(
+    batch: dict, seeds, config: AugmentConfig, crop: CropConfig | None, output_size
+) -> dict:
+    """:func:`augment` then the lesion crop and resize, as one resampling per batch.
+
+    Gives what augmenting at full size and then cropping with
+    :func:`~tf_bimodal.data.cropping.crop_pair` gives, with the same random draws per
+    example, but samples only the output pixels: the crop box of the augmented mask comes
+    from the lesion outline (see :func:`_augmented_boxes`), the crop and resize are folded
+    into the augmentation's matrix, and B-mode, SE-mode (bilinear) and mask (nearest) are
+    each sampled once, at the output size, in one XLA-compiled step (about 1.4x faster than
+    the same ops uncompiled inside ``tf.data``). One resampling instead of two also blurs
+    less. Intensity changes are applied to the sampled values: they are
+    affine, so they commute with bilinear sampling, and pixels from outside the image stay 0
+    as in :func:`augment` (up to where the clip to [0, 1] acts on mixed edge pixels).
+
+    Args:
+        batch: a batch of examples as :func:`make_dataset` builds it for this step: uint8 or
+            float images of one static size, the ``_*_mean`` of each image and, with
+            ``crop``, the ``_lesion_*`` outline.
+        seeds: (B, 2) int stateless seeds, one per example, as :func:`augment` takes them.
+        config: the ``AugmentConfig`` to draw from.
+        crop: a rectangle ``CropConfig``, or None to resize the whole augmented image.
+        output_size: (height, width) of the output.
+
+    Returns:
+        The batch with float32 ``bmode``, ``semode`` in [0, 1] and ``mask`` in {0, 1} at
+        ``output_size``; the private keys removed.
+    """
+    batch = dict(batch)
+    height, width = (int(d) for d in batch["bmode"].shape[1:3])
+    drawn = tf.map_fn(
+        lambda seed: draw_augmentation(seed, config, height, width),
+        seeds,
+        fn_output_signature={
+            "transform": tf.float32, "bmode_intensity": tf.float32, "semode_intensity": tf.float32
+        },
+    )
+    outline = None
+    if crop is not None:
+        outline = (batch.pop("_lesion_points"), batch.pop("_lesion_valid"))
+    means = {key: batch.pop(f"_{key}_mean") for key in IMAGE_KEYS}
+    has_semode = tf.cast(batch.get("has_semode", tf.ones_like(means["bmode"], tf.bool)), tf.bool)
+    batch.update(
+        _fused_resample(
+            drawn,
+            (batch["bmode"], batch["semode"], batch["mask"]),
+            means,
+            has_semode,
+            outline,
+            None if crop is None else crop.margin,
+            tuple(output_size),
+            config.max_brightness > 0 or config.max_contrast > 0,
+        )
+    )
+    return batch
+
+
+def _can_fuse(ds: tf.data.Dataset, training, augment_config, crop, output_size) -> bool:
+    """Whether :func:`augment_and_crop_batch` can replace augment-then-crop for ``ds``."""
+    if not training or augment_config is None or output_size is None:
+        return False
+    if crop is not None and crop.shape != "rectangle":
+        return False  # the mask-shaped crop blanks at full size; see make_dataset
+    spec = ds.element_spec
+    if not all(key in spec for key in (*IMAGE_KEYS, "mask")):
+        return False
+    shapes = [spec[key].shape for key in (*IMAGE_KEYS, "mask")]
+    if any(shape.rank != 3 or not shape.is_fully_defined() for shape in shapes):
+        return False
+    return len({tuple(shape[:2]) for shape in shapes}) == 1
+
+
 # --------------------------------------------------------------------------- the pipeline
 
 
@@ -272,6 +560,7 @@ def make_dataset(
     keys=None,
     image_ids=None,
     cache: bool | str = True,
+    fuse: bool = True,
 ) -> tf.data.Dataset:
     """Batches of normalized (and for training, shuffled and augmented) examples (§3.1, §3.4).
 
@@ -282,6 +571,13 @@ def make_dataset(
     (if only ``output_size``), key selection, batch, prefetch. Maps run in parallel and keep
     their order; all randomness comes from ``seed``, so a pipeline built twice with the same
     seed yields the same batches, epoch after epoch.
+
+    Training with augmentation and an ``output_size`` (a rectangle crop or a plain resize)
+    fuses augmentation, crop and resize into one resampling per batch at the output size
+    (:func:`augment_and_crop_batch`): the same random draws, a box within about a pixel of the
+    two-step result, and far less work when the output is smaller than the images (at the
+    paper's 336 px images and a 64 px input, about 1/30 of the pixels). ``fuse=False`` keeps
+    the two steps; the mask-shaped crop, and images whose size is not static, always do.
 
     Args:
         ds: dataset of example dicts (``tf_bimodal.data.schema``), unbatched.
@@ -297,6 +593,7 @@ def make_dataset(
         image_ids: keep only these image ids (one part of a split); None keeps all.
         cache: True caches in memory after selection, a string caches to that file, False
             does not cache.
+        fuse: augment, crop and resize in one step where possible (see above).
 
     Returns:
         A ``tf.data.Dataset`` of batched dicts.
@@ -321,12 +618,28 @@ def make_dataset(
     if crop is not None and output_size is None:
         output_size = _static_size(ds)
 
+    fused = fuse and _can_fuse(ds, training, augment_config, crop, output_size)
     if image_ids is not None:
         ds = select_ids(ds, image_ids)
+    if fused:
+        ds = ds.map(lambda example: _prepare_fused(example, crop), num_parallel_calls=AUTOTUNE)
     if cache:
         ds = ds.cache() if cache is True else ds.cache(cache)
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if fused:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(
+            2, drop_remainder=True
+        )
+        ds = tf.data.Dataset.zip(ds, seeds).batch(batch_size, drop_remainder=False).map(
+            lambda batch, pairs: augment_and_crop_batch(
+                batch, pairs, augment_config, crop, output_size
+            ),
+            num_parallel_calls=AUTOTUNE,
+        )
+        if keys is not None:
+            ds = ds.map(lambda batch: {key: batch[key] for key in keys})
+        return ds.prefetch(AUTOTUNE)
     ds = ds.map(normalize, num_parallel_calls=AUTOTUNE)
     if training and augment_config is not None:
         # One fresh stateless seed pair per example and epoch, reproducible from ``seed``.

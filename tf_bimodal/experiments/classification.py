@@ -205,16 +205,20 @@ def classification_dataset(
     modality_dropout: float = 0.0,
     seed: int = 0,
     with_metadata: bool = False,
+    replicas: int = 1,
 ) -> tf.data.Dataset:
     """Batches of ``(inputs, label)`` with the model inputs ``input_keys`` of ``image_ids``.
 
     Uses :func:`tf_bimodal.data.pipeline.make_dataset`: augmentation (``training`` and
     ``augment``) before the crop, so the crop follows the moved lesion, then the crop
-    (``crop_config``) or a plain resize to ``input_size``. Images are float32 in [0, 1];
+    (``crop_config``) or a plain resize to ``input_size``; for training, the three are one
+    resampling at ``input_size``. Images are float32 in [0, 1];
     ``availability`` is ``[1, has_semode]``. With ``modality_dropout`` > 0 (training only) a
     pair loses one of its two images (zeroed, availability 0) with that probability, see
     :func:`drop_modalities`. ``with_metadata`` adds ``image_id``, ``patient_id`` and ``label``
-    to the inputs dict, for :func:`predict_probabilities`.
+    to the inputs dict, for :func:`predict_probabilities`. For ``fit`` under ``replicas``
+    replicas, a last batch of fewer images than replicas is left out
+    (:func:`~tf_bimodal.training.runtime.replica_batches`).
     """
     ds = tf.data.Dataset.from_tensor_slices(arrays)
     ds = pipeline.make_dataset(
@@ -240,8 +244,9 @@ def classification_dataset(
         return inputs, batch["label"]
 
     # The id filter hides the size from Keras; state it (one partial batch at the end).
-    num_batches = math.ceil(len(set(image_ids)) / batch_size)
-    ds = ds.map(to_inputs).apply(tf.data.experimental.assert_cardinality(num_batches))
+    num_batches = runtime_lib.replica_batches(len(set(image_ids)), batch_size, replicas)
+    ds = ds.map(to_inputs).take(num_batches)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches))
     ds = runtime_lib.with_data_sharding(ds)
     if training and modality_dropout > 0:
         if "availability" not in input_keys:
@@ -417,12 +422,16 @@ def _run_fold(model, config, arrays, parts, crop_config, fold_dir, label, loader
             )
         )
     input_keys = model_input_keys(model)
+    replicas = runtime_lib.strategy_for(runtime).num_replicas_in_sync
     train_ds = classification_dataset(
         arrays, parts["train"], input_keys, config.input_size, crop_config, config.batch_size,
         training=True, augment=config.augment,
         modality_dropout=config.modality_dropout if model in AVAILABILITY_MODELS else 0.0, seed=seed,
+        replicas=replicas,
     )
-    val_ds = classification_dataset(arrays, parts["val"], input_keys, config.input_size, crop_config)
+    val_ds = classification_dataset(
+        arrays, parts["val"], input_keys, config.input_size, crop_config, replicas=replicas
+    )
     # Model selection: the weights of the epoch with the lowest validation loss; the fit
     # resumes from its last epoch if the run was interrupted.
     callbacks, early_stopping = resumable_callbacks(
@@ -575,6 +584,7 @@ def _run_classification(model, data, split, preset, crop, output, log, runtime) 
     key = cache_key({
         "step": "classification", "model": model, "crop": crop, "config": to_dict(config),
         "data": data_identity(data), "split": to_dict(split), "dataset_version": str(info.version),
+        "batches": pipeline.BATCHES_REVISION,
         "masks": _masks_fingerprint(crop_record["masks"]) if crop == "predicted" else None,
         **({"precision": runtime.precision} if runtime is not None and runtime.precision != "float32" else {}),
     })

@@ -192,8 +192,9 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
     def _train(self, model, setting, callbacks) -> dict:
         config = setting_config(self.base, self.grid, *setting)
         input_keys = MODEL_INPUTS[self.model_name]
-        train_ds = _fold_dataset(self.arrays, self.train_ids, input_keys, config, True, self.seed)
-        val_ds = _fold_dataset(self.arrays, self.val_ids, input_keys, config, False, self.seed)
+        replicas = runtime_lib.strategy_for(self.runtime).num_replicas_in_sync
+        train_ds = _fold_dataset(self.arrays, self.train_ids, input_keys, config, True, self.seed, replicas)
+        val_ds = _fold_dataset(self.arrays, self.val_ids, input_keys, config, False, self.seed, replicas)
         # The early stopping of fit_segmenter, which takes no extra callbacks.
         early_stopping = keras.callbacks.EarlyStopping(
             monitor=MONITOR, mode="max", patience=config.early_stopping_patience, restore_best_weights=True

@@ -18,7 +18,10 @@ Every step is cached by the settings it depends on (:mod:`tf_bimodal.experiments
 asking again reuses finished steps; after an interruption finished folds are reused and the
 unfinished fold resumes from its last epoch. After every request the experiment's report,
 ``report.md`` with Tables 1 and 2, the paired t-tests and Figures 5 and 6, is rewritten from
-whatever results the experiment holds (:mod:`tf_bimodal.experiments.report`).
+whatever results the experiment holds (:mod:`tf_bimodal.experiments.report`). In a
+multi-worker run only the chief writes there; every other worker writes its ``protocol.json``
+and report in its own copy, ``<dataset>-<preset>/_workers/<job>_<index>/``
+(:func:`tf_bimodal.training.runtime.worker_output`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from tf_bimodal.config import (
 )
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.experiments.common import read_json, write_json
+from tf_bimodal.training import runtime as runtime_lib
 
 EXPERIMENTS = ("table1", "table2", "all", "grid_search")
 """Requests beyond one model: whole tables, everything, or the grid search."""
@@ -139,13 +143,16 @@ def run_protocol(
     Returns:
         ``{"experiment_dir", "steps": [records], "report"}``; a record holds the step's name,
         kind, status (``trained`` or ``reused``), this request's seconds and its summary path.
+        On a multi-worker run's non-chief worker the paths are those of its own copy.
     """
     data = data or DataConfig()
     split = split or SplitConfig()
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
     root = experiment_dir(output, data, preset)
-    os.makedirs(root, exist_ok=True)
+    # The steps send a non-chief worker to its own copy themselves; the records and the report follow.
+    own_root = runtime_lib.worker_output(root, runtime)
+    os.makedirs(own_root, exist_ok=True)
     started = time.time()
     records = []
     if request == "grid_search":
@@ -157,7 +164,7 @@ def run_protocol(
         records.append({"name": "grid_search", "kind": "grid_search",
                         "status": "reused" if not timing.get("settings_trained") else "trained",
                         "seconds": round(time.time() - started, 1), "run_seconds": timing.get("total_seconds"),
-                        "summary": os.path.join(root, "grid_search", "summary.json"),
+                        "summary": os.path.join(own_root, "grid_search", "summary.json"),
                         "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     else:
         steps = plan_steps(request, crop)
@@ -176,21 +183,21 @@ def run_protocol(
                 "reused_folds": summary.get("timing", {}).get("reused_folds", []),
                 "seconds": round(seconds, 1),
                 "run_seconds": summary.get("timing", {}).get("total_seconds"),
-                "summary": os.path.join(root, row.name, "summary.json"),
+                "summary": os.path.join(own_root, row.name, "summary.json"),
                 "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
             })
             done = len(steps) - number
             log(f"== step {number}/{len(steps)}: {row.name} {records[-1]['status']} in {seconds:.0f} s; "
                 f"{done} step{'s' * (done != 1)} left (elapsed {time.time() - started:.0f} s)")
-    protocol = _record_steps(root, records)
+    protocol = _record_steps(own_root, records)
     protocol.update(
         data=to_dict(data), split=to_dict(split), preset=preset, last_request=request,
         last_command=command, last_request_seconds=round(time.time() - started, 1),
     )
-    write_json(os.path.join(root, PROTOCOL_FILE), protocol)
+    write_json(os.path.join(own_root, PROTOCOL_FILE), protocol)
 
     from tf_bimodal.experiments.report import write_report
 
-    report = write_report(root, data, log=log)
+    report = write_report(own_root, data, log=log)
     log(f"Report: {report} (request took {time.time() - started:.0f} s)")
-    return {"experiment_dir": root, "steps": records, "report": report}
+    return {"experiment_dir": own_root, "steps": records, "report": report}

@@ -31,6 +31,8 @@ from tf_bimodal.data import splits as splits_lib
 from tf_bimodal.data.schema import LABELS
 from tf_bimodal.data.visualize import save_examples_figure
 from tf_bimodal.experiments.protocol import EXPERIMENTS, experiment_dir, run_protocol
+from tf_bimodal.training import runtime as runtime_lib
+
 
 def dataset_title(data: DataConfig) -> str:
     """A one-line description of the data, marking synthetic data as such."""
@@ -158,7 +160,8 @@ def run(
             strategy, float32, TensorBoard on).
         export: a folder: after the request (or alone, without ``model``), export the
             experiment's W-MM-U-Net, MFF and the end-to-end CAD pipeline as SavedModels there
-            (:func:`tf_bimodal.export.export_experiment`).
+            (:func:`tf_bimodal.export.export_experiment`). In a multi-worker run only the
+            chief exports.
 
     Returns:
         The data summary (``model=None``), or ``run_protocol``'s record of the steps and the
@@ -170,7 +173,7 @@ def run(
         return describe_data(data, split, output, log=log)
     if model is None:
         preset = resolve_preset(preset, log=log)
-        return _export(output, data, preset, crop, export, log)
+        return _export(output, data, preset, crop, export, log, runtime)
     if model not in SEGMENTATION_MODELS + CLASSIFICATION_MODELS + EXPERIMENTS:
         raise ValueError(
             f"model must be one of {SEGMENTATION_MODELS + CLASSIFICATION_MODELS + EXPERIMENTS} (or None to "
@@ -181,11 +184,14 @@ def run(
                           runtime=runtime)
     if export is not None:
         result["export"] = _export(output, data, preset, crop if model in CLASSIFICATION_MODELS else "predicted",
-                                   export, log)
+                                   export, log, runtime)
     return result
 
 
-def _export(output, data, preset, crop, export_dir, log) -> dict:
+def _export(output, data, preset, crop, export_dir, log, runtime=None) -> dict:
+    if not runtime_lib.is_chief(runtime):
+        log(f"Not exporting to {export_dir}: only the chief worker exports")
+        return {"skipped": "not the chief worker"}
     from tf_bimodal.config import classification_run_name
     from tf_bimodal.export import export_experiment
 

@@ -119,7 +119,10 @@ def resize_arrays(arrays: dict, size: int) -> dict:
     return out
 
 
-def _fold_dataset(arrays, image_ids, input_keys, config, training, seed):
+def _fold_dataset(arrays, image_ids, input_keys, config, training, seed, replicas=1):
+    """Batches of ``image_ids`` for ``fit``, less a last one that would leave one of
+    ``replicas`` empty (:func:`~tf_bimodal.training.runtime.replica_batches`)."""
+    num_batches = runtime_lib.replica_batches(len(image_ids), config.batch_size, replicas)
     ds = tf.data.Dataset.from_tensor_slices(arrays)
     augment = AugmentConfig() if (training and config.augment) else None
     ds = pipeline.make_dataset(
@@ -128,8 +131,8 @@ def _fold_dataset(arrays, image_ids, input_keys, config, training, seed):
     )
     ds = ds.map(lambda batch: ({key: batch[key] for key in input_keys}, batch["mask"]))
     # Selecting ids filters, which hides the number of batches from Keras; state it.
-    num_batches = -(-len(image_ids) // config.batch_size)
-    return runtime_lib.with_data_sharding(ds.apply(tf.data.experimental.assert_cardinality(num_batches)))
+    ds = ds.take(num_batches).apply(tf.data.experimental.assert_cardinality(num_batches))
+    return runtime_lib.with_data_sharding(ds)
 
 
 def _predict(model, arrays, input_keys, output_size: int) -> np.ndarray:
@@ -318,8 +321,9 @@ def _run_segmentation(model, data, split, preset, output, log, runtime) -> dict:
         with runtime_lib.strategy_for(runtime).scope():
             segmenter = compile_segmenter(build_segmenter(model, config, model_size), config)
         path_names = getattr(segmenter, "path_names", None)
-        train_ds = _fold_dataset(model_arrays, train_ids, input_keys, config, True, config.seed + k)
-        val_ds = _fold_dataset(model_arrays, val_ids, input_keys, config, False, config.seed + k)
+        replicas = runtime_lib.strategy_for(runtime).num_replicas_in_sync
+        train_ds = _fold_dataset(model_arrays, train_ids, input_keys, config, True, config.seed + k, replicas)
+        val_ds = _fold_dataset(model_arrays, val_ids, input_keys, config, False, config.seed + k, replicas)
         log(f"{label}: train {len(train_ids)}, val {len(val_ids)}, test {len(test_positions)} images")
         extra_callbacks = fold_callbacks(
             runtime, fold_dir, "segmentation", model=segmenter,

@@ -9,6 +9,7 @@ several machines, or lower-precision arithmetic, chosen by a ``RuntimeConfig``:
   and trained; :func:`clear_session` clears Keras' state between folds without losing it.
 * :func:`is_chief` and :func:`worker_output` tell a multi-worker run where each worker
   writes; :func:`with_data_sharding` marks an in-memory dataset for sharding by element.
+* :func:`replica_batches` counts the batches that leave no replica empty.
 * :func:`describe` is what a run records about where it trained.
 
 **Global batch.** The presets' batch sizes are global: the paper's per-step batch (§3.4).
@@ -21,13 +22,18 @@ the gradients are summed across replicas. One step therefore follows the mean gr
 the whole global batch, as on one device, and ``fit`` reports the mean loss over it. (A
 model that computes its loss itself, overriding ``compute_loss`` without a
 ``keras.losses.Loss``, must divide it by ``num_replicas_in_sync`` too, or its steps grow
-with the number of replicas and ``fit`` reports its loss times that number.) The runners keep an epoch's last, partial batch (``drop_remainder=False``); it is split as evenly
-as it goes, and since each replica averages over its own images, those images weigh
-unequally in that one step (3 images on 2 replicas: 1/4, 1/4, 1/2), unlike on one device.
-A replica left with no image at all fails on the CPU with oneDNN ("input depth must be
-evenly divisible by filter depth", TensorFlow 2.21; fine with ``TF_ENABLE_ONEDNN_OPTS=0``),
-so on CPU workers keep the number of images modulo the batch at 0 or at least the number of
-replicas.
+with the number of replicas and ``fit`` reports its loss times that number.) The runners keep
+an epoch's last, partial batch when it has at least one image per replica
+(:func:`replica_batches`); it is split as evenly as it goes, and since each replica averages
+over its own images, those images weigh unequally in that one step (3 images on 2 replicas:
+1/4, 1/4, 1/2), unlike on one device. A replica left with no image at all fails on the CPU
+with oneDNN ("input depth must be evenly divisible by filter depth" or "Incompatible
+shapes", TensorFlow 2.21) and, without oneDNN, turns the weights of a model with batch
+normalization into NaN; so the runners leave such a last batch out (:func:`replica_batches`).
+With ``multi_worker``, the first batch of a dataset must also split evenly (``fit`` and
+``evaluate`` reduce it across the replicas before the first step, and fail with "Shape
+mismatch in the collective instance" otherwise): keep global batches a multiple of the
+number of replicas.
 
 **Several workers** (``strategy="multi_worker"``): every worker runs the *same* program on
 the *same* data with the *same* seeds; ``fit`` shards the dataset (here by element, see
@@ -257,6 +263,27 @@ def with_data_sharding(ds: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options)
+
+
+def replica_batches(num_images: int, batch_size: int, replicas: int) -> int:
+    """How many batches of ``num_images`` to hand ``fit`` so that every replica gets an image.
+
+    All ``ceil(num_images / batch_size)`` batches, less a last, partial one of fewer images
+    than ``replicas``, which would leave a replica empty (see the module docstring): its
+    images are left out of that pass. In training they are another draw each epoch (the
+    training set is reshuffled); in validation the same ones every epoch. With one replica
+    nothing is left out.
+
+    Raises:
+        ValueError: fewer images, or a smaller ``batch_size``, than ``replicas``.
+    """
+    if num_images < replicas or batch_size < replicas:
+        raise ValueError(
+            f"{num_images} images in global batches of {batch_size} cannot give each of the {replicas} "
+            "replicas an image; use a global batch and a data set of at least one image per replica"
+        )
+    full, rest = divmod(num_images, batch_size)
+    return full + (rest >= replicas)
 
 
 # --------------------------------------------------------------------------- precision
