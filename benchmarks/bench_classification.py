@@ -1,8 +1,9 @@
-"""Training throughput of the MFF classifier (paper §3.3) against the machine's matmul peak.
+"""Training throughput of the classifiers (paper §3.3) against the machine's matmul peak.
 
-For each setting (input size 224 / 336, float32 / mixed bfloat16) a fresh subprocess builds
-the paper-size MFF (standard VGG-16, 4096-d features, EmbraceNet 4096, decision network
-1024-256-2), trains it on random pairs for a few steps and reports:
+For each model (MFF, the four integration baselines of Table 2 and the single-modal VGG-16)
+and setting (input size 224 / 336, float32 / mixed bfloat16) a fresh subprocess builds the
+paper-size model (standard VGG-16 backbones, 4096-d features; for MFF an EmbraceNet 4096 and
+the decision network 1024-256-2), trains it on random pairs for a few steps and reports:
 
 * pairs/s and images/s (two images, B-mode and SE-mode, per pair);
 * forward FLOPs per pair, counted from the layers (a multiply-add is 2 FLOPs; a conv is
@@ -19,15 +20,14 @@ the paper-size MFF (standard VGG-16, 4096-d features, EmbraceNet 4096, decision 
   second this process actually got (spin-waiting threads count against it, so it errs low);
 * the 1-minute load average at the end.
 
-A plain single-modal VGG-16 classifier is measured the same way for reference.
-
 Usage::
 
     python benchmarks/bench_classification.py                 # all settings, a few steps each
-    python benchmarks/bench_classification.py --steps 5 --sizes 224
+    python benchmarks/bench_classification.py --steps 5 --sizes 224 --precisions float32
+    python benchmarks/bench_classification.py --models mff mff_early
     python benchmarks/bench_classification.py --json results.json
 
-This is a script, not a test; on the 2-core CPU it takes several minutes.
+This is a script, not a test; on the 2-core CPU one setting takes about a minute.
 """
 
 from __future__ import annotations
@@ -41,6 +41,10 @@ import sys
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+MODELS = ("mff", "mff_early", "mff_late", "mff_stack", "mff_intermediate", "vgg16_bmode")
+"""MFF, the integration baselines of Table 2, and one single-modal VGG-16 (the SE one differs
+only in its three input channels)."""
 
 
 def matmul_peak(dtype: str, size: int = 4096, repeats: int = 8, trials: int = 5) -> dict:
@@ -172,7 +176,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 336])
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
-    parser.add_argument("--models", nargs="+", default=["mff", "vgg16_bmode"])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--batch-size", type=int, default=8, help="pairs per step (default 8)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per setting (after 2 warm-up steps)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
@@ -185,7 +189,7 @@ def main(argv=None):
         return 0
 
     results = []
-    header = (f"{'model':<12} {'size':>4} {'precision':<9} {'s/step':>7} {'img/s':>6} {'GFLOP/img':>9} "
+    header = (f"{'model':<16} {'size':>4} {'precision':<9} {'s/step':>7} {'img/s':>6} {'GFLOP/img':>9} "
               f"{'GFLOP/s':>8} {'peak':>6} {'of peak':>7} {'of peak (CPU time)':>18} {'RSS GiB':>7}")
     print(f"load average (1, 5, 15 min): {os.getloadavg()}, {os.cpu_count()} CPUs", flush=True)
     print(header, flush=True)
@@ -202,7 +206,7 @@ def main(argv=None):
                     continue
                 result = json.loads(finished.stdout.strip().splitlines()[-1])
                 results.append(result)
-                print(f"{model_name:<12} {size:>4} {precision:<9} {result['seconds_per_step']:>7.2f} "
+                print(f"{model_name:<16} {size:>4} {precision:<9} {result['seconds_per_step']:>7.2f} "
                       f"{result['images_per_second']:>6.2f} {result['train_gflops_per_image']:>9.1f} "
                       f"{result['achieved_gflops_per_second']:>8.1f} {result['matmul_peak_gflops_per_second']:>6.0f} "
                       f"{100 * result['fraction_of_peak']:>6.1f}% {100 * result['fraction_of_peak_cpu_time']:>17.1f}% "

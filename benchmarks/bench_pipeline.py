@@ -1,9 +1,9 @@
 """Input-pipeline throughput against what a training step consumes (target: >= 10x).
 
 For the segmentation pipeline (resize, augmentation identical on B-mode, SE-mode and mask,
-batching) and the classification pipeline (augmentation, then the lesion crop with its
-margin and a resize to the classifier input), on the default phantom (221 pairs at 336 px),
-this measures:
+batching) and the classification pipeline (augmentation, lesion crop with its margin and
+resize to the classifier input, fused into one resampling per batch), on the default
+phantom (221 pairs at 336 px), this measures:
 
 * the pipeline alone: training images per second when batches are only iterated (after one
   warm-up epoch; the pipeline caches the decoded examples, as in training);
@@ -11,12 +11,16 @@ this measures:
   W-MM-U-Net and MFF on one fixed batch (the pipeline's cost removed);
 * their ratio: how many times faster the pipeline produces than the step consumes.
 
+The ``cpu`` preset is always measured. ``--paper`` adds the classification pipeline at the
+paper's 336-px input against the paper-size MFF step (standard VGG-16 backbones, batch 32),
+which on a CPU takes tens of seconds per step, so it is timed over ``--paper-steps`` steps.
+
 The dense float32 matmul peak of the machine is measured in the same run, so the numbers
 can be read against it.
 
 Usage::
 
-    python benchmarks/bench_pipeline.py [--epochs 3] [--steps 10] [--json results.json]
+    python benchmarks/bench_pipeline.py [--epochs 3] [--steps 10] [--paper] [--json results.json]
 """
 
 from __future__ import annotations
@@ -59,8 +63,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs of each pipeline")
     parser.add_argument("--steps", type=int, default=10, help="timed training steps of each model")
+    parser.add_argument("--paper", action="store_true",
+                        help="also measure classification at the paper preset's 336-px input")
+    parser.add_argument("--paper-steps", type=int, default=2, help="timed steps of the paper-size MFF")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
+
+    import dataclasses
 
     import keras
 
@@ -99,24 +108,29 @@ def main(argv=None):
         "ratio": round(produced / consumed, 1),
     }
 
-    # Classification: the cpu preset's MFF on 64-px crops around the ground-truth masks.
-    config = CLASSIFICATION_PRESETS["cpu"]
+    # Classification: MFF on crops around the ground-truth masks (pairs per second).
     arrays = classification_lib.load_arrays(ds)
     ids = list(arrays["image_id"])
     crop = CropConfig(margin=classification_lib.crop_margin(data))
     keys = model_input_keys("mff")
-    pipeline_ds = classification_lib.classification_dataset(
-        arrays, ids, keys, config.input_size, crop, config.batch_size, training=True, augment=True, seed=0
-    )
-    produced = _iterate(pipeline_ds, args.epochs)
-    keras.utils.set_random_seed(0)
-    model = build_classifier("mff", config, "standardize")
-    model.compile(optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum))
-    consumed = _train_rate(model, pipeline_ds, args.steps)
-    results["pipelines"]["classification (mff, cpu preset, 64 px crops, augmented)"] = {
-        "pipeline_images_per_s": round(produced, 1), "train_step_images_per_s": round(consumed, 1),
-        "ratio": round(produced / consumed, 1),
-    }
+    presets = [("cpu", args.epochs, args.steps)] + ([("paper", 1, args.paper_steps)] if args.paper else [])
+    for preset, epochs, steps in presets:
+        # The backbones start from random weights here: only the speed is measured.
+        config = dataclasses.replace(CLASSIFICATION_PRESETS[preset], backbone_weights="none")
+        pipeline_ds = classification_lib.classification_dataset(
+            arrays, ids, keys, config.input_size, crop, config.batch_size, training=True, augment=True, seed=0
+        )
+        produced = _iterate(pipeline_ds, epochs)
+        keras.utils.set_random_seed(0)
+        model = build_classifier("mff", config, "standardize")
+        model.compile(optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum))
+        consumed = _train_rate(model, pipeline_ds, steps)
+        name = f"classification (mff, {preset} preset, {config.input_size} px crops, augmented)"
+        results["pipelines"][name] = {
+            "pipeline_images_per_s": round(produced, 1), "train_step_images_per_s": round(consumed, 1),
+            "ratio": round(produced / consumed, 1),
+        }
+        del model
 
     for name, values in results["pipelines"].items():
         print(f"{name}: pipeline {values['pipeline_images_per_s']} images/s, training step "
