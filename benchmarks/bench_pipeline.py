@@ -11,6 +11,9 @@ phantom (221 pairs at 336 px), this measures:
   W-MM-U-Net and MFF on one fixed batch (the pipeline's cost removed);
 * their ratio: how many times faster the pipeline produces than the step consumes.
 
+It also compares the classification training crop as one resampling per batch
+(``make_dataset``'s default) with augmenting at full size first (``fuse=False``).
+
 The ``cpu`` preset is always measured. ``--paper`` adds the classification pipeline at the
 paper's 336-px input against the paper-size MFF step (standard VGG-16 backbones, batch 32),
 which on a CPU takes tens of seconds per step, so it is timed over ``--paper-steps`` steps.
@@ -72,6 +75,7 @@ def main(argv=None):
     import dataclasses
 
     import keras
+    import tensorflow as tf
 
     from tf_bimodal.config import (
         CLASSIFICATION_PRESETS,
@@ -132,9 +136,29 @@ def main(argv=None):
         }
         del model
 
+    # The training crop in one resampling per batch against augmenting at full size first.
+    from tf_bimodal.config import AugmentConfig
+    from tf_bimodal.data import pipeline
+
+    results["fused_crop"] = {}
+    for size in [64] + ([336] if args.paper else []):
+        rates = {}
+        for fuse in (True, False):
+            fused_ds = pipeline.make_dataset(
+                tf.data.Dataset.from_tensor_slices(arrays), 16, training=True, augment_config=AugmentConfig(),
+                crop=crop, output_size=size, fuse=fuse,
+            )
+            fused_ds = fused_ds.map(lambda batch: (batch, batch["label"]))
+            rates["fused" if fuse else "two_step"] = round(_iterate(fused_ds, 1 if size > 64 else args.epochs), 1)
+        rates["speedup"] = round(rates["fused"] / rates["two_step"], 1)
+        results["fused_crop"][f"{size} px, batch 16"] = rates
+
     for name, values in results["pipelines"].items():
         print(f"{name}: pipeline {values['pipeline_images_per_s']} images/s, training step "
               f"{values['train_step_images_per_s']} images/s, ratio {values['ratio']}x (target >= 10x)")
+    for name, rates in results["fused_crop"].items():
+        print(f"training crop at {name}: one resampling {rates['fused']} pairs/s, augmenting at full size "
+              f"first {rates['two_step']} pairs/s ({rates['speedup']}x)")
     print(f"float32 matmul peak in this run: {results['matmul_peak_gflops']} GFLOP/s")
     if args.json:
         with open(args.json, "w") as handle:
