@@ -293,10 +293,10 @@ def lesion_dataset(num=8, size=FUSED_SIZE, empty=()):
     return tf.data.Dataset.from_tensor_slices({k: np.stack(v) for k, v in columns.items()})
 
 
-def crop_batches(fuse, crop=CropConfig(margin=6), config=AugmentConfig(), output_size=32, **kwargs):
+def crop_batches(fuse, crop=CropConfig(margin=6), config=AugmentConfig(), output_size=32, ds=None):
     ds = make_dataset(
-        kwargs.pop("ds", None) or lesion_dataset(), 4, training=True, augment_config=config,
-        seed=5, crop=crop, output_size=output_size, fuse=fuse, **kwargs,
+        lesion_dataset() if ds is None else ds, 4, training=True, augment_config=config,
+        seed=5, crop=crop, output_size=output_size, fuse=fuse,
     )
     return [{key: value.numpy() for key, value in batch.items()} for batch in ds]
 
