@@ -79,11 +79,13 @@ def main(argv=None):
 
     from tf_bimodal.config import (
         CLASSIFICATION_PRESETS,
+        AugmentConfig,
         SEGMENTATION_PRESETS,
         CropConfig,
         DataConfig,
     )
     from tf_bimodal.data import dataset as dataset_lib
+    from tf_bimodal.data import pipeline
     from tf_bimodal.experiments import classification as classification_lib
     from tf_bimodal.experiments import segmentation as segmentation_lib
     from tf_bimodal.models.classification.factory import build_classifier, model_input_keys
@@ -137,9 +139,6 @@ def main(argv=None):
         del model
 
     # The training crop in one resampling per batch against augmenting at full size first.
-    from tf_bimodal.config import AugmentConfig
-    from tf_bimodal.data import pipeline
-
     results["fused_crop"] = {}
     for size in [64] + ([336] if args.paper else []):
         rates = {}

@@ -386,11 +386,6 @@ def _sampling_grid(transforms, output_size):
     return t[0] * cols + t[1] * rows + t[2], t[3] * cols + t[4] * rows + t[5]
 
 
-def _as_float(values):
-    """Gathered pixels as float32 in [0, 1] (uint8 divided by 255, as ``normalize`` does)."""
-    return tf.image.convert_image_dtype(values, tf.float32)
-
-
 def _bilinear(images, x, y):
     """Bilinear samples of (B, H, W, C) ``images`` at (B, h, w) points, fill 0 outside.
 
@@ -419,7 +414,8 @@ def _bilinear(images, x, y):
             index += tf.clip_by_value(xi, 0, width - 1)
             coverage += weight
             for k, values in enumerate(flat):
-                samples[k] += weight * _as_float(tf.gather(values, index))
+                # uint8 to [0, 1] as normalize does, after the gather: only the output's pixels.
+                samples[k] += weight * tf.image.convert_image_dtype(tf.gather(values, index), tf.float32)
     return samples, coverage
 
 
