@@ -230,3 +230,188 @@ def test_failing_clinical_build_leaves_no_prepared_dataset(tmp_path, rng, no_net
     assert not list(data_dir.rglob("*incomplete*"))
     fresh = BimodalBreastUs(config=config, data_dir=str(data_dir))
     assert not fresh.is_prepared()
+
+
+# --- what real clinical exports throw at it ---------------------------------------------------
+
+
+def test_zero_byte_file(tmp_path):
+    for name in ("empty.png", "empty.dcm"):
+        (tmp_path / name).write_bytes(b"")
+        with pytest.raises(DataError) as excinfo:
+            readers.read_image(tmp_path / name)
+        assert_data_error(excinfo, name, "empty file (0 bytes)")
+
+
+def test_png_truncated_mid_file(tmp_path, rng):
+    bmode, _ = synthetic_bmode(rng)
+    write_image(tmp_path / "whole.png", bmode)
+    data = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    assert readers.read_image(tmp_path / "whole.png").shape[:2] == bmode.shape[:2]
+    with pytest.raises(DataError) as excinfo:
+        readers.read_image(tmp_path / "cut.png")
+    assert_data_error(excinfo, "cut.png", "truncated PNG")
+
+
+def test_jpeg_truncated_mid_file(tmp_path, rng):
+    import cv2
+
+    bmode, _ = synthetic_bmode(rng)
+    ok, encoded = cv2.imencode(".jpg", bmode)
+    assert ok
+    (tmp_path / "cut.jpg").write_bytes(encoded.tobytes()[: encoded.size * 2 // 3])
+    with pytest.raises(DataError) as excinfo:
+        readers.read_image(tmp_path / "cut.jpg")
+    assert_data_error(excinfo, "cut.jpg", "truncated JPEG")
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG signature, an IHDR chunk claiming ``width x height`` and an IEND chunk."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_image_above_the_pixel_limit_is_refused_from_its_header(tmp_path, monkeypatch):
+    (tmp_path / "huge.png").write_bytes(_png_header_only(20000, 20000))
+    decoded = []
+    monkeypatch.setattr(readers.cv2, "imdecode", lambda *args: decoded.append(args))
+    with pytest.raises(DataError) as excinfo:
+        readers.read_image(tmp_path / "huge.png")
+    assert_data_error(excinfo, "huge.png", "image too large: 20000x20000 px")
+    assert not decoded  # refused before any decoding
+
+
+@pytest.mark.parametrize("extension", [".jpg", ".bmp", ".tif"])
+def test_pixel_limit_reads_jpeg_bmp_and_tiff_headers(tmp_path, rng, monkeypatch, extension):
+    bmode, _ = synthetic_bmode(rng)
+    write_image(tmp_path / f"scan{extension}", bmode)
+    data = (tmp_path / f"scan{extension}").read_bytes()
+    assert readers.raster_size(data) == (bmode.shape[1], bmode.shape[0])
+    monkeypatch.setattr(readers, "MAX_IMAGE_PIXELS", bmode.shape[0] * bmode.shape[1] - 1)
+    with pytest.raises(DataError) as excinfo:
+        readers.read_image(tmp_path / f"scan{extension}")
+    assert_data_error(excinfo, f"scan{extension}", "image too large")
+
+
+def _dicom_without_pixels(path: pathlib.Path, rows=64, columns=64, pixels: bytes | None = None) -> None:
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"  # ultrasound image storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = pydicom.Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
+    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    dataset.Rows, dataset.Columns = rows, columns
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 8, 8, 7, 0
+    if pixels is not None:
+        dataset.PixelData = pixels
+    dataset.save_as(str(path), enforce_file_format=True)
+
+
+def test_dicom_without_pixel_data(tmp_path):
+    _dicom_without_pixels(tmp_path / "report.dcm")
+    with pytest.raises(DataError) as excinfo:
+        readers.read_image(tmp_path / "report.dcm")
+    assert_data_error(excinfo, "report.dcm", "DICOM file has no pixel data")
+
+
+def test_dicom_above_the_pixel_limit(tmp_path):
+    _dicom_without_pixels(tmp_path / "huge.dcm", rows=10000, columns=10000, pixels=b"\x00" * 16)
+    with pytest.raises(DataError) as excinfo:
+        readers.read_image(tmp_path / "huge.dcm")
+    assert_data_error(excinfo, "huge.dcm", "image too large: 10000x10000 px")
+
+
+def test_mask_with_grey_values_is_binarised_at_half_with_a_warning(tmp_path, caplog):
+    mask = np.zeros((20, 20), np.uint8)
+    mask[5:15, 5:15] = 250  # JPEG-like: the lesion is not exactly 255
+    mask[5, 5:15] = 90  # anti-aliased edge: below half
+    mask[0, 0] = 3  # compression noise
+    write_image(tmp_path / "grey_mask.png", mask)
+    with caplog.at_level("WARNING", logger="tf_bimodal"):
+        read = readers.read_mask(tmp_path / "grey_mask.png")
+    assert read.shape == (20, 20, 1) and set(np.unique(read)) == {0, 1}
+    assert read[..., 0].sum() == 9 * 10 and read[0, 0, 0] == 0
+    assert any("grey_mask.png" in r.getMessage() and "binarised at 125" in r.getMessage() for r in caplog.records)
+
+
+def test_mask_label_map_is_the_union_of_its_labels(tmp_path, caplog):
+    mask = np.zeros((20, 20), np.uint8)
+    mask[2:6, 2:6], mask[10:14, 10:14] = 1, 2
+    write_image(tmp_path / "labels.png", mask)
+    with caplog.at_level("WARNING", logger="tf_bimodal"):
+        read = readers.read_mask(tmp_path / "labels.png")
+    assert read[..., 0].sum() == 32
+    assert any("labels.png" in r.getMessage() and "label map" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("values", [(0, 1), (0, 255), (0, 1, 255)])
+def test_binary_masks_read_without_warning(tmp_path, caplog, values):
+    mask = np.zeros((10, 10), np.uint8)
+    for i, value in enumerate(values[1:]):
+        mask[i * 3:(i + 1) * 3, :] = value
+    write_image(tmp_path / "m.png", mask)
+    with caplog.at_level("WARNING", logger="tf_bimodal"):
+        read = readers.read_mask(tmp_path / "m.png")
+    assert read[..., 0].sum() == 30 * (len(values) - 1)
+    assert not caplog.records
+
+
+def test_manifest_with_bom_and_crlf_is_accepted(tmp_path, rng):
+    rows = [HEADER, "P1,benign," + write_pair(tmp_path, "a", rng), "P2,malignant," + write_pair(tmp_path, "b", rng)]
+    (tmp_path / "manifest.csv").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(rows).encode() + b"\r\n")
+    records = readers.read_manifest(tmp_path)
+    assert [record.patient_id for record in records] == ["P1", "P2"]
+    assert records[0].mask.endswith("a_m.png")  # the last column is not left with a stray \r
+    assert len(consume_clinical(tmp_path)) == 2
+
+
+def test_manifest_separated_by_semicolons(tmp_path, rng):
+    write_manifest(tmp_path, "P1;benign;" + write_pair(tmp_path, "a", rng).replace(",", ";"),
+                   header=HEADER.replace(",", ";"))
+    with pytest.raises(DataError) as excinfo:
+        readers.read_manifest(tmp_path)
+    assert_data_error(excinfo, "manifest.csv", "separated by semicolons")
+
+
+@pytest.mark.parametrize(
+    "path, phrase",
+    [
+        ("/etc/{name}", "absolute path"),
+        ("C:\\scans\\{name}", "absolute path"),
+        ("../outside/{name}", "leaves the folder"),
+        ("sub/../../outside/{name}", "leaves the folder"),
+    ],
+)
+def test_manifest_paths_outside_the_folder_are_refused(tmp_path, rng, path, phrase):
+    folder, outside = tmp_path / "study", tmp_path / "outside"
+    folder.mkdir(), outside.mkdir()
+    write_pair(outside, "a", rng)
+    (folder / "a_se.png").write_bytes((outside / "a_se.png").read_bytes())
+    write_manifest(folder, f"P1,benign,{path.format(name='a_b.png')},a_se.png,")
+    with pytest.raises(DataError) as excinfo:
+        readers.read_manifest(folder)
+    assert_data_error(excinfo, "manifest.csv", phrase)
+    assert "row 2, column bmode" in str(excinfo.value)
+
+
+def test_manifest_windows_separators_and_inner_dots_are_accepted(tmp_path, rng):
+    (tmp_path / "P1").mkdir()
+    cells = write_pair(tmp_path / "P1", "a", rng).split(",")
+    write_manifest(tmp_path, f"P1,benign,P1\\{cells[0]},./P1/../P1/{cells[1]},P1\\{cells[2]}")
+    (record,) = readers.read_manifest(tmp_path)
+    assert record.bmode.endswith("P1/a_b.png") and record.semode.endswith("P1/a_se.png")
+    assert len(consume_clinical(tmp_path)) == 1

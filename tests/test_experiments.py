@@ -24,7 +24,11 @@ def tiny_data(tmp_path):
 
 def test_builder_config_name_is_registered_name_for_defaults():
     assert dataset_lib.builder_config_name(DataConfig()) == "phantom"
-    assert dataset_lib.builder_config_name(DataConfig(source="busi", manual_dir="x")) == "busi"
+    fingerprint = {"digest": "0123456789ab"}
+    busi = DataConfig(source="busi", manual_dir="x")
+    assert dataset_lib.builder_config_name(busi, fingerprint) == "busi_0123456789ab"
+    assert dataset_lib.builder_config_name(DataConfig(source="busi", manual_dir="x", image_size=64),
+                                           fingerprint) == "busi_64px_0123456789ab"
     name = dataset_lib.builder_config_name(DataConfig(image_size=64, phantom=TINY_PHANTOM))
     assert name.startswith("phantom_64px") and "seed3" in name
 
@@ -73,7 +77,9 @@ def test_cli_runs_busi_sample(tmp_path, busi_sample_dir):
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads((tmp_path / "runs" / "data" / "busi_96px" / "summary.json").read_text())
+    (folder,) = (tmp_path / "runs" / "data").glob("busi_96px_*")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["source_fingerprint"]["files"] >= 100  # 50 images and their masks
     assert summary["num_images"] == 50
     assert summary["with_semode"] == 0
     assert summary["synthetic"] is False

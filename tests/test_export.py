@@ -404,6 +404,9 @@ def test_export_json_records_sources_thresholds_and_signatures(experiment, expor
     assert record["parts"] == ["segmenter", "classifier", "cad_pipeline"]
     assert record["versions"]["tf_bimodal"] and record["versions"]["tensorflow"] == tf.__version__
     assert record["segmenter"]["run"] == "w_mm_unet" and record["segmenter"]["folds"] == [0, 1]
+    for part in ("segmenter", "classifier"):
+        assert record[part]["source_fingerprint"]["source"] == "phantom"
+        assert record[part]["source_fingerprint"] == dataset_lib.source_fingerprint(experiment["data"])
     assert record["segmenter"]["model_size"] == 32 and record["segmenter"]["data_size"] == DATA_SIZE
     assert record["classifier"]["fold_thresholds"] == list(classifier.fold_thresholds)
     assert record["classifier"]["threshold"] == pytest.approx(np.mean(classifier.fold_thresholds))

@@ -133,6 +133,9 @@ def test_mff_chain_writes_the_report_and_reuses_its_steps(tmp_path):
     assert f"**{100 * dice['mean']:.1f} ± {100 * dice['sd']:.1f} ({100 * segmentation['fold_union']['dice']:.1f})**" \
         in report  # the report's numbers are the run's
     assert "--model mff" in report and "CPU cores" in report and "Backbone weights" in report
+    fingerprint = segmentation["source_fingerprint"]
+    assert fingerprint == classification["source_fingerprint"] and fingerprint["source"] == "phantom"
+    assert f"- **Source**: phantom {fingerprint['digest']}:" in report
     for figure in ("fig5_segmentation.png", "fig6_roc.png"):
         assert (root / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -1,8 +1,12 @@
 """Load any data source as a ``tf.data.Dataset`` through the TFDS builder.
 
 The builder (``tfds_builder/bimodal_breast_us``) prepares the dataset once into TFDS's data dir;
-later calls read the prepared TFRecords. Each distinct setting (source, image size, phantom
-parameters) gets its own builder config name, so prepared datasets never mix.
+later calls read the prepared TFRecords. Each distinct source gets its own builder config name,
+so prepared datasets never mix: the phantom's name spells out its settings, a user's folder
+(``clinical``, ``busi``) is named by its fingerprint (:mod:`tf_bimodal.data.fingerprint`:
+resolved path, manifest, every file's size and modification time), e.g. ``busi_3fa2c1d9e0ab``.
+Another folder, or the same folder changed, therefore prepares afresh into its own place; the
+fingerprint is also stored with the prepared data and checked on every load.
 """
 
 from __future__ import annotations
@@ -14,14 +18,40 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tf_bimodal.config import DataConfig, PhantomConfig
+from tf_bimodal.data import fingerprint as fingerprint_lib
+from tf_bimodal.data.errors import DataError
 from tf_bimodal.data.schema import DEFAULT_IMAGE_SIZE, LABELS
 
 
-def builder_config_name(config: DataConfig) -> str:
-    """The TFDS builder config name for ``config``: the registered name for the defaults."""
+def source_fingerprint(config: DataConfig) -> dict:
+    """The fingerprint of ``config``'s source (:func:`tf_bimodal.data.fingerprint.source_fingerprint`).
+
+    Raises:
+        DataError: a missing or empty ``manual_dir``, naming it.
+    """
+    phantom = dataclasses.replace(config.phantom, image_size=config.image_size)
+    return fingerprint_lib.source_fingerprint(config.source, manual_dir=config.manual_dir, phantom=phantom)
+
+
+def builder_config_name(config: DataConfig, fingerprint: dict | None = None) -> str:
+    """The TFDS builder config name for ``config``.
+
+    ``phantom`` for the default phantom (``phantom_64px_b4_...`` for other settings);
+    ``<source>[_<N>px]_<digest>`` for a user's folder, the digest of its fingerprint.
+
+    Args:
+        config: the data.
+        fingerprint: ``config``'s source fingerprint, if already computed.
+
+    Raises:
+        DataError: a missing or empty ``manual_dir``, naming it.
+    """
     name = config.source
     if config.image_size != DEFAULT_IMAGE_SIZE:
         name += f"_{config.image_size}px"
+    if config.source != "phantom":
+        fingerprint = fingerprint or source_fingerprint(config)
+        return f"{name}_{fingerprint['digest']}"
     if config.source == "phantom":
         phantom = dataclasses.replace(config.phantom, image_size=DEFAULT_IMAGE_SIZE)
         if phantom != PhantomConfig():
@@ -33,11 +63,11 @@ def builder_config_name(config: DataConfig) -> str:
     return name
 
 
-def make_builder(config: DataConfig):
+def make_builder(config: DataConfig, fingerprint: dict | None = None):
     """The ``BimodalBreastUs`` TFDS builder for ``config`` (not yet prepared)."""
     from tfds_builder.bimodal_breast_us import BimodalBreastUs, BimodalBreastUsConfig
 
-    name = builder_config_name(config)
+    name = builder_config_name(config, fingerprint)
     registered = {c.name: c for c in BimodalBreastUs.BUILDER_CONFIGS}
     if name in registered:
         builder_config = registered[name]
@@ -51,18 +81,55 @@ def make_builder(config: DataConfig):
     return BimodalBreastUs(config=builder_config, data_dir=config.data_dir)
 
 
+def stored_fingerprint(builder) -> dict | None:
+    """The source fingerprint stored with a prepared data set (None if it has none)."""
+    metadata = builder.info.metadata
+    if metadata is None or "source_fingerprint" not in metadata.keys():
+        return None
+    return dict(metadata["source_fingerprint"])
+
+
 def prepare(config: DataConfig):
     """Build the dataset if it is not built yet; returns the prepared builder.
 
+    The source's fingerprint names the prepared data (:func:`builder_config_name`) and is
+    checked against the one stored with it. Preparation is atomic: TFDS writes into a
+    temporary folder and renames it when everything succeeded, so a failed or interrupted
+    preparation leaves nothing that a later call would reuse.
+
     Raises:
-        tf_bimodal.data.DataError: bad input files, naming the file and the rule.
+        tf_bimodal.data.DataError: a missing or empty ``manual_dir``; bad input files, naming
+            the file and the rule; prepared data whose stored fingerprint differs; a folder
+            that changed while it was being prepared.
     """
-    builder = make_builder(config)
+    fingerprint = source_fingerprint(config)
+    builder = make_builder(config, fingerprint)
     if not builder.is_prepared():
         download_config = tfds.download.DownloadConfig(
             manual_dir=config.manual_dir, try_download_gcs=False
         )
-        builder.download_and_prepare(download_config=download_config)
+        try:
+            builder.download_and_prepare(download_config=download_config)
+        except FileExistsError:
+            # Another process (a second worker) finished preparing the same source first.
+            builder = make_builder(config, fingerprint)
+            if not builder.is_prepared():
+                raise
+        if source_fingerprint(config) != fingerprint:
+            tf.io.gfile.rmtree(builder.data_dir)
+            raise DataError(
+                config.manual_dir or "phantom",
+                "the folder changed while it was being prepared; the prepared copy was removed, "
+                "run again once the folder is complete",
+            )
+    stored = stored_fingerprint(builder)
+    if stored != fingerprint:
+        raise DataError(
+            builder.data_dir,
+            f"prepared data of another source: it records {fingerprint_lib.describe(stored)}, "
+            f"but the data asked for is {fingerprint_lib.describe(fingerprint)}; delete this "
+            "folder to prepare it again",
+        )
     return builder
 
 

@@ -21,7 +21,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import logging
+import posixpath
 import re
+import struct
 from typing import Iterator
 
 import cv2
@@ -59,8 +62,27 @@ SPLIT_SEARCH_RANGE = (0.3, 0.7)
 DUAL_VIEW_SIZE_TOLERANCE = 0.1
 """The two panes of a dual view may differ in height and width by this fraction at most."""
 
+MAX_IMAGE_PIXELS = 64_000_000
+"""Images (or DICOM frames) with more pixels than this (8000 x 8000) are refused from their
+header, before they are decoded: no ultrasound image or screenshot is that large, and decoding
+one would take gigabytes of memory."""
+
+MASK_HALF_LEVEL = 0.5
+"""A mask whose values are not only 0, 1 and 255 (anti-aliased edges, JPEG noise, label maps)
+is binarised at this fraction of its largest value, with a warning naming the file."""
+
+MASK_LABEL_MAX = 16
+"""A mask whose largest value is at most this, with values other than 0 and 1, is a label map
+(one integer per lesion): all its non-zero pixels are lesion."""
+
 _DICOM_MAGIC_OFFSET = 128
 _DICOM_MAGIC = b"DICM"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"IEND\xaeB`\x82"
+_JPEG_START = b"\xff\xd8"
+_JPEG_END = b"\xff\xd9"
+
+logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,8 +127,108 @@ def _min_max_to_uint8(array: np.ndarray) -> np.ndarray:
     return np.round((array - low) * (255.0 / (high - low))).astype(np.uint8)
 
 
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    if data[:8] == _PNG_SIGNATURE and len(data) >= 24 and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the first start-of-frame marker of a JPEG stream."""
+    if data[:2] != _JPEG_START:
+        return None
+    position = 2
+    while position + 9 <= len(data):
+        if data[position] != 0xFF:
+            position += 1
+            continue
+        marker = data[position + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            position += 1 if marker == 0xFF else 2
+            continue
+        (length,) = struct.unpack(">H", data[position + 2:position + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[position + 5:position + 9])
+            return width, height
+        position += 2 + length
+    return None
+
+
+def _bmp_size(data: bytes) -> tuple[int, int] | None:
+    if data[:2] == b"BM" and len(data) >= 26:
+        width, height = struct.unpack("<ii", data[18:26])
+        return abs(width), abs(height)
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height of the first image of a TIFF file (tags 256 and 257 of its first IFD)."""
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    if order is None or len(data) < 8:
+        return None
+    (offset,) = struct.unpack(order + "I", data[4:8])
+    if offset + 2 > len(data):
+        return None
+    (count,) = struct.unpack(order + "H", data[offset:offset + 2])
+    size = {}
+    for entry in range(count):
+        start = offset + 2 + 12 * entry
+        if start + 12 > len(data):
+            break
+        tag, kind = struct.unpack(order + "HH", data[start:start + 4])
+        if tag in (256, 257):
+            value_format = "H" if kind == 3 else "I"
+            (size[tag],) = struct.unpack(order + value_format, data[start + 8:start + 8 + struct.calcsize(value_format)])
+    if 256 in size and 257 in size:
+        return size[256], size[257]
+    return None
+
+
+def raster_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` read from a PNG, JPEG, BMP or TIFF header, or None if unknown."""
+    for reader in (_png_size, _jpeg_size, _bmp_size, _tiff_size):
+        size = reader(data)
+        if size is not None:
+            return size
+    return None
+
+
+def _check_pixel_count(width: int, height: int, path: str, frames: int = 1) -> None:
+    if width * height * max(frames, 1) > MAX_IMAGE_PIXELS:
+        raise DataError(
+            path,
+            f"image too large: {width}x{height} px{f' x {frames} frames' if frames > 1 else ''} "
+            f"exceeds the limit of {MAX_IMAGE_PIXELS:,} pixels (readers.MAX_IMAGE_PIXELS); "
+            "refused before decoding",
+        )
+
+
+def _check_complete(data: bytes, path: str) -> None:
+    """Refuse PNG and JPEG files cut short: decoders fill the missing part silently."""
+    if data[:8] == _PNG_SIGNATURE and _PNG_END not in data[-32:]:
+        raise DataError(
+            path,
+            "corrupt or unreadable image: truncated PNG, the file ends before its IEND chunk (an "
+            "interrupted copy or download?)",
+        )
+    if data[:2] == _JPEG_START and _JPEG_END not in data[-1024:]:
+        raise DataError(
+            path,
+            "corrupt or unreadable image: truncated JPEG, the file ends before its end-of-image "
+            "marker (an interrupted copy or download?)",
+        )
+
+
 def _decode_raster(data: bytes, path: str) -> np.ndarray:
-    """Decode PNG/JPEG/BMP/TIFF bytes to uint8 (H, W, C), C in {1, 3, 4}, RGB(A) order."""
+    """Decode PNG/JPEG/BMP/TIFF bytes to uint8 (H, W, C), C in {1, 3, 4}, RGB(A) order.
+
+    The header's size is checked against ``MAX_IMAGE_PIXELS`` and PNG/JPEG files against
+    truncation before anything is decoded.
+    """
+    size = raster_size(data)
+    if size is not None:
+        _check_pixel_count(*size, path)
+    _check_complete(data, path)
     try:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as error:
@@ -151,7 +273,13 @@ def _dicom_to_uint8(dataset, path: str) -> np.ndarray:
     )
 
     if "PixelData" not in dataset and "FloatPixelData" not in dataset:
-        raise DataError(path, "DICOM file has no pixel data")
+        raise DataError(
+            path,
+            "DICOM file has no pixel data (a structured report, a presentation state or a "
+            "header-only export?); export the image itself",
+        )
+    rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
+    _check_pixel_count(columns, rows, path, frames=int(dataset.get("NumberOfFrames", 1) or 1))
     photometric = str(dataset.get("PhotometricInterpretation", "")).strip().upper()
     try:
         # Multi-frame (cine) files: the first frame is taken.
@@ -242,6 +370,8 @@ def _load(path: str) -> np.ndarray:
         raise DataError(path, "file not found")
     extension = _extension(path)
     try:
+        if tf.io.gfile.stat(path).length == 0:
+            raise DataError(path, "empty file (0 bytes): an interrupted copy or export?")
         with tf.io.gfile.GFile(path, "rb") as file:
             head = file.read(_DICOM_MAGIC_OFFSET + len(_DICOM_MAGIC))
             has_preamble = head[_DICOM_MAGIC_OFFSET:] == _DICOM_MAGIC
@@ -291,21 +421,46 @@ def read_image(path) -> np.ndarray:
 def read_mask(path) -> np.ndarray:
     """Read a lesion mask as uint8 ``(H, W, 1)`` with values in {0, 1}.
 
-    A pixel is lesion when any colour channel is above 0, so 1-bit, grey, RGB and RGBA masks
-    all work. The alpha channel is ignored unless it is the only content (all colour channels
-    0 while alpha varies): then alpha > 0 marks the lesion.
+    The mask's level is the largest colour channel, so 1-bit, grey, RGB and RGBA masks all
+    work. How it is binarised depends on the values found:
+
+    * only 0, 1 and 255 (a binary mask, 0/1 or 0/255): every non-zero pixel is lesion;
+    * other values up to ``MASK_LABEL_MAX`` (a label map, one integer per lesion): every
+      non-zero pixel is lesion (the lesions' union), with a warning naming the file;
+    * other values (grey levels: anti-aliased edges, JPEG noise): pixels at or above half the
+      largest value (``MASK_HALF_LEVEL``) are lesion, with a warning naming the file and the
+      share of pixels that were neither 0 nor the maximum.
+
+    The alpha channel is ignored unless it is the only content (all colour channels 0 while
+    alpha varies): then alpha > 0 marks the lesion.
 
     Raises:
         DataError: the file cannot be read (see :func:`read_image`).
     """
     raw = _load(path)
     colour = raw[..., :3] if raw.shape[-1] == 4 else raw
-    mask = (colour > 0).any(axis=-1)
-    if raw.shape[-1] == 4 and not mask.any():
+    level = colour.max(axis=-1)
+    if raw.shape[-1] == 4 and not level.any():
         alpha = raw[..., 3]
         if alpha.min() != alpha.max():
-            mask = alpha > 0
-    return mask.astype(np.uint8)[..., None]
+            level = alpha
+    values = np.unique(level)
+    if set(values.tolist()) <= {0, 1, 255}:
+        return (level > 0).astype(np.uint8)[..., None]
+    top = int(values[-1])
+    if top <= MASK_LABEL_MAX:
+        logger.warning(
+            "%s: mask values %s are not 0/1/255; read as a label map, every non-zero pixel is "
+            "lesion", path, values.tolist(),
+        )
+        return (level > 0).astype(np.uint8)[..., None]
+    between = float(np.mean((level > 0) & (level < top)))
+    logger.warning(
+        "%s: mask has grey values other than 0/1/255 (%.1f %% of pixels between 0 and %d, e.g. "
+        "anti-aliasing or JPEG noise); binarised at %d (half the largest value)",
+        path, 100 * between, top, int(np.ceil(top * MASK_HALF_LEVEL)),
+    )
+    return (level >= top * MASK_HALF_LEVEL).astype(np.uint8)[..., None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -581,7 +736,9 @@ def read_manifest(manual_dir) -> list[ClinicalRecord]:
     * ``mask`` (optional): lesion mask drawn on the B-mode image (for a dual view: of the
       B-mode pane's size or of the whole screenshot's).
 
-    Paths are relative to ``manual_dir`` (absolute paths are used as given).
+    Paths are relative to ``manual_dir`` and stay inside it (``/`` or ``\\`` separators);
+    absolute paths and paths that climb out of the folder are refused, so that the folder holds
+    the whole data set. The manifest may be saved with a byte-order mark and CRLF line ends.
 
     Args:
         manual_dir: folder holding ``manifest.csv`` and the images.
@@ -591,7 +748,8 @@ def read_manifest(manual_dir) -> list[ClinicalRecord]:
 
     Raises:
         DataError: naming ``manifest.csv``, the row and the column: missing manifest, empty
-            manifest, missing required column, row with neither or both image forms, empty
+            manifest, a manifest separated by semicolons or tabs, missing required column, row
+            with neither or both image forms, an absolute path or one leaving the folder, empty
             patient id, unknown label, one patient with two labels, malformed boxes, missing
             file, or an image (or mask) listed twice.
     """
@@ -619,6 +777,14 @@ def read_manifest(manual_dir) -> list[ClinicalRecord]:
 
 def _check_header(header: list[str], path: str) -> None:
     listed = ", ".join(header)
+    if len(header) == 1:
+        for separator, name in ((";", "semicolons"), ("\t", "tabs")):
+            if separator in header[0]:
+                raise DataError(
+                    path,
+                    f"the header is one column separated by {name} ({header[0]!r}): save "
+                    "manifest.csv comma-separated (CSV UTF-8)",
+                )
     for required in ("patient_id", "label"):
         if required not in header:
             raise DataError(path, f"missing required column {required!r} (header: {listed})")
@@ -628,6 +794,29 @@ def _check_header(header: list[str], path: str) -> None:
             "missing required column: need 'bmode' and 'semode', or 'dual_view' "
             f"(header: {listed})",
         )
+
+
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _inside_folder(relative: str, fail, column: str) -> str:
+    """The manifest path ``relative`` with ``/`` separators; refuses paths outside the folder.
+
+    Every file of a clinical data set lives under ``manual_dir``, so that a copy of the folder
+    is a complete copy and its fingerprint covers every file. Absolute paths (``/data/x.png``,
+    ``C:\\x.png``, URLs) and relative paths that climb out (``../other/x.png``) are refused;
+    Windows separators (``P001\\b1.png``) are accepted; a symbolic link inside the folder may
+    point anywhere.
+    """
+    path = relative.replace("\\", "/")
+    if path.startswith("/") or "://" in path or _WINDOWS_DRIVE.match(path):
+        fail(column, f"absolute path {relative!r}: paths must be relative to the folder holding "
+                     "manifest.csv (link or copy the file into it)")
+    normalised = posixpath.normpath(path)
+    if normalised == ".." or normalised.startswith("../"):
+        fail(column, f"path {relative!r} leaves the folder holding manifest.csv: every file must be "
+                     "inside it (link or copy the file into it)")
+    return normalised
 
 
 class _ManifestChecker:
@@ -682,6 +871,7 @@ class _ManifestChecker:
         resolved = {}
         for column, relative in columns.items():
             if relative:
+                relative = _inside_folder(relative, fail, column)
                 full = _join(self.manual_dir, relative)
                 if not _exists(full):
                     fail(column, f"file not found: {relative}")
@@ -858,7 +1048,7 @@ def find_busi_root(manual_dir) -> str:
     )
 
 
-def _busi_listing(folder: str) -> list[tuple[int, str, list[str]]]:
+def busi_listing(folder: str) -> list[tuple[int, str, list[str]]]:
     """``(N, image name, mask names)`` per image of one class folder, sorted by N."""
     names = sorted(name.rstrip("/") for name in tf.io.gfile.listdir(folder))
     images, masks = {}, {}
@@ -909,7 +1099,7 @@ def iter_busi(manual_dir, image_size: int) -> Iterator[dict]:
         folder = _join(root, label)
         if not tf.io.gfile.isdir(folder):
             continue
-        for number, image_name, mask_names in _busi_listing(folder):
+        for number, image_name, mask_names in busi_listing(folder):
             found = True
             image_path = _join(folder, image_name)
             bmode = to_grey(read_image(image_path))

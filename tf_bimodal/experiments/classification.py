@@ -640,6 +640,7 @@ def _run_classification(model, data, split, preset, crop, output, log, runtime) 
         "description": MODEL_DESCRIPTIONS[model],
         "dataset": f"bimodal_breast_us/{dataset_name}",
         "dataset_version": str(info.version),
+        "source_fingerprint": dataset_lib.stored_fingerprint(builder),
         "synthetic": synthetic,
         "notice": SYNTHETIC_NOTICE if synthetic else None,
         "preset": config.preset,

@@ -12,6 +12,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from tf_bimodal.data import dataset as dataset_lib
+
 SYNTHETIC_NOTICE = (
     "SYNTHETIC PHANTOM: these images are simulated (tf_bimodal.data.phantom), not patient "
     "data; results on them say nothing about clinical performance."
@@ -58,11 +60,14 @@ def cache_key(payload: dict) -> str:
 
 
 def data_identity(data) -> dict:
-    """What in a ``DataConfig`` decides the data (not where TFDS keeps its files)."""
+    """What in a ``DataConfig`` decides the data (not where TFDS keeps its files), with the
+    digest of its source's fingerprint, so results made from one folder (or from the same
+    folder before it changed) are never reused for another."""
     identity = dataclasses.asdict(data)
     identity.pop("data_dir", None)
     if data.source != "phantom":
         identity.pop("phantom", None)
+    identity["source_fingerprint"] = dataset_lib.source_fingerprint(data)["digest"]
     return identity
 
 

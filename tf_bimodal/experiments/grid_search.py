@@ -616,6 +616,7 @@ def _run_grid_search(data, split, preset, output, log, segmentation, runtime) ->
     summary = {
         "dataset": f"bimodal_breast_us/{dataset_name}",
         "dataset_version": str(info.version),
+        "source_fingerprint": dataset_lib.stored_fingerprint(builder),
         "synthetic": synthetic,
         "notice": SYNTHETIC_NOTICE if synthetic else None,
         "preset": preset_name,

@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from tf_bimodal.config import TABLE1_ROWS, TABLE2_ROWS
+from tf_bimodal.data import fingerprint as fingerprint_lib
 from tf_bimodal.evaluation.classification import METRIC_NAMES as CLASSIFICATION_METRICS
 from tf_bimodal.evaluation.classification import binary_metrics, patient_vote, save_roc_figure
 from tf_bimodal.evaluation.statistics import compare_to_reference
@@ -267,6 +268,7 @@ def write_report(root: str, data=None, log=print) -> str:
               "below comes from those files.", ""]
     if any_summary:
         lines.append(f"- **Data**: `{any_summary.get('dataset')}` version {any_summary.get('dataset_version')}")
+        lines.append(f"- **Source**: {fingerprint_lib.describe(any_summary.get('source_fingerprint'))}")
     if data is not None:
         from tf_bimodal.data import dataset as dataset_lib
 

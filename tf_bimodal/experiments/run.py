@@ -27,6 +27,7 @@ from tf_bimodal.config import (
     to_dict,
 )
 from tf_bimodal.data import dataset as dataset_lib
+from tf_bimodal.data import fingerprint as fingerprint_lib
 from tf_bimodal.data import splits as splits_lib
 from tf_bimodal.data.schema import LABELS
 from tf_bimodal.data.visualize import save_examples_figure
@@ -74,6 +75,8 @@ def describe_data(data: DataConfig, split: SplitConfig, output: str, log=print) 
     if data.source == "phantom":
         log(SYNTHETIC_NOTICE)
     builder = dataset_lib.prepare(data)
+    fingerprint = dataset_lib.stored_fingerprint(builder)
+    log(f"  source {fingerprint_lib.describe(fingerprint)}")
     index = dataset_lib.index_dataset(builder)
     summary = index.summary()
     splits = splits_lib.load_or_make_splits(
@@ -86,6 +89,9 @@ def describe_data(data: DataConfig, split: SplitConfig, output: str, log=print) 
     summary.update(
         dataset=f"bimodal_breast_us/{name}",
         synthetic=data.source == "phantom",
+        dataset_version=str(builder.info.version),
+        source_fingerprint=fingerprint,
+        prepared_at=builder.data_dir,
         image_size=data.image_size,
         data_config=to_dict(data),
         split_config=to_dict(split),

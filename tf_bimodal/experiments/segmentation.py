@@ -418,6 +418,7 @@ def _run_segmentation(model, data, split, preset, output, log, runtime) -> dict:
         "cache_key": key,
         "dataset": f"bimodal_breast_us/{dataset_name}",
         "dataset_version": str(info.version),
+        "source_fingerprint": dataset_lib.stored_fingerprint(builder),
         "synthetic": data.source == "phantom",
         "preset": preset_name,
         "config": to_dict(config),

@@ -41,6 +41,8 @@ class SegmenterSource:
         threshold: probability above which a pixel is lesion (``summary["config"]["threshold"]``).
         synthetic: whether the run trained on the synthetic phantom.
         dataset: ``bimodal_breast_us/<config>`` the run trained on.
+        source_fingerprint: the fingerprint of the data's source
+            (:mod:`tf_bimodal.data.fingerprint`), as the run recorded it.
     """
 
     run: str
@@ -53,6 +55,7 @@ class SegmenterSource:
     threshold: float
     synthetic: bool
     dataset: str | None
+    source_fingerprint: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +77,8 @@ class ClassifierSource:
         data_size: side of the data set's images.
         synthetic: whether the run trained on the synthetic phantom.
         dataset: ``bimodal_breast_us/<config>`` the run trained on.
+        source_fingerprint: the fingerprint of the data's source
+            (:mod:`tf_bimodal.data.fingerprint`), as the run recorded it.
     """
 
     run: str
@@ -89,6 +94,7 @@ class ClassifierSource:
     data_size: int
     synthetic: bool
     dataset: str | None
+    source_fingerprint: dict | None = None
 
 
 def _read_json(path: str) -> dict:
@@ -193,6 +199,7 @@ def find_segmenter(root: str, run: str = "w_mm_unet") -> SegmenterSource:
         threshold=float(summary["config"]["threshold"]),
         synthetic=bool(summary.get("synthetic", False)),
         dataset=summary.get("dataset"),
+        source_fingerprint=summary.get("source_fingerprint"),
     )
 
 
@@ -239,6 +246,7 @@ def find_classifier(root: str, run: str = "mff") -> ClassifierSource:
         data_size=data_size,
         synthetic=bool(summary.get("synthetic", False)),
         dataset=summary.get("dataset"),
+        source_fingerprint=summary.get("source_fingerprint"),
     )
 
 

@@ -20,6 +20,7 @@ import tensorflow_datasets as tfds
 from tf_bimodal.config import DATA_SOURCES, PhantomConfig
 from tf_bimodal.data import readers
 from tf_bimodal.data.errors import DataError
+from tf_bimodal.data.fingerprint import source_fingerprint
 from tf_bimodal.data.schema import DEFAULT_IMAGE_SIZE, EXAMPLE_KEYS, LABELS
 
 MIN_IMAGE_SIZE = 32
@@ -113,14 +114,16 @@ class BimodalBreastUs(tfds.core.GeneratorBasedBuilder):
 
     Bad input files raise :class:`tf_bimodal.data.errors.DataError` naming the file and the
     rule; the clinical manifest is validated before any image is read. TFDS writes into a
-    temporary folder and renames it only when everything succeeded, so a failed build never
-    leaves a dataset that looks prepared.
+    temporary folder and renames it only when everything succeeded, so a failed or interrupted
+    build never leaves a dataset that looks prepared. The source's fingerprint
+    (:mod:`tf_bimodal.data.fingerprint`) is stored in ``metadata.json`` of the prepared data.
     """
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
         "1.0.0": "Clinical folders, BUSI and the synthetic phantom.",
         "1.1.0": "Phantom lesions range from markedly hypoechoic to nearly isoechoic.",
+        "1.2.0": "Prepared data record the fingerprint of their source (metadata.json).",
     }
     BUILDER_CONFIGS = [
         BimodalBreastUsConfig(name="clinical", source="clinical"),
@@ -161,13 +164,19 @@ class BimodalBreastUs(tfds.core.GeneratorBasedBuilder):
             supervised_keys=None,
             homepage="https://doi.org/10.1002/btm2.10480",
             citation=metadata.citation,
+            metadata=tfds.core.MetadataDict(),
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         source = self.builder_config.source
         if source == "phantom":
+            self.info.metadata["source_fingerprint"] = source_fingerprint(
+                source, phantom=self.builder_config.phantom
+            )
             return {"train": self._generate_examples(source=source)}
         manual_dir = _manual_dir(dl_manager, source)
+        # Stored with the prepared data (metadata.json), checked on every load.
+        self.info.metadata["source_fingerprint"] = source_fingerprint(source, manual_dir=manual_dir)
         if source == "clinical":
             records = readers.read_manifest(manual_dir)  # fail before any image is decoded
             examples = self._generate_examples(
