@@ -1,4 +1,4 @@
-"""Command line for tf_bimodal experiments: parses arguments and calls ``tf_bimodal.experiments.run``.
+"""Command line for tf_bimodal experiments: parses arguments and calls ``tf_bimodal.workflow.run``.
 
 Examples:
     python run_experiments.py                       # prepare and describe the synthetic phantom
@@ -24,16 +24,17 @@ from tf_bimodal.config import (
     CLASSIFICATION_CROPS,
     CLASSIFICATION_MODELS,
     DATA_SOURCES,
+    DEFAULT_PRESET,
     PRECISIONS,
     PRESETS,
+    REQUESTS,
     SEGMENTATION_MODELS,
     STRATEGIES,
     DataConfig,
     RuntimeConfig,
     SplitConfig,
 )
-
-REQUESTS = SEGMENTATION_MODELS + CLASSIFICATION_MODELS + ("table1", "table2", "all", "grid_search")
+from tf_bimodal.layout import DEFAULT_OUTPUT
 
 
 def parse_args(argv=None):
@@ -44,7 +45,7 @@ def parse_args(argv=None):
                         help="a Table 1 segmenter (" + ", ".join(SEGMENTATION_MODELS) + "), a Table 2 classifier ("
                              + ", ".join(CLASSIFICATION_MODELS) + "), table1, table2, all or grid_search; "
                              "without it the data set is prepared and described")
-    parser.add_argument("--preset", choices=(*PRESETS, "auto"), default="auto",
+    parser.add_argument("--preset", choices=(*PRESETS, "auto"), default=DEFAULT_PRESET,
                         help="sizes and hyperparameters: paper (a GPU), cpu (Tables 1-2 in under an hour on "
                              "2 cores), quick (minutes, smoke runs) or auto: paper with a GPU, else cpu "
                              "(default: %(default)s)")
@@ -62,7 +63,7 @@ def parse_args(argv=None):
                         help="patient-level K folds, or the paper's 137/34/41 split")
     parser.add_argument("--num-folds", type=int, default=defaults_split.num_folds)
     parser.add_argument("--seed", type=int, default=defaults_split.seed, help="seed of the splits")
-    parser.add_argument("--output", default="runs",
+    parser.add_argument("--output", default=DEFAULT_OUTPUT,
                         help="results folder; an experiment goes to <output>/<dataset>-<preset>/ "
                              "(default: %(default)s)")
     runtime = RuntimeConfig()
@@ -86,7 +87,7 @@ def main(argv=None):
 
     absl_logging.set_verbosity(absl_logging.ERROR)
     from tf_bimodal.data.errors import DataError
-    from tf_bimodal.experiments import run
+    from tf_bimodal.workflow import run
 
     try:
         data = DataConfig(source=args.data, image_size=args.image_size,

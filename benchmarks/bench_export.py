@@ -56,15 +56,14 @@ def _interleaved_medians(functions: dict, repeats: int, warmup: int = 3) -> dict
 
 
 def _tiny_experiment(workdir: str) -> str:
-    from tf_bimodal.config import DataConfig, PhantomConfig, RuntimeConfig, SplitConfig
+    from tf_bimodal.config import DataConfig, PhantomConfig, RuntimeConfig, SplitConfig, resolve_experiment
     from tf_bimodal.experiments.protocol import run_protocol
 
     data = DataConfig(source="phantom", image_size=64, data_dir=os.path.join(workdir, "tfds"),
                       phantom=PhantomConfig(num_benign_patients=4, num_malignant_patients=4,
                                             min_pairs_per_patient=2, max_pairs_per_patient=3, seed=8))
-    result = run_protocol("mff", data=data, split=SplitConfig(num_folds=2), preset="quick",
-                          output=os.path.join(workdir, "runs"), log=lambda _: None,
-                          runtime=RuntimeConfig(tensorboard=False))
+    experiment = resolve_experiment("quick", runtime=RuntimeConfig(tensorboard=False))
+    result = run_protocol("mff", data, SplitConfig(num_folds=2), experiment, os.path.join(workdir, "runs"))
     return result["experiment_dir"]
 
 
@@ -82,7 +81,7 @@ def benchmark(root: str, export_dir: str, repeats: int = 30, image_size: int | N
             record = json.load(handle)
         export_seconds = record.get("seconds")
     else:
-        record = export_experiment(root, export_dir, log=lambda _: None)
+        record = export_experiment(root, export_dir)
         export_seconds = time.time() - started
     size = image_size or record["segmenter"]["data_size"]
     model_size = record["segmenter"]["model_size"]

@@ -79,15 +79,13 @@ def main(argv=None):
 
     from tf_bimodal.config import (
         CLASSIFICATION_PRESETS,
-        AugmentConfig,
         SEGMENTATION_PRESETS,
+        AugmentConfig,
         CropConfig,
         DataConfig,
     )
     from tf_bimodal.data import dataset as dataset_lib
-    from tf_bimodal.data import pipeline
-    from tf_bimodal.experiments import classification as classification_lib
-    from tf_bimodal.experiments import segmentation as segmentation_lib
+    from tf_bimodal.data import inputs, pipeline
     from tf_bimodal.models.classification.factory import build_classifier, model_input_keys
     from tf_bimodal.models.segmentation.factory import MODEL_INPUTS, build_segmenter
     from tf_bimodal.training.segmentation import compile_segmenter
@@ -101,10 +99,11 @@ def main(argv=None):
 
     # Segmentation: the cpu preset's W-MM-U-Net at 64 px.
     config = SEGMENTATION_PRESETS["cpu"]
-    arrays = segmentation_lib.resize_arrays(segmentation_lib.load_arrays(ds), config.image_size)
+    arrays = inputs.resize_arrays(inputs.load_arrays(ds), config.image_size)
     ids = list(arrays["image_id"])
     keys = MODEL_INPUTS["w_mm_unet"]
-    pipeline_ds = segmentation_lib._fold_dataset(arrays, ids, keys, config, True, 0)
+    pipeline_ds = inputs.segmentation_dataset(arrays, ids, keys, config.batch_size, True, augment=config.augment,
+                                              seed=0)
     produced = _iterate(pipeline_ds, args.epochs)
     keras.utils.set_random_seed(0)
     model = compile_segmenter(build_segmenter("w_mm_unet", config, config.image_size), config)
@@ -115,15 +114,15 @@ def main(argv=None):
     }
 
     # Classification: MFF on crops around the ground-truth masks (pairs per second).
-    arrays = classification_lib.load_arrays(ds)
+    arrays = inputs.load_arrays(ds)
     ids = list(arrays["image_id"])
-    crop = CropConfig(margin=classification_lib.crop_margin(data))
+    crop = CropConfig(margin=inputs.crop_margin(data))
     keys = model_input_keys("mff")
     presets = [("cpu", args.epochs, args.steps)] + ([("paper", 1, args.paper_steps)] if args.paper else [])
     for preset, epochs, steps in presets:
         # The backbones start from random weights here: only the speed is measured.
         config = dataclasses.replace(CLASSIFICATION_PRESETS[preset], backbone_weights="none")
-        pipeline_ds = classification_lib.classification_dataset(
+        pipeline_ds = inputs.classification_dataset(
             arrays, ids, keys, config.input_size, crop, config.batch_size, training=True, augment=True, seed=0
         )
         produced = _iterate(pipeline_ds, epochs)

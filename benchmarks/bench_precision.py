@@ -55,8 +55,8 @@ def run_one(model_name: str, precision: str, steps: int, strategy: str) -> dict:
             model.compile(optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum,
                                                          weight_decay=config.weight_decay))
             size, batch = config.input_size, config.batch_size
-            inputs = {"bmode": rng.uniform(size=(batch, size, size, 1)), "semode": rng.uniform(size=(batch, size, size, 3)),
-                      "availability": np.ones((batch, 2))}
+            inputs = {"bmode": rng.uniform(size=(batch, size, size, 1)),
+                      "semode": rng.uniform(size=(batch, size, size, 3)), "availability": np.ones((batch, 2))}
             targets = np.arange(batch) % 2
         else:
             from tf_bimodal.models.segmentation.factory import build_segmenter
@@ -65,7 +65,8 @@ def run_one(model_name: str, precision: str, steps: int, strategy: str) -> dict:
             config = SEGMENTATION_PRESETS["cpu"]
             size, batch = config.image_size, config.batch_size
             model = compile_segmenter(build_segmenter(model_name, config, size), config)
-            inputs = {"bmode": rng.uniform(size=(batch, size, size, 1)), "semode": rng.uniform(size=(batch, size, size, 3))}
+            inputs = {"bmode": rng.uniform(size=(batch, size, size, 1)),
+                      "semode": rng.uniform(size=(batch, size, size, 3))}
             targets = (rng.uniform(size=(batch, size, size, 1)) > 0.7)
         inputs = {key: value.astype("float32") for key, value in inputs.items()}
         targets = targets.astype("float32") if model_name != "mff" else targets

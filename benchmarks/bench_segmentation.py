@@ -115,7 +115,7 @@ def conv_probe(batch: int, repeats: int = 3) -> list:
         kernel = tf.Variable(tf.random.normal((3, 3, channels_in, channels_out)) * 0.01)
 
         @tf.function
-        def step(x):
+        def step(x, kernel=kernel):
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 y = tf.nn.conv2d(x, kernel, 1, "SAME")
@@ -180,11 +180,12 @@ def bench_one(model_name: str, size_name: str, batch: int, steps: int) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from tf_bimodal.config import segmentation_preset
-    from tf_bimodal.models.segmentation.factory import MODALITY_CHANNELS, MODEL_INPUTS, build_segmenter
+    from tf_bimodal.config import SEGMENTATION_PRESETS
+    from tf_bimodal.models.segmentation.factory import MODEL_INPUTS, build_segmenter
+    from tf_bimodal.schema import MODALITY_CHANNELS
     from tf_bimodal.training.segmentation import compile_segmenter
 
-    config = segmentation_preset(size_name)
+    config = SEGMENTATION_PRESETS[size_name]
     size = config.image_size
     clock = MatmulClock()
     local_peak = max(clock.gflops() for _ in range(5))

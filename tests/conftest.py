@@ -1,7 +1,10 @@
-"""Shared fixtures: the BUSI sample location and a guard against network access."""
+"""Shared fixtures: the BUSI sample location, a guard against network access, and the
+package's progress lines."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import pathlib
 import socket
@@ -34,4 +37,53 @@ def no_network(monkeypatch):
     yield
 
 
+class _Lines(logging.Handler):
+    def __init__(self, lines, hook=None):
+        super().__init__(logging.DEBUG)
+        self.lines, self.hook = lines, hook
+
+    def emit(self, record):
+        line = record.getMessage()
+        if self.hook is not None:
+            self.hook(line)  # may raise: an interruption while the line is printed
+        self.lines.append(line)
+
+
+@contextlib.contextmanager
+def captured_progress(hook=None):
+    """The messages the package logs (``tf_bimodal`` logger) while the block runs, as a list of
+    str; ``hook`` sees each line first."""
+    lines = []
+    handler = _Lines(lines, hook)
+    logger = logging.getLogger("tf_bimodal")
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+@pytest.fixture
+def progress():
+    """The messages the package logs during the test (:func:`captured_progress`)."""
+    with captured_progress() as lines:
+        yield lines
+
+
+def quick_experiment(name: str = "quick", runtime=None, **overrides):
+    """The ``quick`` preset's ``ExperimentConfig``, with ``overrides`` (``segmentation=...``)."""
+    from tf_bimodal.config import resolve_experiment
+
+    return resolve_experiment("quick", runtime=runtime, name=name, **overrides)
+
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the slow tests first: with ``-n 2`` the long end-to-end runs then overlap the many
+    short ones instead of trailing alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

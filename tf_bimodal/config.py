@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tf_bimodal.data.schema import DEFAULT_IMAGE_SIZE
+from tf_bimodal.schema import DEFAULT_IMAGE_SIZE
 
 DATA_SOURCES = ("phantom", "busi", "clinical")
 
@@ -184,7 +184,6 @@ class ClassificationConfig:
       ``early_stopping_patience`` epochs; the best-validation-loss weights are kept.
 
     Attributes:
-        preset: the name of the preset these values come from (reported in the results).
         input_size: side of the square classifier input; crops are resized to it.
         stackwise_num_filters, stackwise_num_repeats, fc_units, pooled_size, fc_dropout,
             kernel_initializer: the ``VGG16Backbone`` arguments.
@@ -207,7 +206,6 @@ class ClassificationConfig:
         seed: seeds weights, EmbraceNet draws, shuffling and augmentation.
     """
 
-    preset: str = "paper"
     input_size: int = 336
     stackwise_num_filters: tuple[int, ...] = (64, 128, 256, 512, 512)
     stackwise_num_repeats: tuple[int, ...] = (2, 2, 3, 3, 3)
@@ -267,7 +265,6 @@ class ClassificationConfig:
 
 
 _CPU_CLASSIFICATION = ClassificationConfig(
-    preset="cpu",
     input_size=64,
     stackwise_num_filters=(8, 16, 32, 32, 32),
     fc_units=128,
@@ -294,7 +291,6 @@ CLASSIFICATION_PRESETS = {
     # The smallest VGG-16 that runs the whole protocol: for tests and smoke runs only.
     "quick": dataclasses.replace(
         _CPU_CLASSIFICATION,
-        preset="quick",
         input_size=32,
         stackwise_num_filters=(4, 4, 8, 8, 8),
         stackwise_num_repeats=(1, 1, 1, 1, 1),
@@ -306,19 +302,7 @@ CLASSIFICATION_PRESETS = {
         early_stopping_patience=3,
     ),
 }
-"""Named classification settings (``run_classification(preset=...)``)."""
-
-
-def classification_preset(preset) -> ClassificationConfig:
-    """The named ``ClassificationConfig`` (``paper``, ``cpu``, ``quick``), or ``preset`` itself if it is one."""
-    if isinstance(preset, ClassificationConfig):
-        return preset
-    if preset not in CLASSIFICATION_PRESETS:
-        raise ValueError(
-            f"classification preset must be one of {sorted(CLASSIFICATION_PRESETS)} or a "
-            f"ClassificationConfig, got {preset!r}"
-        )
-    return CLASSIFICATION_PRESETS[preset]
+"""Named classification settings, one per preset (``EXPERIMENT_PRESETS``)."""
 
 
 # =========================================================================== segmentation
@@ -436,13 +420,6 @@ SEGMENTATION_PRESETS = {
 }
 
 
-def segmentation_preset(name: str) -> SegmentationConfig:
-    """The named ``SegmentationConfig`` (``paper``, ``cpu``, ``quick``)."""
-    if name not in SEGMENTATION_PRESETS:
-        raise ValueError(f"segmentation preset must be one of {sorted(SEGMENTATION_PRESETS)}, got {name!r}")
-    return SEGMENTATION_PRESETS[name]
-
-
 # =========================================================================== grid search
 # The segmentation hyperparameter search of §3.4 / Table S4, read by
 # ``tf_bimodal.experiments.grid_search.run_grid_search``.
@@ -504,15 +481,6 @@ GRID_SEARCH_PRESETS = {
 }
 
 
-def grid_search_preset(preset) -> GridSearchConfig:
-    """The named ``GridSearchConfig`` (``paper``, ``cpu``, ``quick``), or ``preset`` itself."""
-    if isinstance(preset, GridSearchConfig):
-        return preset
-    if preset not in GRID_SEARCH_PRESETS:
-        raise ValueError(f"grid search preset must be one of {sorted(GRID_SEARCH_PRESETS)}, got {preset!r}")
-    return GRID_SEARCH_PRESETS[preset]
-
-
 # =========================================================================== experiments
 # The rows of Tables 1 and 2 and the presets that size them, read by
 # ``tf_bimodal.experiments.protocol``.
@@ -520,6 +488,12 @@ def grid_search_preset(preset) -> GridSearchConfig:
 PRESETS = ("paper", "cpu", "quick")
 """``paper``: the paper's sizes and hyperparameters (a GPU); ``cpu``: the whole protocol (Tables
 1 and 2) in under an hour on a 2-core CPU; ``quick``: minutes, for tests and smoke runs."""
+
+EXPERIMENTS = ("table1", "table2", "all", "grid_search")
+"""Requests beyond one model: whole tables, everything, or the grid search (§3.4)."""
+
+REQUESTS = SEGMENTATION_MODELS + CLASSIFICATION_MODELS + EXPERIMENTS
+"""Everything a request (``run_experiments.py --model``) may name."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -541,11 +515,6 @@ class TableRow:
     network: str
     crop: str | None = None
     proposed: bool = False
-
-
-def classification_run_name(model: str, crop: str) -> str:
-    """The folder name of a classification run: the model for W-MM-U-Net crops, else ``<model>_crop_<crop>``."""
-    return model if crop == "predicted" else f"{model}_crop_{crop}"
 
 
 TABLE1_ROWS = (
@@ -610,3 +579,72 @@ class RuntimeConfig:
             raise ValueError(f"RuntimeConfig: precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.image_every < 1:
             raise ValueError(f"RuntimeConfig: image_every must be >= 1, got {self.image_every}")
+
+
+# =========================================================================== experiments
+# One resolved configuration per request: the command line (or a notebook) turns a preset
+# name into an ExperimentConfig once, and everything below receives that object.
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Every setting of one experiment, resolved: what the runners receive.
+
+    Attributes:
+        name: the preset's name (``paper``, ``cpu``, ``quick``), or the name a caller gives
+            its own settings; it names the experiment's folder (``<dataset>-<name>``) and is
+            recorded in every summary.
+        segmentation: the segmenters' settings (Table 1).
+        classification: the classifiers' settings (Table 2).
+        grid_search: the grid of §3.4 (Table S4).
+        runtime: strategy, precision and TensorBoard.
+    """
+
+    name: str = "paper"
+    segmentation: SegmentationConfig = dataclasses.field(default_factory=lambda: SEGMENTATION_PRESETS["paper"])
+    classification: ClassificationConfig = dataclasses.field(default_factory=ClassificationConfig)
+    grid_search: GridSearchConfig = dataclasses.field(default_factory=GridSearchConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+
+    def __post_init__(self):
+        if not self.name or "/" in self.name or "-" in self.name:
+            raise ValueError(
+                f"ExperimentConfig: name must be a non-empty folder-safe word without '/' or '-', got {self.name!r}"
+            )
+
+
+EXPERIMENT_PRESETS = {
+    name: ExperimentConfig(
+        name=name,
+        segmentation=SEGMENTATION_PRESETS[name],
+        classification=CLASSIFICATION_PRESETS[name],
+        grid_search=GRID_SEARCH_PRESETS[name],
+    )
+    for name in PRESETS
+}
+"""The named experiments: ``paper`` (a GPU), ``cpu`` (Tables 1-2 on a 2-core CPU), ``quick``."""
+
+
+DEFAULT_PRESET = "auto"
+"""``paper`` when TensorFlow sees a GPU, else ``cpu`` (:func:`resolve_experiment`)."""
+
+
+def resolve_experiment(preset: str = DEFAULT_PRESET, runtime: RuntimeConfig | None = None, gpus: int = 0,
+                       **overrides) -> ExperimentConfig:
+    """The ``ExperimentConfig`` of a preset name: the one place names become settings.
+
+    Args:
+        preset: ``paper``, ``cpu``, ``quick``, or ``auto`` (``paper`` when ``gpus`` > 0, else
+            ``cpu``).
+        runtime: the ``RuntimeConfig`` (default: ``RuntimeConfig()``).
+        gpus: how many GPUs the caller's TensorFlow sees (for ``auto``).
+        overrides: fields of ``ExperimentConfig`` to replace (``segmentation=...``, ``name=...``).
+
+    Raises:
+        ValueError: an unknown preset.
+    """
+    if preset == "auto":
+        preset = "paper" if gpus > 0 else "cpu"
+    if preset not in EXPERIMENT_PRESETS:
+        raise ValueError(f"preset must be one of {PRESETS} or 'auto', got {preset!r}")
+    return dataclasses.replace(EXPERIMENT_PRESETS[preset], runtime=runtime or RuntimeConfig(), **overrides)

@@ -25,8 +25,29 @@ import numbers
 import tensorflow as tf
 
 from tf_bimodal.config import CropConfig
+from tf_bimodal.schema import DEFAULT_IMAGE_SIZE
 
 CROP_SHAPES = ("rectangle", "mask")
+
+
+MARGIN_RULE = (
+    f"{CropConfig.margin} px at {DEFAULT_IMAGE_SIZE} px (§3.1), scaled to the image size: "
+    f"round({CropConfig.margin} * side / {DEFAULT_IMAGE_SIZE})"
+)
+"""The crop margin rule, as the runs and the exported pipeline record it."""
+
+
+def scaled_margin(size, margin: int = CropConfig.margin, reference_size: int = DEFAULT_IMAGE_SIZE):
+    """The paper's crop margin (§3.1: 50 px at its 336-px images) for a side of ``size`` pixels.
+
+    ``round(margin * size / reference_size)``, rounding half to even (Python's ``round``,
+    ``tf.round``): a Python int for an int ``size``, an int32 tensor for a tensor (the
+    exported pipeline computes it in its graph, per image and per axis).
+    """
+    if tf.is_tensor(size):
+        scaled = tf.cast(tf.cast(size, tf.int64) * margin, tf.float64) / float(reference_size)
+        return tf.cast(tf.round(scaled), tf.int32)
+    return int(round(margin * size / reference_size))
 
 
 def _validated_margin(margin) -> int:

@@ -19,8 +19,10 @@ import tensorflow_datasets as tfds
 
 from tf_bimodal.config import DataConfig, PhantomConfig
 from tf_bimodal.data import fingerprint as fingerprint_lib
+from tf_bimodal.data.builder import BimodalBreastUs, BimodalBreastUsConfig
 from tf_bimodal.data.errors import DataError
-from tf_bimodal.data.schema import DEFAULT_IMAGE_SIZE, LABELS
+from tf_bimodal.data.inputs import load_arrays
+from tf_bimodal.schema import DEFAULT_IMAGE_SIZE, LABELS
 
 
 def source_fingerprint(config: DataConfig) -> dict:
@@ -63,10 +65,8 @@ def builder_config_name(config: DataConfig, fingerprint: dict | None = None) -> 
     return name
 
 
-def make_builder(config: DataConfig, fingerprint: dict | None = None):
+def make_builder(config: DataConfig, fingerprint: dict | None = None) -> BimodalBreastUs:
     """The ``BimodalBreastUs`` TFDS builder for ``config`` (not yet prepared)."""
-    from tfds_builder.bimodal_breast_us import BimodalBreastUs, BimodalBreastUsConfig
-
     name = builder_config_name(config, fingerprint)
     registered = {c.name: c for c in BimodalBreastUs.BUILDER_CONFIGS}
     if name in registered:
@@ -180,25 +180,3 @@ def index_dataset(builder) -> DatasetIndex:
         has_semode=arrays["has_semode"].astype(bool),
         has_mask=arrays["has_mask"].astype(bool),
     )
-
-
-def load_arrays(ds: tf.data.Dataset, keys) -> dict:
-    """The ``keys`` of every example of ``ds`` as NumPy arrays, in dataset order.
-
-    Identifiers (``image_id``, ``patient_id``) are decoded to ``str``, ``label`` to int64.
-    The data sets of this package are small (hundreds of pairs), so training works on them
-    in memory.
-    """
-    keys = tuple(keys)
-    ds = ds.map(lambda example: {key: example[key] for key in keys})
-    columns = {key: [] for key in keys}
-    for batch in ds.batch(64).as_numpy_iterator():
-        for key in keys:
-            columns[key].append(batch[key])
-    arrays = {key: np.concatenate(values) for key, values in columns.items()}
-    for key in ("image_id", "patient_id"):
-        if key in arrays:
-            arrays[key] = np.array([value.decode() for value in arrays[key]])
-    if "label" in arrays:
-        arrays["label"] = arrays["label"].astype(np.int64)
-    return arrays

@@ -43,7 +43,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 from collections.abc import Iterator
 
@@ -51,7 +50,7 @@ import cv2
 import numpy as np
 
 from tf_bimodal.config import PhantomConfig
-from tf_bimodal.data.schema import BINARY_LABELS
+from tf_bimodal.schema import BINARY_LABELS
 
 # ---------------------------------------------------------------------------------------------
 # Vocabularies and ground-truth keys
@@ -381,7 +380,9 @@ def sample_patients(config: PhantomConfig = PhantomConfig()) -> list[PatientPara
         One ``PatientParams`` per patient, in patient-id order.
     """
     num_patients = config.num_benign_patients + config.num_malignant_patients
-    labels = np.array([BINARY_LABELS[0]] * config.num_benign_patients + [BINARY_LABELS[1]] * config.num_malignant_patients)
+    labels = np.array(
+        [BINARY_LABELS[0]] * config.num_benign_patients + [BINARY_LABELS[1]] * config.num_malignant_patients
+    )
     np.random.default_rng([config.seed, 0]).shuffle(labels)
     id_width = max(3, len(str(num_patients - 1)))
     patients = []
@@ -819,7 +820,8 @@ def _elastogram(stiffness, ys, bmode, roi, view: _View, size, rng) -> np.ndarray
     darkness = 1.0 - _blur(bmode.astype(np.float32), 3.0 * scale + 0.5) / 255.0
     noise_sd = (0.03 + 0.08 * ys + 0.08 * darkness**2) * (1.0 + 1.5 * off_pressure)
     noise_sigma = 4.0 * scale + 0.5
-    noise = _blur(rng.standard_normal((size, size), dtype=np.float32), noise_sigma) * (2 * math.sqrt(math.pi) * noise_sigma)
+    noise = _blur(rng.standard_normal((size, size), dtype=np.float32), noise_sigma)
+    noise = noise * (2 * math.sqrt(math.pi) * noise_sigma)
     return np.clip(display + noise_sd * noise, 0.0, 1.0).astype(np.float32)
 
 
@@ -843,7 +845,7 @@ def render_pair(
             exclusive).
 
     Returns:
-        The schema dict (``tf_bimodal.data.schema``) plus ``ground_truth``.
+        The schema dict (``tf_bimodal.schema``) plus ``ground_truth``.
     """
     if image_size < 32:
         raise ValueError(f"render_pair: image_size must be >= 32, got {image_size}")
@@ -985,55 +987,3 @@ def difficulty_table(
     result["num_patients"] = int(num_patients)
     result["num_folds"] = int(num_folds)
     return result
-
-
-def save_montage(path, config: PhantomConfig = PhantomConfig(), num_per_class: int = 3, image_size: int = 256) -> None:
-    """Save a PNG grid of phantom examples: B-mode | SE-mode | mask outline over B-mode.
-
-    Rows show the first ``num_per_class`` benign and malignant patients (view 0), each titled
-    with its label, elasticity score and stiffness ratio.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if num_per_class < 1:
-        raise ValueError(f"save_montage: num_per_class must be >= 1, got {num_per_class}")
-    patients = sample_patients(config)
-    chosen = [p for p in patients if p.label == "benign"][:num_per_class]
-    chosen += [p for p in patients if p.label == "malignant"][:num_per_class]
-    rows = len(chosen)
-    fig, axes = plt.subplots(rows, 3, figsize=(7.2, 2.45 * rows + 0.5), squeeze=False)
-    for row, patient in enumerate(chosen):
-        example = render_pair(patient, 0, image_size, config.seed)
-        bmode = example["bmode"][:, :, 0]
-        truth = example["ground_truth"]
-        axes[row, 0].imshow(bmode, cmap="gray", vmin=0, vmax=255)
-        axes[row, 0].set_title(
-            f"{patient.label}: {truth['shape_class']}, {truth['margin']}\n"
-            f"{truth['orientation']}, posterior {truth['posterior']}",
-            fontsize=7,
-        )
-        axes[row, 1].imshow(example["semode"])
-        axes[row, 1].set_title(
-            f"SE: score {truth['elasticity_score']}, ratio {truth['stiffness_ratio']:.1f}",
-            fontsize=7,
-        )
-        axes[row, 2].imshow(bmode, cmap="gray", vmin=0, vmax=255)
-        axes[row, 2].contour(example["mask"][:, :, 0], levels=[0.5], colors=["lime"], linewidths=0.8)
-        axes[row, 2].set_title(f"mask ({patient.patient_id})", fontsize=7)
-        for axis in axes[row]:
-            axis.set_xticks([])
-            axis.set_yticks([])
-    fig.suptitle("Synthetic phantom (not patient data): B-mode | SE-mode | mask", fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    # Speckle compresses badly; a 256-colour palette keeps the figure small enough for a repo.
-    from PIL import Image
-
-    buffer.seek(0)
-    image = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    image.save(path, format="PNG", optimize=True)

@@ -1,7 +1,7 @@
 """The ``tf.data`` input pipeline: selection, normalization, augmentation, cropping (§3.1, §3.4).
 
 Input is a ``tf.data.Dataset`` of example dicts as the TFDS builder yields them (see
-``tf_bimodal.data.schema``): ``bmode`` uint8 (S, S, 1), ``semode`` uint8 (S, S, 3), ``mask``
+``tf_bimodal.schema``): ``bmode`` uint8 (S, S, 1), ``semode`` uint8 (S, S, 3), ``mask``
 uint8 (S, S, 1) in {0, 1}, ``label`` int64, ``image_id`` / ``patient_id`` strings and the
 ``has_semode`` / ``has_mask`` flags. :func:`make_dataset` turns it into batches of the same
 dicts with float32 images in [0, 1].
@@ -576,7 +576,7 @@ def make_dataset(
     the two steps; the mask-shaped crop, and images whose size is not static, always do.
 
     Args:
-        ds: dataset of example dicts (``tf_bimodal.data.schema``), unbatched.
+        ds: dataset of example dicts (``tf_bimodal.schema``), unbatched.
         batch_size: examples per batch (paper §3.4: 32); the last batch may be smaller.
         training: shuffle and augment (True) or keep the stored order (False).
         augment_config: an ``AugmentConfig``, or None for no augmentation.
@@ -655,3 +655,41 @@ def make_dataset(
         ds = ds.map(lambda example: {key: example[key] for key in keys})
     ds = ds.batch(batch_size, drop_remainder=False)
     return ds.prefetch(AUTOTUNE)
+
+
+# --------------------------------------------------------------------------- distribution
+
+
+def with_data_sharding(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """``ds`` marked to be sharded by element when a multi-worker strategy distributes it.
+
+    The runners' datasets are built from in-memory arrays (``from_tensor_slices``), which
+    have no files to shard by. Each worker then runs the whole (identically seeded) pipeline
+    and keeps its share of every global batch; ``AUTO`` would fall back to this after a
+    warning. Single-worker strategies ignore the option, so a run on one machine reads the
+    same batches as without it.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def replica_batches(num_images: int, batch_size: int, replicas: int) -> int:
+    """How many batches of ``num_images`` to hand ``fit`` so that every replica gets an image.
+
+    All ``ceil(num_images / batch_size)`` batches, less a last, partial one of fewer images
+    than ``replicas``, which would leave a replica empty (see the module docstring): its
+    images are left out of that pass. In training they are another draw each epoch (the
+    training set is reshuffled); in validation the same ones every epoch. With one replica
+    nothing is left out.
+
+    Raises:
+        ValueError: fewer images, or a smaller ``batch_size``, than ``replicas``.
+    """
+    if num_images < replicas or batch_size < replicas:
+        raise ValueError(
+            f"{num_images} images in global batches of {batch_size} cannot give each of the {replicas} "
+            "replicas an image; use a global batch and a data set of at least one image per replica"
+        )
+    full, rest = divmod(num_images, batch_size)
+    return full + (rest >= replicas)

@@ -5,7 +5,7 @@ offending file and the rule it breaks; no decoder or TensorFlow traceback reache
 All file access goes through ``tf.io.gfile``, so ``manual_dir`` may be a local folder or any
 filesystem TensorFlow supports.
 
-Two sources are read here; both yield the example dicts of :mod:`tf_bimodal.data.schema`:
+Two sources are read here; both yield the example dicts of :mod:`tf_bimodal.schema`:
 
 * **clinical** (:func:`iter_clinical`): B-mode + SE-mode pairs listed in a ``manifest.csv``,
   as separate files or as one scanner screenshot showing both panes side by side (paper §3.1,
@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_bimodal.data.errors import DataError
-from tf_bimodal.data.schema import BINARY_LABELS
+from tf_bimodal.schema import BINARY_LABELS
 
 RASTER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 """File endings decoded with OpenCV."""
@@ -178,7 +178,8 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
         tag, kind = struct.unpack(order + "HH", data[start:start + 4])
         if tag in (256, 257):
             value_format = "H" if kind == 3 else "I"
-            (size[tag],) = struct.unpack(order + value_format, data[start + 8:start + 8 + struct.calcsize(value_format)])
+            value = data[start + 8:start + 8 + struct.calcsize(value_format)]
+            (size[tag],) = struct.unpack(order + value_format, value)
     if 256 in size and 257 in size:
         return size[256], size[257]
     return None

@@ -24,6 +24,8 @@ import math
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from tf_bimodal.evaluation import statistics
+
 METRIC_NAMES = ("accuracy", "precision", "specificity", "sensitivity", "f1", "auc")
 BENIGN, MALIGNANT = 0, 1
 DEFAULT_THRESHOLD = 0.5
@@ -205,63 +207,6 @@ def evaluate_predictions(labels, scores, patient_ids, threshold: float) -> dict:
     }
 
 
-def mean_sd(values) -> dict:
-    """``{"mean", "sd", "values"}`` over folds, population SD (``ddof=0``, see module doc).
-
-    NaN values (undefined ratios) are left out of the mean and SD and counted in ``"nan"``.
-    """
-    values = [float(v) for v in values]
-    finite = [v for v in values if not math.isnan(v)]
-    return {
-        "mean": float(np.mean(finite)) if finite else float("nan"),
-        "sd": float(np.std(finite)) if finite else float("nan"),
-        "values": values,
-        "nan": len(values) - len(finite),
-    }
-
-
 def summarize_folds(fold_metrics, names=METRIC_NAMES) -> dict:
-    """``{metric: mean_sd(...)}`` over a list of per-fold metric dicts."""
-    return {name: mean_sd([metrics[name] for metrics in fold_metrics]) for name in names}
-
-
-def save_roc_figure(curves, path: str, title: str = "ROC curves") -> str:
-    """Plot ROC curves to a PNG (Fig. 6).
-
-    Args:
-        curves: ``{legend label: (labels, scores)}``; the AUC is added to each label.
-        path: the PNG file to write.
-        title: the figure title (say "synthetic" there for phantom data).
-
-    Returns:
-        ``path``.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5.5, 5.0))
-    skipped = []
-    for label, (true_labels, scores) in curves.items():
-        true_labels = np.asarray(true_labels).reshape(-1)
-        if len(np.unique(true_labels)) < 2:
-            skipped.append(label)
-            continue
-        fpr, tpr, _ = roc_curve(true_labels, np.asarray(scores).reshape(-1))
-        auc = roc_auc_score(true_labels, np.asarray(scores).reshape(-1))
-        axes.plot(fpr, tpr, label=f"{label} (AUC {auc:.2f})")
-    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
-    axes.set_xlabel("1 - specificity (false positive rate)")
-    axes.set_ylabel("sensitivity (true positive rate)")
-    axes.set_xlim(0, 1)
-    axes.set_ylim(0, 1.02)
-    if skipped:
-        title += f"\n(no ROC for {', '.join(skipped)}: one class only)"
-    axes.set_title(title, fontsize=9)
-    if len(skipped) < len(curves):
-        axes.legend(loc="lower right", fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    """``{metric: mean_sd(...)}`` over a list of per-fold metric dicts (population SD)."""
+    return statistics.summarize_folds(fold_metrics, names)

@@ -1,4 +1,11 @@
-"""Qualitative comparison of segmentation models, in the style of Figure 5 (§4.1.2).
+"""Every figure the package draws: Figure 5, Figure 6, the grid search, data examples.
+
+* :func:`save_segmentation_panel` (Figure 5), :func:`save_roc_figure` (Figure 6 and each
+  classifier's ``roc.png``), :func:`save_grid_figure` (the grid search of §3.4),
+  :func:`save_examples_figure` (a data set's examples) and :func:`save_phantom_montage` (the
+  phantom's README figure). Figures are PNG files written with Matplotlib's ``Agg`` backend.
+
+**Figure 5: qualitative comparison of segmentation models** (§4.1.2).
 
 One row per test image; the columns are the B-mode image, the SE-mode image, the radiologist's
 ground truth and then one predicted mask per model, the proposed model last. Figure 5's caption
@@ -16,9 +23,16 @@ Each predicted mask carries its per-image Dice ``2 |T ∩ P| / (|T| + |P|)`` in 
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
+import tensorflow as tf
+from PIL import Image
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from tf_bimodal.config import GridSearchConfig, PhantomConfig
+from tf_bimodal.data import phantom
 
 BACKGROUND_COLOUR = (0.05, 0.05, 0.05)
 TRUTH_ONLY_COLOUR = (0.0, 0.5, 0.0)
@@ -194,12 +208,12 @@ def save_segmentation_panel(bmode, semode, truth, predictions, path: str, title:
     dice = {name: _dice_per_image(truth_masks, masks) for name, masks in predicted.items()}
     for row in range(count):
         cells = [
-            ("B-mode", lambda ax: ax.imshow(bmode[row], cmap="gray", vmin=0, vmax=255)),
-            ("SE-mode", lambda ax: ax.imshow(semode[row])),
-            ("ground truth", lambda ax: ax.imshow(truth_image[row], interpolation="nearest")),
+            ("B-mode", lambda ax, row=row: ax.imshow(bmode[row], cmap="gray", vmin=0, vmax=255)),
+            ("SE-mode", lambda ax, row=row: ax.imshow(semode[row])),
+            ("ground truth", lambda ax, row=row: ax.imshow(truth_image[row], interpolation="nearest")),
         ]
         for name, masks in predicted.items():
-            cells.append((name, lambda ax, masks=masks: ax.imshow(
+            cells.append((name, lambda ax, masks=masks, row=row: ax.imshow(
                 overlay_masks(truth_masks[row], masks[row]), interpolation="nearest")))
         for column, (column_title, draw) in enumerate(cells):
             ax = axes[row, column]
@@ -223,5 +237,213 @@ def save_segmentation_panel(bmode, semode, truth, predictions, path: str, title:
                   title="predicted masks (Dice per image in the corner)", title_fontsize=7)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=DPI)
+    plt.close(figure)
+    return path
+
+
+# --------------------------------------------------------------------------- data examples
+
+
+def _as_text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def save_examples_figure(examples, path, title: str, captions=None, panel_size: float = 2.4):
+    """Save a PNG grid: one row per example, columns B-mode | SE-mode | mask over B-mode.
+
+    Args:
+        examples: schema dicts (numpy values) as the data sources yield them.
+        path: output PNG path (written atomically: a temporary file, then a rename).
+        title: figure title; say there whether the data are synthetic.
+        captions: optional list of one string per example, shown above its B-mode panel.
+        panel_size: inches per panel.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    examples = list(examples)
+    if not examples:
+        raise ValueError("save_examples_figure: no examples to draw")
+    rows = len(examples)
+    fig, axes = plt.subplots(rows, 3, figsize=(3 * panel_size, rows * panel_size + 0.6), squeeze=False)
+    for row, example in enumerate(examples):
+        bmode = np.asarray(example["bmode"])[..., 0]
+        semode = np.asarray(example["semode"])
+        mask = np.asarray(example["mask"])[..., 0]
+        caption = captions[row] if captions else (
+            f"{_as_text(example['image_id'])}"
+        )
+        axes[row, 0].imshow(bmode, cmap="gray", vmin=0, vmax=255)
+        axes[row, 0].set_title(caption, fontsize=8)
+        if bool(example.get("has_semode", True)):
+            axes[row, 1].imshow(semode)
+            axes[row, 1].set_title("SE-mode", fontsize=8)
+        else:
+            axes[row, 1].set_facecolor("white")
+            axes[row, 1].text(0.5, 0.5, "no SE image\nin this data set", ha="center", va="center", fontsize=9)
+        axes[row, 2].imshow(bmode, cmap="gray", vmin=0, vmax=255)
+        if mask.any():
+            axes[row, 2].contour(mask, levels=[0.5], colors=["lime"], linewidths=1.0)
+        axes[row, 2].set_title("mask" if bool(example.get("has_mask", True)) else "no mask", fontsize=8)
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = str(path)
+    tmp_path = path + ".tmp.png"
+    fig.savefig(tmp_path, dpi=80)
+    plt.close(fig)
+    tf.io.gfile.rename(tmp_path, path, overwrite=True)
+    return path
+
+
+def save_phantom_montage(path, config: PhantomConfig | None = None, num_per_class: int = 3,
+                         image_size: int = 256) -> None:
+    """Save a PNG grid of phantom examples: B-mode | SE-mode | mask outline over B-mode.
+
+    Rows show the first ``num_per_class`` benign and malignant patients (view 0), each titled
+    with its label, elasticity score and stiffness ratio.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if num_per_class < 1:
+        raise ValueError(f"save_phantom_montage: num_per_class must be >= 1, got {num_per_class}")
+    config = config or PhantomConfig()
+    patients = phantom.sample_patients(config)
+    chosen = [p for p in patients if p.label == "benign"][:num_per_class]
+    chosen += [p for p in patients if p.label == "malignant"][:num_per_class]
+    rows = len(chosen)
+    fig, axes = plt.subplots(rows, 3, figsize=(7.2, 2.45 * rows + 0.5), squeeze=False)
+    for row, patient in enumerate(chosen):
+        example = phantom.render_pair(patient, 0, image_size, config.seed)
+        bmode = example["bmode"][:, :, 0]
+        truth = example["ground_truth"]
+        axes[row, 0].imshow(bmode, cmap="gray", vmin=0, vmax=255)
+        axes[row, 0].set_title(
+            f"{patient.label}: {truth['shape_class']}, {truth['margin']}\n"
+            f"{truth['orientation']}, posterior {truth['posterior']}",
+            fontsize=7,
+        )
+        axes[row, 1].imshow(example["semode"])
+        axes[row, 1].set_title(
+            f"SE: score {truth['elasticity_score']}, ratio {truth['stiffness_ratio']:.1f}",
+            fontsize=7,
+        )
+        axes[row, 2].imshow(bmode, cmap="gray", vmin=0, vmax=255)
+        axes[row, 2].contour(example["mask"][:, :, 0], levels=[0.5], colors=["lime"], linewidths=0.8)
+        axes[row, 2].set_title(f"mask ({patient.patient_id})", fontsize=7)
+        for axis in axes[row]:
+            axis.set_xticks([])
+            axis.set_yticks([])
+    fig.suptitle("Synthetic phantom (not patient data): B-mode | SE-mode | mask", fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    # Speckle compresses badly; a 256-colour palette keeps the figure small enough for a repo.
+    buffer.seek(0)
+    image = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    image.save(path, format="PNG", optimize=True)
+
+
+# --------------------------------------------------------------------------- ROC curves (Fig. 6)
+
+
+def save_roc_figure(curves, path: str, title: str = "ROC curves") -> str:
+    """Plot ROC curves to a PNG (Fig. 6).
+
+    Args:
+        curves: ``{legend label: (labels, scores)}``; the AUC is added to each label.
+        path: the PNG file to write.
+        title: the figure title (say "synthetic" there for phantom data).
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5.5, 5.0))
+    skipped = []
+    for label, (true_labels, scores) in curves.items():
+        true_labels = np.asarray(true_labels).reshape(-1)
+        if len(np.unique(true_labels)) < 2:
+            skipped.append(label)
+            continue
+        fpr, tpr, _ = roc_curve(true_labels, np.asarray(scores).reshape(-1))
+        auc = roc_auc_score(true_labels, np.asarray(scores).reshape(-1))
+        axes.plot(fpr, tpr, label=f"{label} (AUC {auc:.2f})")
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+    axes.set_xlabel("1 - specificity (false positive rate)")
+    axes.set_ylabel("sensitivity (true positive rate)")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.02)
+    if skipped:
+        title += f"\n(no ROC for {', '.join(skipped)}: one class only)"
+    axes.set_title(title, fontsize=9)
+    if len(skipped) < len(curves):
+        axes.legend(loc="lower right", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+# --------------------------------------------------------------------------- grid search (Table S4)
+
+
+def save_grid_figure(path, models, grid: GridSearchConfig, title: str) -> str:
+    """Heatmaps of validation Dice over learning rate x batch size, one per model and loss;
+    the chosen setting of each model is framed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    learning_rates, batch_sizes, losses = grid.learning_rates, grid.batch_sizes, grid.losses
+    figure, axes = plt.subplots(
+        len(models), len(losses), squeeze=False, layout="constrained",
+        figsize=(
+            (0.5 * len(batch_sizes) + 1.6) * len(losses) + 1.2,
+            (0.35 * len(learning_rates) + 1.3) * len(models) + 0.8,
+        ),
+    )
+    image = None
+    for row_axes, (model_name, result) in zip(axes, models.items()):
+        for ax, loss in zip(row_axes, losses):
+            scores = np.full((len(learning_rates), len(batch_sizes)), np.nan)
+            for row in result["settings"]:
+                if row["loss"] == loss and row["val_dice"] is not None:
+                    scores[learning_rates.index(row["learning_rate"]), batch_sizes.index(row["batch_size"])] = (
+                        row["val_dice"]
+                    )
+            image = ax.imshow(scores, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+            for (i, j), value in np.ndenumerate(scores):
+                text = "-" if np.isnan(value) else f"{value:.2f}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                        color="black" if not np.isnan(value) and value > 0.6 else "white")
+            chosen = result["chosen_row"]
+            if chosen is not None and chosen["loss"] == loss:
+                i, j = learning_rates.index(chosen["learning_rate"]), batch_sizes.index(chosen["batch_size"])
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+            ax.set_xticks(range(len(batch_sizes)), [str(b) for b in batch_sizes], fontsize=7)
+            ax.set_yticks(range(len(learning_rates)), [f"{lr:.0e}" for lr in learning_rates], fontsize=7)
+            ax.set_xlabel("batch size", fontsize=7)
+            ax.set_ylabel("learning rate", fontsize=7)
+            ax.set_title(f"{model_name}, {loss} loss", fontsize=8)
+    figure.suptitle(title, fontsize=8)
+    if image is not None:
+        colorbar = figure.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
+        colorbar.set_label("best validation Dice", fontsize=7)
+        colorbar.ax.tick_params(labelsize=7)
+    figure.savefig(path, dpi=120)
     plt.close(figure)
     return path

@@ -1,4 +1,12 @@
-"""Paired t-tests of the proposed method against the others over the folds (§4.2.1, §4.2.2).
+"""Statistics over the folds: mean ± SD (Tables 1 and 2) and paired t-tests of the proposed
+method against the others (§4.2.1, §4.2.2).
+
+**Mean ± SD.** :func:`mean_sd` and :func:`summarize_folds` report the mean and the population
+SD (``ddof=0``) of per-fold values, the convention that reproduces the paper's Table 2 (see
+:mod:`tf_bimodal.evaluation.classification`) and serves both tables; the per-fold values are
+kept for the t-tests.
+
+**Paired t-tests.**
 
 What is tested: for one metric, the K per-fold values of the proposed (reference) method and
 those of another method are **paired samples**: fold k of both was trained and validated on the
@@ -46,11 +54,39 @@ from scipy import stats
 BETTER, EQUIVALENT, WORSE = "+", "≈", "−"
 """The marks of :func:`paired_t_test` (``WORSE`` is U+2212, not a hyphen)."""
 
+SD_DDOF = 0
+"""The SD over folds is the population SD (``ddof=0``) in both tables."""
+
 DEFAULT_ALPHA = 0.05
 """The paper's significance level: "p-values are provided for a 95% confidence interval"."""
 
 CONSTANT_TOLERANCE = 1e-12
 """Relative spread below which the per-fold differences count as constant (see module doc)."""
+
+
+def mean_sd(values) -> dict:
+    """``{"mean", "sd", "values", "nan"}`` of per-fold values, population SD (``ddof=0``).
+
+    NaN values (undefined ratios) are left out of the mean and SD and counted in ``"nan"``.
+
+    Raises:
+        ValueError: no value.
+    """
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("mean_sd: needs at least one value")
+    finite = [v for v in values if not math.isnan(v)]
+    return {
+        "mean": float(np.mean(finite)) if finite else float("nan"),
+        "sd": float(np.std(finite, ddof=SD_DDOF)) if finite else float("nan"),
+        "values": values,
+        "nan": len(values) - len(finite),
+    }
+
+
+def summarize_folds(fold_metrics, names) -> dict:
+    """``{metric: mean_sd(...)}`` of the metrics ``names`` over per-fold metric dicts."""
+    return {name: mean_sd([metrics[name] for metrics in fold_metrics]) for name in names}
 
 
 def _fold_values(values, argument: str) -> np.ndarray:

@@ -14,7 +14,7 @@ produce:
   W-MM-U-Net masks made once and shared;
 * ``grid_search``: the segmentation hyperparameter grid of §3.4 (Table S4).
 
-Every step is cached by the settings it depends on (:mod:`tf_bimodal.experiments.common`):
+Every step is cached by the settings it depends on (:mod:`tf_bimodal.experiments.cross_validation`):
 asking again reuses finished steps; after an interruption finished folds are reused and the
 unfinished fold resumes from its last epoch. After every request the experiment's report,
 ``report.md`` with Tables 1 and 2, the paired t-tests and Figures 5 and 6, is rewritten from
@@ -26,37 +26,38 @@ and report in its own copy, ``<dataset>-<preset>/_workers/<job>_<index>/``
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
+from tf_bimodal import layout
 from tf_bimodal.config import (
     CLASSIFICATION_CROPS,
     CLASSIFICATION_MODELS,
-    PRESETS,
+    REQUESTS,
     SEGMENTATION_MODELS,
     TABLE1_ROWS,
     TABLE2_ROWS,
     DataConfig,
-    RuntimeConfig,
+    ExperimentConfig,
     SplitConfig,
     TableRow,
-    classification_run_name,
     to_dict,
 )
 from tf_bimodal.data import dataset as dataset_lib
-from tf_bimodal.experiments.common import read_json, write_json
+from tf_bimodal.experiments.classification import run_classification
+from tf_bimodal.experiments.grid_search import run_grid_search
+from tf_bimodal.experiments.report import write_report
+from tf_bimodal.experiments.segmentation import run_segmentation
+from tf_bimodal.io import read_json_or_none, write_json
 from tf_bimodal.training import runtime as runtime_lib
 
-EXPERIMENTS = ("table1", "table2", "all", "grid_search")
-"""Requests beyond one model: whole tables, everything, or the grid search."""
-
-PROTOCOL_FILE = "protocol.json"
-CROP_SEGMENTER = "w_mm_unet"
+logger = logging.getLogger(__name__)
 
 
 def experiment_dir(output: str, data: DataConfig, preset: str) -> str:
-    """The folder of one experiment: ``<output>/<dataset>-<preset>``."""
-    return os.path.join(output, f"{dataset_lib.builder_config_name(data)}-{preset}")
+    """The folder of one experiment: ``<output>/<dataset>-<preset>`` (:mod:`tf_bimodal.layout`)."""
+    return layout.experiment_dir(output, dataset_lib.builder_config_name(data), preset)
 
 
 def _segmentation_row(model: str) -> TableRow:
@@ -68,7 +69,7 @@ def _classification_row(model: str, crop: str) -> TableRow:
         if row.model == model and row.crop == crop:
             return row
     # A combination the paper's table does not list (e.g. a baseline on manual crops).
-    return TableRow(classification_run_name(model, crop), model, "B-mode + SE-mode", model, crop=crop)
+    return TableRow(layout.classification_run_name(model, crop), model, "B-mode + SE-mode", model, crop=crop)
 
 
 def plan_steps(request: str, crop: str = "predicted") -> list[TableRow]:
@@ -79,7 +80,7 @@ def plan_steps(request: str, crop: str = "predicted") -> list[TableRow]:
     """
     if crop not in CLASSIFICATION_CROPS:
         raise ValueError(f"crop must be one of {CLASSIFICATION_CROPS}, got {crop!r}")
-    crop_step = _segmentation_row(CROP_SEGMENTER)
+    crop_step = _segmentation_row(layout.CROP_SEGMENTER)
     if request in SEGMENTATION_MODELS:
         return [_segmentation_row(request)]
     if request in CLASSIFICATION_MODELS:
@@ -90,26 +91,19 @@ def plan_steps(request: str, crop: str = "predicted") -> list[TableRow]:
         return [crop_step, *TABLE2_ROWS]
     if request == "all":
         return [*TABLE1_ROWS, *TABLE2_ROWS]
-    raise ValueError(
-        f"model must be one of {SEGMENTATION_MODELS + CLASSIFICATION_MODELS + EXPERIMENTS}, got {request!r}"
-    )
+    raise ValueError(f"model must be one of {REQUESTS}, got {request!r}")
 
 
-def _run_step(row: TableRow, data, split, preset, root, log, runtime) -> dict:
+def _run_step(row: TableRow, data, split, experiment, root) -> dict:
     if row.crop is None:
-        from tf_bimodal.experiments.segmentation import run_segmentation
-
-        return run_segmentation(row.model, data, split, preset=preset, output=root, log=log, runtime=runtime)
-    from tf_bimodal.experiments.classification import run_classification
-
-    return run_classification(row.model, data, split, preset=preset, crop=row.crop, output=root, log=log,
-                              runtime=runtime)
+        return run_segmentation(row.model, data, split, experiment, root)
+    return run_classification(row.model, data, split, experiment, root, crop=row.crop)
 
 
 def _record_steps(root: str, records: list[dict]) -> dict:
     """Merge this request's step records into ``protocol.json`` (latest record per step)."""
-    path = os.path.join(root, PROTOCOL_FILE)
-    protocol = read_json(path) if os.path.isfile(path) else {"steps": {}}
+    path = os.path.join(root, layout.PROTOCOL_FILE)
+    protocol = read_json_or_none(path) or {"steps": {}}
     for record in records:
         protocol["steps"][record["name"]] = record
     write_json(path, protocol)
@@ -118,37 +112,34 @@ def _record_steps(root: str, records: list[dict]) -> dict:
 
 def run_protocol(
     request: str,
-    data: DataConfig | None = None,
-    split: SplitConfig | None = None,
-    preset: str = "cpu",
+    data: DataConfig,
+    split: SplitConfig,
+    experiment: ExperimentConfig,
+    output: str = layout.DEFAULT_OUTPUT,
     crop: str = "predicted",
-    output: str = "runs",
     command: str | None = None,
-    log=print,
-    runtime: RuntimeConfig | None = None,
 ) -> dict:
     """Run a request of the paper's protocol and write the experiment's report.
 
     Args:
         request: a model of Table 1 or 2, ``table1``, ``table2``, ``all`` or ``grid_search``.
-        data: the data set (default: the synthetic phantom).
-        split: patient-level split settings (default: the paper's protocol, five folds).
-        preset: ``paper``, ``cpu`` or ``quick`` (``tf_bimodal.config.PRESETS``).
+        data: the data set.
+        split: patient-level split settings.
+        experiment: the resolved settings (:func:`tf_bimodal.config.resolve_experiment`); its
+            ``name`` names the experiment's folder.
+        output: results folder; the experiment goes to ``<output>/<dataset>-<name>/``.
         crop: for a single classifier: ``predicted`` (the chain), ``manual`` or ``none``.
-        output: results folder; the experiment goes to ``<output>/<dataset>-<preset>/``.
         command: the command line that asked, for the report.
-        log: where progress lines go.
-        runtime: strategy, precision and TensorBoard settings (``RuntimeConfig``).
 
     Returns:
         ``{"experiment_dir", "steps": [records], "report"}``; a record holds the step's name,
         kind, status (``trained`` or ``reused``), this request's seconds and its summary path.
         On a multi-worker run's non-chief worker the paths are those of its own copy.
     """
-    data = data or DataConfig()
-    split = split or SplitConfig()
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+    if not isinstance(experiment, ExperimentConfig):
+        raise TypeError(f"run_protocol: experiment must be an ExperimentConfig (see "
+                        f"tf_bimodal.config.resolve_experiment), got {type(experiment).__name__}")
+    runtime, preset = experiment.runtime, experiment.name
     root = experiment_dir(output, data, preset)
     # The steps send a non-chief worker to its own copy themselves; the records and the report follow.
     own_root = runtime_lib.worker_output(root, runtime)
@@ -156,25 +147,23 @@ def run_protocol(
     started = time.time()
     records = []
     if request == "grid_search":
-        from tf_bimodal.experiments.grid_search import run_grid_search
-
-        log(f"Experiment {root}: grid search (§3.4, Table S4), preset {preset}")
-        summary = run_grid_search(data, split, preset=preset, output=root, log=log, runtime=runtime)
+        logger.info(f"Experiment {root}: grid search (§3.4, Table S4), preset {preset}")
+        summary = run_grid_search(data, split, experiment, root)
         timing = summary.get("timing", {})
         records.append({"name": "grid_search", "kind": "grid_search",
                         "status": "reused" if not timing.get("settings_trained") else "trained",
                         "seconds": round(time.time() - started, 1), "run_seconds": timing.get("total_seconds"),
-                        "summary": os.path.join(own_root, "grid_search", "summary.json"),
+                        "summary": os.path.join(own_root, layout.GRID_SEARCH_FOLDER, layout.SUMMARY_FILE),
                         "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     else:
         steps = plan_steps(request, crop)
-        log(f"Experiment {root}: {request} ({len(steps)} step{'s' * (len(steps) != 1)}: "
+        logger.info(f"Experiment {root}: {request} ({len(steps)} step{'s' * (len(steps) != 1)}: "
             + ", ".join(row.name for row in steps) + f"), preset {preset}")
         for number, row in enumerate(steps, start=1):
             step_started = time.time()
-            log(f"== step {number}/{len(steps)}: {row.name} [{row.network}; {row.modality}"
+            logger.info(f"== step {number}/{len(steps)}: {row.name} [{row.network}; {row.modality}"
                 + (f"; crop {row.crop}" if row.crop else "") + f"] (elapsed {step_started - started:.0f} s)")
-            summary = _run_step(row, data, split, preset, root, log, runtime)
+            summary = _run_step(row, data, split, experiment, root)
             seconds = time.time() - step_started
             records.append({
                 "name": row.name,
@@ -183,21 +172,18 @@ def run_protocol(
                 "reused_folds": summary.get("timing", {}).get("reused_folds", []),
                 "seconds": round(seconds, 1),
                 "run_seconds": summary.get("timing", {}).get("total_seconds"),
-                "summary": os.path.join(own_root, row.name, "summary.json"),
+                "summary": os.path.join(own_root, row.name, layout.SUMMARY_FILE),
                 "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
             })
             done = len(steps) - number
-            log(f"== step {number}/{len(steps)}: {row.name} {records[-1]['status']} in {seconds:.0f} s; "
+            logger.info(f"== step {number}/{len(steps)}: {row.name} {records[-1]['status']} in {seconds:.0f} s; "
                 f"{done} step{'s' * (done != 1)} left (elapsed {time.time() - started:.0f} s)")
     protocol = _record_steps(own_root, records)
     protocol.update(
         data=to_dict(data), split=to_dict(split), preset=preset, last_request=request,
         last_command=command, last_request_seconds=round(time.time() - started, 1),
     )
-    write_json(os.path.join(own_root, PROTOCOL_FILE), protocol)
-
-    from tf_bimodal.experiments.report import write_report
-
-    report = write_report(own_root, data, log=log)
-    log(f"Report: {report} (request took {time.time() - started:.0f} s)")
+    write_json(os.path.join(own_root, layout.PROTOCOL_FILE), protocol)
+    report = write_report(own_root, data)
+    logger.info(f"Report: {report} (request took {time.time() - started:.0f} s)")
     return {"experiment_dir": own_root, "steps": records, "report": report}

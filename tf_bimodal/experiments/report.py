@@ -23,23 +23,34 @@ Every number comes from the result files of this folder; nothing is taken from t
 
 from __future__ import annotations
 
-import csv
+import logging
 import math
 import os
 import platform
 import time
 
+import keras
 import numpy as np
+import tensorflow as tf
 
+from tf_bimodal import layout
 from tf_bimodal.config import TABLE1_ROWS, TABLE2_ROWS
+from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import fingerprint as fingerprint_lib
+from tf_bimodal.data import inputs
+from tf_bimodal.data.splits import load_splits
 from tf_bimodal.evaluation.classification import METRIC_NAMES as CLASSIFICATION_METRICS
-from tf_bimodal.evaluation.classification import binary_metrics, patient_vote, save_roc_figure
+from tf_bimodal.evaluation.classification import binary_metrics, patient_vote
+from tf_bimodal.evaluation.figures import pick_panel_images, save_roc_figure, save_segmentation_panel
+from tf_bimodal.evaluation.predictions import read_prediction_rows
 from tf_bimodal.evaluation.statistics import compare_to_reference
-from tf_bimodal.experiments.common import SYNTHETIC_NOTICE, read_json
+from tf_bimodal.io import read_json, read_json_or_none
+from tf_bimodal.schema import SYNTHETIC_NOTICE
 from tf_bimodal.training.metrics import METRIC_NAMES as SEGMENTATION_METRICS
 
-REPORT_FILE = "report.md"
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = layout.REPORT_FILE
 FIG5_FILE = "fig5_segmentation.png"
 FIG6_FILE = "fig6_roc.png"
 PANEL_IMAGES = 4
@@ -55,7 +66,7 @@ METRIC_TITLES = {
 def _summaries(root: str, rows) -> dict:
     found = {}
     for row in rows:
-        path = os.path.join(root, row.name, "summary.json")
+        path = os.path.join(root, row.name, layout.SUMMARY_FILE)
         if os.path.isfile(path):
             found[row.name] = read_json(path)
     return found
@@ -94,14 +105,13 @@ def fold_ensemble(run_dir: str) -> dict | None:
     """
     folds = sorted(
         name for name in os.listdir(run_dir) if name.startswith("fold_") and
-        os.path.isfile(os.path.join(run_dir, name, "predictions.csv"))
+        os.path.isfile(os.path.join(run_dir, name, layout.FOLD_PREDICTIONS_FILE))
     ) if os.path.isdir(run_dir) else []
     if len(folds) < 2:
         return None
     test_sets, patients, votes, labels, scores = [], [], [], [], []
     for name in folds:
-        with open(os.path.join(run_dir, name, "predictions.csv")) as handle:
-            rows = [row for row in csv.DictReader(handle) if row["split"] == "test"]
+        rows = read_prediction_rows(os.path.join(run_dir, name, layout.FOLD_PREDICTIONS_FILE), "test")
         test_sets.append({row["image_id"] for row in rows})
         vote = patient_vote(
             [row["patient_id"] for row in rows], [int(row["prediction"]) for row in rows],
@@ -149,8 +159,6 @@ def _hardware() -> str:
                     break
     except OSError:
         pass
-    import keras
-    import tensorflow as tf
 
     gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -175,22 +183,16 @@ def _tests_table(tests: dict, metrics) -> list[str]:
 # --------------------------------------------------------------------------- figures
 
 
-def _figure5(root: str, data, summaries: dict, log) -> str | None:
+def _figure5(root: str, data, summaries: dict) -> str | None:
     """Fig. 5: test images, ground truth and each segmenter's fold-union mask."""
     if data is None or not summaries:
         return None
-    from tf_bimodal.data import dataset as dataset_lib
-    from tf_bimodal.data.splits import load_splits
-    from tf_bimodal.evaluation.figures import pick_panel_images, save_segmentation_panel
-    from tf_bimodal.evaluation.segmentation import load_predicted_masks
-    from tf_bimodal.experiments.segmentation import load_arrays
-
-    splits_path = os.path.join(root, "data", dataset_lib.builder_config_name(data), "splits.json")
+    splits_path = layout.splits_path(root, dataset_lib.builder_config_name(data))
     if not os.path.isfile(splits_path):
         return None
     splits, _ = load_splits(splits_path)
     ds, _ = dataset_lib.load_dataset(data)
-    arrays = load_arrays(ds)
+    arrays = inputs.load_arrays(ds)
     position = {image_id: i for i, image_id in enumerate(arrays["image_id"])}
     test = [position[i] for i in splits[0]["test"] if i in position and arrays["has_mask"][position[i]]]
     if not test:
@@ -198,7 +200,7 @@ def _figure5(root: str, data, summaries: dict, log) -> str | None:
     columns = {}
     for row in TABLE1_ROWS:  # the paper's column order, the proposed model last
         if row.name in summaries:
-            masks = load_predicted_masks(os.path.join(root, row.name, "predicted_masks.npz"))
+            masks = inputs.load_predicted_masks(layout.predicted_masks_path(root, row.name))
             title = row.network if "+" in row.modality else f"{row.network} ({row.modality})"
             columns[title] = np.stack([masks[arrays["image_id"][i]] for i in test]).astype(np.uint8)
     truth = arrays["mask"][test][..., 0]
@@ -211,11 +213,11 @@ def _figure5(root: str, data, summaries: dict, log) -> str | None:
         {name: masks[chosen] for name, masks in columns.items()}, os.path.join(root, FIG5_FILE), title,
         image_ids=[arrays["image_id"][test[i]] for i in chosen],
     )
-    log(f"Wrote {path}")
+    logger.info(f"Wrote {path}")
     return path
 
 
-def _figure6(root: str, summaries: dict, synthetic: bool, log) -> str | None:
+def _figure6(root: str, summaries: dict, synthetic: bool) -> str | None:
     """Fig. 6: test ROC of the bimodal classifiers; one score per test image (mean over folds)."""
     curves = {}
     for row in TABLE2_ROWS:
@@ -224,14 +226,12 @@ def _figure6(root: str, summaries: dict, synthetic: bool, log) -> str | None:
         run_dir = os.path.join(root, row.name)
         per_image = {}
         for name in sorted(os.listdir(run_dir)):
-            path = os.path.join(run_dir, name, "predictions.csv")
+            path = os.path.join(run_dir, name, layout.FOLD_PREDICTIONS_FILE)
             if not name.startswith("fold_") or not os.path.isfile(path):
                 continue
-            with open(path) as handle:
-                for record in csv.DictReader(handle):
-                    if record["split"] == "test":
-                        entry = per_image.setdefault(record["image_id"], [int(record["label"]), []])
-                        entry[1].append(float(record["probability_malignant"]))
+            for record in read_prediction_rows(path, "test"):
+                entry = per_image.setdefault(record["image_id"], [int(record["label"]), []])
+                entry[1].append(float(record["probability_malignant"]))
         if per_image:
             labels = np.array([v[0] for v in per_image.values()])
             scores = np.array([np.mean(v[1]) for v in per_image.values()])
@@ -243,21 +243,19 @@ def _figure6(root: str, summaries: dict, synthetic: bool, log) -> str | None:
     if synthetic:
         title = "SYNTHETIC PHANTOM\n" + title
     path = save_roc_figure(curves, os.path.join(root, FIG6_FILE), title=title)
-    log(f"Wrote {path}")
+    logger.info(f"Wrote {path}")
     return path
 
 
 # --------------------------------------------------------------------------- the report
 
 
-def write_report(root: str, data=None, log=print) -> str:
+def write_report(root: str, data=None) -> str:
     """Write ``<root>/report.md`` (and the figures) from the results in ``root``; returns its path."""
     segmenters = _summaries(root, TABLE1_ROWS)
     classifiers = _summaries(root, TABLE2_ROWS)
-    protocol_path = os.path.join(root, "protocol.json")
-    protocol = read_json(protocol_path) if os.path.isfile(protocol_path) else {"steps": {}}
-    grid_path = os.path.join(root, "grid_search", "summary.json")
-    grid = read_json(grid_path) if os.path.isfile(grid_path) else None
+    protocol = read_json_or_none(os.path.join(root, layout.PROTOCOL_FILE)) or {"steps": {}}
+    grid = read_json_or_none(os.path.join(root, layout.GRID_SEARCH_FOLDER, layout.SUMMARY_FILE))
     any_summary = next(iter({**segmenters, **classifiers}.values()), None) or grid or {}
     synthetic = bool(any_summary.get("synthetic", data is not None and data.source == "phantom"))
 
@@ -270,8 +268,6 @@ def write_report(root: str, data=None, log=print) -> str:
         lines.append(f"- **Data**: `{any_summary.get('dataset')}` version {any_summary.get('dataset_version')}")
         lines.append(f"- **Source**: {fingerprint_lib.describe(any_summary.get('source_fingerprint'))}")
     if data is not None:
-        from tf_bimodal.data import dataset as dataset_lib
-
         index = dataset_lib.index_dataset(dataset_lib.prepare(data))
         counts = index.summary()
         classes = ", ".join(f"{name} {counts[name]['images']} images / {counts[name]['patients']} patients"
@@ -328,7 +324,7 @@ def write_report(root: str, data=None, log=print) -> str:
                       + ", ".join(f"{n} {w:.2f}" for n, w in zip(weights["path_names"], weights["mean"]))]
         if tests:
             lines += ["", "Paired t-tests:", ""] + _tests_table(tests, SEGMENTATION_METRICS)
-        figure = _figure5(root, data, segmenters, log)
+        figure = _figure5(root, data, segmenters)
         if figure:
             lines += ["", f"![Figure 5]({FIG5_FILE})", "",
                       "Figure 5 style: B-mode, SE-mode, ground truth, then each model's mask (green: ground truth "
@@ -357,7 +353,7 @@ def write_report(root: str, data=None, log=print) -> str:
             lines.append(f"| {row.modality} | {segmentation} | {row.network} | " + " | ".join(cells) + " |")
         if tests:
             lines += ["", "Paired t-tests:", ""] + _tests_table(tests, CLASSIFICATION_METRICS)
-        figure = _figure6(root, classifiers, synthetic, log)
+        figure = _figure6(root, classifiers, synthetic)
         if figure:
             lines += ["", f"![Figure 6]({FIG6_FILE})"]
         lines.append("")
@@ -386,7 +382,8 @@ def write_report(root: str, data=None, log=print) -> str:
 
     steps = protocol.get("steps", {})
     if steps:
-        lines += ["## Wall time", "", "| step | last request | its seconds | seconds of the run that made the results |",
+        lines += ["## Wall time", "",
+                  "| step | last request | its seconds | seconds of the run that made the results |",
                   "|---|---|---|---|"]
         total = 0.0
         order = [row.name for row in (*TABLE1_ROWS, *TABLE2_ROWS)]
@@ -395,7 +392,8 @@ def write_report(root: str, data=None, log=print) -> str:
             record = steps[name]
             run_seconds = record.get("run_seconds")
             total += run_seconds or 0.0
-            status = record["status"] + (f" (folds {record['reused_folds']} reused)" if record.get("reused_folds") else "")
+            reused = record.get("reused_folds")
+            status = record["status"] + (f" (folds {reused} reused)" if reused else "")
             lines.append(f"| {name} | {status} | {record['seconds']:.0f} | "
                          f"{'' if run_seconds is None else f'{run_seconds:.0f}'} |")
         lines += ["", f"Training and evaluation time of all steps: {total / 60:.1f} min.", ""]

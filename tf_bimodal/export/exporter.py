@@ -26,6 +26,7 @@ rescaling: convert float images in [0, 1] with ``np.round(255 * x).astype(np.uin
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -35,8 +36,7 @@ import tensorflow as tf
 
 import tf_bimodal
 from tf_bimodal.config import CropConfig
-from tf_bimodal.data.schema import DEFAULT_IMAGE_SIZE
-from tf_bimodal.experiments.common import SYNTHETIC_NOTICE, write_json
+from tf_bimodal.data.cropping import MARGIN_RULE, scaled_margin
 from tf_bimodal.export.modules import (
     CADPipeline,
     ClassifierEnsemble,
@@ -45,7 +45,11 @@ from tf_bimodal.export.modules import (
     SegmenterServing,
 )
 from tf_bimodal.export.sources import find_classifier, find_segmenter, load_fold_models
+from tf_bimodal.io import write_json
 from tf_bimodal.layers.embracenet import INFERENCE_MODES, EmbraceNet
+from tf_bimodal.schema import DEFAULT_IMAGE_SIZE, SYNTHETIC_NOTICE
+
+logger = logging.getLogger(__name__)
 
 EXPORT_FILE = "export.json"
 EXPORT_FORMAT = "tf_bimodal-export/1"
@@ -114,11 +118,11 @@ def describe_signature(function, meanings: dict) -> dict:
     }
 
 
-def _save(module, path: str, signatures: dict, log, started: float):
+def _save(module, path: str, signatures: dict, started: float):
     if os.path.isdir(path):
         shutil.rmtree(path)  # a SavedModel folder holds nothing but the export's own files
     tf.saved_model.save(module, path, signatures=signatures)
-    log(f"  wrote {path} (signatures: {', '.join(signatures)}; {time.time() - started:.0f} s)")
+    logger.info(f"  wrote {path} (signatures: {', '.join(signatures)}; {time.time() - started:.0f} s)")
 
 
 def export_experiment(
@@ -126,7 +130,6 @@ def export_experiment(
     export_dir: str,
     classifier_run: str = "mff",
     segmenter_run: str = "w_mm_unet",
-    log=print,
     embracement: str = "expected",
     parts=SAVED_MODELS,
 ) -> dict:
@@ -168,7 +171,6 @@ def export_experiment(
         classifier_run: the classification run folder (default ``mff``, the paper's MFF on
             W-MM-U-Net crops).
         segmenter_run: the segmentation run folder (default ``w_mm_unet``).
-        log: where progress lines go.
         embracement: ``"expected"`` or ``"sample"``.
         parts: which SavedModels to write, a subset of ``SAVED_MODELS`` (default all three);
             only the runs they need are read.
@@ -201,10 +203,10 @@ def export_experiment(
         )
     sources = [source for source in (segmenter_source, classifier_source) if source is not None]
     synthetic = any(source.synthetic for source in sources)
-    log(f"Exporting {', '.join(parts)} of {root} ("
+    logger.info(f"Exporting {', '.join(parts)} of {root} ("
         + "; ".join(f"{source.run}: {len(source.folds)} folds" for source in sources) + f") -> {export_dir}")
     if synthetic:
-        log(SYNTHETIC_NOTICE)
+        logger.info(SYNTHETIC_NOTICE)
 
     record = {
         "format": EXPORT_FORMAT,
@@ -218,9 +220,9 @@ def export_experiment(
     }
     segmenter = classifier = None
     if segmenter_source is not None:
-        segmenter, record["segmenter"] = _segmenter_ensemble(segmenter_source, log)
+        segmenter, record["segmenter"] = _segmenter_ensemble(segmenter_source)
     if classifier_source is not None:
-        classifier, record["classifier"] = _classifier_ensemble(classifier_source, embracement, log)
+        classifier, record["classifier"] = _classifier_ensemble(classifier_source, embracement)
 
     modules = {}
     if "segmenter" in parts:
@@ -233,7 +235,7 @@ def export_experiment(
         pipeline = CADPipeline(segmenter, classifier, crop=classifier_source.crop != "none",
                                margin=CropConfig.margin, reference_size=DEFAULT_IMAGE_SIZE)
         modules["cad_pipeline"] = (pipeline, {"serving_default": pipeline.serve, "serve_batch": pipeline.serve_batch})
-        record["cad_pipeline"] = _pipeline_record(pipeline, classifier_source, log)
+        record["cad_pipeline"] = _pipeline_record(pipeline, classifier_source)
 
     os.makedirs(export_dir, exist_ok=True)
     paths = {name: os.path.join(export_dir, name) for name in parts}
@@ -242,18 +244,18 @@ def export_experiment(
         step_started = time.time()
         record["signatures"][name] = {key: describe_signature(function, OUTPUT_MEANINGS[name])
                                       for key, function in functions.items()}
-        _save(module, paths[name], functions, log, step_started)
+        _save(module, paths[name], functions, step_started)
     record["usage"] = ("m = tf.saved_model.load(path); m.signatures['serving_default'](**inputs) -> dict of "
                        "outputs; the cad_pipeline's serving_default takes one pair, serve_batch a batch of one size")
     record["seconds"] = round(time.time() - started, 1)
     write_json(os.path.join(export_dir, EXPORT_FILE), record)
-    log(f"Wrote {os.path.join(export_dir, EXPORT_FILE)} ({record['seconds']:.0f} s)")
+    logger.info(f"Wrote {os.path.join(export_dir, EXPORT_FILE)} ({record['seconds']:.0f} s)")
     return {**record, "paths": {**paths, "export_json": os.path.join(export_dir, EXPORT_FILE)}}
 
 
-def _segmenter_ensemble(source, log) -> tuple:
+def _segmenter_ensemble(source) -> tuple:
     """The fold segmenters of ``source`` as a :class:`SegmenterEnsemble`, and their record."""
-    models = load_fold_models(source.model_paths, log)
+    models = load_fold_models(source.model_paths)
     tensors = _model_inputs(models[0])
     model_size = int(next(iter(tensors.values())).shape[1])
     if model_size != source.model_size:
@@ -276,9 +278,9 @@ def _segmenter_ensemble(source, log) -> tuple:
     }
 
 
-def _classifier_ensemble(source, embracement: str, log) -> tuple:
+def _classifier_ensemble(source, embracement: str) -> tuple:
     """The fold classifiers of ``source`` as a :class:`ClassifierEnsemble`, and their record."""
-    models = load_fold_models(source.model_paths, log)
+    models = load_fold_models(source.model_paths)
     has_embracenet = _set_embracement(models, embracement) > 0
     tensors = _model_inputs(models[0])
     input_size = int(next(tensor for name, tensor in tensors.items() if name != "availability").shape[1])
@@ -309,13 +311,13 @@ def _classifier_ensemble(source, embracement: str, log) -> tuple:
     }
 
 
-def _pipeline_record(pipeline: CADPipeline, classifier_source, log) -> dict:
-    margin_rule = f"round({CropConfig.margin} * side / {DEFAULT_IMAGE_SIZE}) pixels on each axis"
-    at_data_size = int(round(CropConfig.margin * classifier_source.data_size / DEFAULT_IMAGE_SIZE))
+def _pipeline_record(pipeline: CADPipeline, classifier_source) -> dict:
+    margin_rule = f"{MARGIN_RULE}, per axis"
+    at_data_size = scaled_margin(classifier_source.data_size)
     recorded = classifier_source.margin_px
     if pipeline.crop and recorded is not None and int(recorded) != at_data_size:
-        log(f"  note: {classifier_source.run} recorded a {recorded} px margin at {classifier_source.data_size} px; "
-            f"the pipeline uses {margin_rule} ({at_data_size} px there)")
+        logger.info(f"  note: {classifier_source.run} recorded a {recorded} px margin at "
+                    f"{classifier_source.data_size} px; the pipeline uses {margin_rule} ({at_data_size} px there)")
     model_size, input_size = pipeline.segmenter.model_size, pipeline.classifier.input_size
     return {
         "steps": [

@@ -27,10 +27,10 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tf_bimodal.config import CropConfig
-from tf_bimodal.data.schema import DEFAULT_IMAGE_SIZE
+from tf_bimodal.data.cropping import scaled_margin
 from tf_bimodal.export import preprocessing
+from tf_bimodal.schema import DEFAULT_IMAGE_SIZE, MODALITY_CHANNELS
 
-MODALITY_CHANNELS = {"bmode": 1, "semode": 3}
 AVAILABILITY = "availability"
 
 
@@ -298,8 +298,8 @@ class CADPipeline(tf.Module):
         )
         _, mask = segmenter.vote(fold_probabilities)
         mask = mask[..., 0]
-        margin_y = preprocessing.scaled_margin(height, self.margin, self.reference_size)
-        margin_x = preprocessing.scaled_margin(width, self.margin, self.reference_size)
+        margin_y = scaled_margin(height, self.margin, self.reference_size)
+        margin_x = scaled_margin(width, self.margin, self.reference_size)
         size = self.classifier.input_size
         if bmode.shape[0] == 1:
             crops = [part[tf.newaxis] for part in self._crop_one(bmode[0], semode[0], mask[0], margin_y, margin_x)]

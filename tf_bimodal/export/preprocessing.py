@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_bimodal.config import CropConfig
 from tf_bimodal.data.cropping import mask_bounding_box
-from tf_bimodal.data.schema import DEFAULT_IMAGE_SIZE
 
 BMODE_RULE = "bmode must be a uint8 grey B-mode image of shape [H, W] or [H, W, 1]"
 SEMODE_RULE = "semode must be a uint8 colour SE-mode image of shape [H, W, 3]"
@@ -130,15 +128,6 @@ def to_model_input(images, size: int) -> tf.Tensor:
     """
     resized = tf.image.resize(tf.cast(images, tf.float32), (size, size), method="bilinear", antialias=True)
     return normalize_image(tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8))
-
-
-def scaled_margin(length, margin: int = CropConfig.margin, reference_size: int = DEFAULT_IMAGE_SIZE) -> tf.Tensor:
-    """``round(margin * length / reference_size)`` as int32: the paper's 50 px at 336 px (§3.1)
-    scaled to a side of ``length`` pixels, the rule of
-    :func:`tf_bimodal.experiments.classification.crop_margin` (float64, round half to even,
-    as Python's ``round``)."""
-    scaled = tf.cast(tf.cast(length, tf.int64) * margin, tf.float64) / float(reference_size)
-    return tf.cast(tf.round(scaled), tf.int32)
 
 
 def lesion_box(mask, margin_y, margin_x) -> tf.Tensor:

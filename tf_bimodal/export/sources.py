@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
+import logging
 import os
-import re
 
-from tf_bimodal.config import CLASSIFICATION_CROPS, CropConfig
-from tf_bimodal.data.schema import DEFAULT_IMAGE_SIZE
+import keras
+
+from tf_bimodal import layout
+from tf_bimodal.config import CropConfig
+from tf_bimodal.io import read_json
+from tf_bimodal.schema import DEFAULT_IMAGE_SIZE
+
+logger = logging.getLogger(__name__)
 
 MODEL_PACKAGES = ("tf_bimodal.models.segmentation", "tf_bimodal.models.classification")
 """Imported before loading, so that their registered Keras classes deserialize."""
-SUMMARY_FILE = "summary.json"
-MODEL_FILE = "model.keras"
-FOLD_PATTERN = re.compile(r"^fold_(\d+)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,26 +99,19 @@ class ClassifierSource:
     source_fingerprint: dict | None = None
 
 
-def _read_json(path: str) -> dict:
-    with open(path) as handle:
-        return json.load(handle)
-
-
 def _preset_of(root: str) -> str:
-    protocol_path = os.path.join(root, "protocol.json")
+    protocol_path = os.path.join(root, layout.PROTOCOL_FILE)
     if os.path.isfile(protocol_path):
-        preset = _read_json(protocol_path).get("preset")
+        preset = read_json(protocol_path).get("preset")
         if preset:
             return str(preset)
-    # The folder is ``<dataset>-<preset>`` (protocol.experiment_dir).
-    name = os.path.basename(os.path.normpath(root))
-    return name.rsplit("-", 1)[-1] if "-" in name else "<preset>"
+    return layout.preset_of_experiment(root) or "<preset>"
 
 
 def _data_options(root: str) -> str:
-    protocol_path = os.path.join(root, "protocol.json")
+    protocol_path = os.path.join(root, layout.PROTOCOL_FILE)
     if os.path.isfile(protocol_path):
-        data = _read_json(protocol_path).get("data") or {}
+        data = read_json(protocol_path).get("data") or {}
         options = []
         if data.get("source"):
             options.append(f"--data {data['source']}")
@@ -146,31 +141,20 @@ def _missing(root: str, what: str, problem: str, command: str) -> FileNotFoundEr
     )
 
 
-def _fold_models(run_dir: str) -> dict:
-    """``{k: path}`` of the ``fold_<k>/model.keras`` files under ``run_dir``."""
-    found = {}
-    for name in os.listdir(run_dir):
-        match = FOLD_PATTERN.match(name)
-        path = os.path.join(run_dir, name, MODEL_FILE)
-        if match and os.path.isfile(path):
-            found[int(match.group(1))] = path
-    return found
-
-
 def _finished_run(root: str, run: str, what: str, command: str) -> tuple[str, dict, dict]:
     """The run's folder, its summary and its fold models, all present, or FileNotFoundError."""
-    run_dir = os.path.join(root, run)
+    run_dir = layout.run_dir(root, run)
     if not os.path.isdir(run_dir):
         raise _missing(root, what, f"folder {run_dir} does not exist", command)
-    summary_path = os.path.join(run_dir, SUMMARY_FILE)
+    summary_path = os.path.join(run_dir, layout.SUMMARY_FILE)
     if not os.path.isfile(summary_path):
         raise _missing(root, what, f"{summary_path} does not exist (the run did not finish)", command)
-    summary = _read_json(summary_path)
-    models = _fold_models(run_dir)
+    summary = read_json(summary_path)
+    models = layout.fold_models(run_dir)
     expected = [fold["fold"] for fold in summary.get("folds", []) if "fold" in fold]
     absent = [k for k in expected if k not in models]
     if not models or absent:
-        listed = ", ".join(f"fold_{k}/{MODEL_FILE}" for k in (absent or expected or [0]))
+        listed = ", ".join(f"fold_{k}/{layout.MODEL_FILE}" for k in (absent or expected or [0]))
         raise _missing(root, what, f"{run_dir} lacks {listed}", command)
     if expected:
         models = {k: models[k] for k in expected}
@@ -203,14 +187,6 @@ def find_segmenter(root: str, run: str = "w_mm_unet") -> SegmenterSource:
     )
 
 
-def split_run_name(run: str) -> tuple[str, str]:
-    """``(model, crop)`` of a classification run name (``classification_run_name``'s inverse)."""
-    model, separator, crop = run.partition("_crop_")
-    if separator and crop in CLASSIFICATION_CROPS:
-        return model, crop
-    return run, "predicted"
-
-
 def find_classifier(root: str, run: str = "mff") -> ClassifierSource:
     """The finished classification run ``root/run`` and its folds' Youden thresholds.
 
@@ -218,16 +194,16 @@ def find_classifier(root: str, run: str = "mff") -> ClassifierSource:
         FileNotFoundError: the folder, its ``summary.json``, a fold model or a fold's
             ``metrics.json`` is missing; the message names it and the command that trains it.
     """
-    model, crop = split_run_name(run)
+    model, crop = layout.split_run_name(run)
     command = train_command(root, model, crop)
     run_dir, summary, models = _finished_run(root, run, f"classifier '{run}'", command)
     folds = tuple(sorted(models))
     thresholds = []
     for k in folds:
-        metrics_path = os.path.join(run_dir, f"fold_{k}", "metrics.json")
+        metrics_path = os.path.join(layout.fold_dir(run_dir, k), layout.METRICS_FILE)
         if not os.path.isfile(metrics_path):
             raise _missing(root, f"classifier '{run}'", f"{metrics_path} does not exist", command)
-        thresholds.append(float(_read_json(metrics_path)["threshold"]["threshold"]))
+        thresholds.append(float(read_json(metrics_path)["threshold"]["threshold"]))
     crop_record = summary.get("crop") or {}
     config = summary.get("config") or {}
     data_size = int((config.get("data") or {}).get("image_size") or DEFAULT_IMAGE_SIZE)
@@ -250,15 +226,12 @@ def find_classifier(root: str, run: str = "mff") -> ClassifierSource:
     )
 
 
-def load_fold_models(paths, log=None) -> list:
+def load_fold_models(paths) -> list:
     """The ``model.keras`` files at ``paths``, loaded uncompiled (custom classes registered first)."""
-    import keras
-
     for package in MODEL_PACKAGES:
         importlib.import_module(package)
     models = []
     for path in paths:
-        if log is not None:
-            log(f"  loading {path}")
+        logger.info(f"  loading {path}")
         models.append(keras.saving.load_model(path, compile=False))
     return models

@@ -49,8 +49,9 @@ class ColourInputProcessing(keras.layers.Layer):
             in (0, 1]; default 0.2.
 
     Input: float (batch, H, W, C) in [0, 1], C in {1, 3}.
-    Output: a list of float (batch, H, W, 1): 1 item for grey or ``strain``, 3 for
-    ``channels``. :meth:`num_outputs` gives the count for a channel number.
+    Output: a list of (batch, H, W, 1) tensors of the layer's compute dtype (float16 under a
+    ``mixed_float16`` policy): 1 item for grey or ``strain``, 3 for ``channels``.
+    :meth:`num_outputs` gives the count for a channel number.
     """
 
     def __init__(self, mode: str = "channels", min_saturation: float = 0.2, **kwargs):
@@ -87,7 +88,7 @@ class ColourInputProcessing(keras.layers.Layer):
             return [inputs]
         if self.mode == "channels":
             return [inputs[..., index : index + 1] for index in range(3)]
-        return [strain_from_colour(inputs, self.min_saturation)]
+        return [ops.cast(strain_from_colour(inputs, self.min_saturation), self.compute_dtype)]
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape[:-1]) + (1,)
@@ -103,9 +104,13 @@ def strain_from_colour(rgb, min_saturation: float = 0.2):
     """The scalar strain map (1 soft ... 0 hard, 0.5 neutral) of an SE colour image.
 
     See :class:`ColourInputProcessing` (``mode="strain"``) for the rule. ``rgb`` is float
-    (..., 3) in [0, 1]; returns float (..., 1).
+    (..., 3) in [0, 1]; returns (..., 1) of the same dtype. The hue is computed in float32
+    whatever that dtype (bfloat16, with its 8-bit significand, would round every hue above 256
+    degrees to an even number of degrees).
     """
     rgb = ops.convert_to_tensor(rgb)
+    dtype = rgb.dtype
+    rgb = ops.cast(rgb, "float32")
     red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     maximum = ops.max(rgb, axis=-1)
     minimum = ops.min(rgb, axis=-1)
@@ -123,4 +128,4 @@ def strain_from_colour(rgb, min_saturation: float = 0.2):
     strain = ops.clip(1.0 - degrees / 240.0, 0.0, 1.0)
     saturation = chroma / ops.where(maximum > 0, maximum, ops.ones_like(maximum))
     strain = ops.where(saturation >= min_saturation, strain, 0.5 * ops.ones_like(strain))
-    return strain[..., None]
+    return ops.cast(strain[..., None], dtype)

@@ -18,6 +18,10 @@ NO_VOTER_MESSAGE = "SoftVoting: every sample needs at least one available voter;
 class SoftVoting(keras.layers.Layer):
     """Mean of ``M`` probability vectors over the voters available for each sample.
 
+    The mean is taken in float32 and returned in the layer's compute dtype; the classifiers
+    build it with ``dtype="float32"`` so that their decision stays float32 under a mixed
+    policy.
+
     Call arguments:
         inputs: list of ``M`` tensors ``(batch, num_classes)``.
         availabilities: optional ``(batch, M)`` 0/1 mask; default all available.
@@ -30,7 +34,7 @@ class SoftVoting(keras.layers.Layer):
     def call(self, inputs, availabilities=None):
         stacked = ops.stack([ops.cast(p, "float32") for p in inputs], axis=1)  # (batch, M, C)
         if availabilities is None:
-            return ops.mean(stacked, axis=1)
+            return ops.cast(ops.mean(stacked, axis=1), self.compute_dtype)
         weights = ops.cast(availabilities, "float32")
         total = ops.sum(weights, axis=-1, keepdims=True)
         if tf.executing_eagerly():
@@ -41,7 +45,7 @@ class SoftVoting(keras.layers.Layer):
             checks = [tf.debugging.assert_greater(ops.reshape(total, (-1,)), 0.0, message=NO_VOTER_MESSAGE)]
         with tf.control_dependencies(checks):
             weights = tf.identity(weights / ops.maximum(total, 1e-12))
-        return ops.sum(stacked * weights[:, :, None], axis=1)
+        return ops.cast(ops.sum(stacked * weights[:, :, None], axis=1), self.compute_dtype)
 
     def compute_output_shape(self, input_shape, *args, **kwargs):
         return tuple(input_shape[0])

@@ -58,7 +58,8 @@ class FixedModalityWeights(keras.layers.Layer):
     """Constant modality weights, broadcast to (batch, P) (MM-U-Net and manual W-MM-U-Net).
 
     The weights are validated (P >= 1 values, all finite and > 0) and normalised to sum 1.
-    The layer is called on any batched tensor only to read its batch size.
+    The layer is called on any batched tensor only to read its batch size. The output has the
+    layer's compute dtype, as the skip features it weights (float16 under ``mixed_float16``).
 
     Args:
         modality_weights: P positive numbers, one per modal path.
@@ -66,11 +67,11 @@ class FixedModalityWeights(keras.layers.Layer):
 
     def __init__(self, modality_weights, **kwargs):
         super().__init__(**kwargs)
-        self.modality_weights = normalise_weights(modality_weights, where="FixedModalityWeights")
+        self.modality_weights = normalize_weights(modality_weights, where="FixedModalityWeights")
 
     def call(self, reference):
         batch = ops.shape(reference)[0]
-        weights = ops.convert_to_tensor(np.asarray(self.modality_weights, dtype="float32"))
+        weights = ops.convert_to_tensor(np.asarray(self.modality_weights), dtype=self.compute_dtype)
         return ops.broadcast_to(weights[None, :], (batch, len(self.modality_weights)))
 
     def compute_output_shape(self, reference_shape):
@@ -82,7 +83,7 @@ class FixedModalityWeights(keras.layers.Layer):
         return config
 
 
-def normalise_weights(modality_weights, num_paths=None, where="modality_weights"):
+def normalize_weights(modality_weights, num_paths=None, where="modality_weights"):
     """Validate positive weights (and their count if ``num_paths``); return them summing to 1."""
     values = np.asarray(modality_weights, dtype="float64").reshape(-1) if modality_weights is not None else None
     if values is None or values.size == 0:

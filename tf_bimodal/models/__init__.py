@@ -1,3 +1,6 @@
-"""Models: segmenters (``models.segmentation``) and classifiers (``models.classification``)."""
+"""Models: segmenters (``models.segmentation``, Table 1) and classifiers (``models.classification``,
+Table 2); importing the package registers every model class with Keras' serialization."""
 
-from tf_bimodal.models import classification
+from tf_bimodal.models import classification, segmentation
+
+__all__ = ["classification", "segmentation"]

@@ -8,8 +8,9 @@ several machines, or lower-precision arithmetic, chosen by a ``RuntimeConfig``:
 * :func:`precision` is a context that sets the Keras dtype policy while models are built
   and trained; :func:`clear_session` clears Keras' state between folds without losing it.
 * :func:`is_chief` and :func:`worker_output` tell a multi-worker run where each worker
-  writes; :func:`with_data_sharding` marks an in-memory dataset for sharding by element.
-* :func:`replica_batches` counts the batches that leave no replica empty.
+  writes; :func:`tf_bimodal.data.pipeline.with_data_sharding` marks an in-memory dataset for
+  sharding by element.
+* :func:`tf_bimodal.data.pipeline.replica_batches` counts the batches that leave no replica empty.
 * :func:`describe` is what a run records about where it trained.
 
 **Global batch.** The presets' batch sizes are global: the paper's per-step batch (§3.4).
@@ -24,12 +25,12 @@ model that computes its loss itself, overriding ``compute_loss`` without a
 ``keras.losses.Loss``, must divide it by ``num_replicas_in_sync`` too, or its steps grow
 with the number of replicas and ``fit`` reports its loss times that number.) The runners keep
 an epoch's last, partial batch when it has at least one image per replica
-(:func:`replica_batches`); it is split as evenly as it goes, and since each replica averages
+(:func:`~tf_bimodal.data.pipeline.replica_batches`); it is split as evenly as it goes, and since each replica averages
 over its own images, those images weigh unequally in that one step (3 images on 2 replicas:
 1/4, 1/4, 1/2), unlike on one device. A replica left with no image at all fails on the CPU
 with oneDNN ("input depth must be evenly divisible by filter depth" or "Incompatible
 shapes", TensorFlow 2.21) and, without oneDNN, turns the weights of a model with batch
-normalization into NaN; so the runners leave such a last batch out (:func:`replica_batches`).
+normalization into NaN; so the runners leave such a last batch out (:func:`~tf_bimodal.data.pipeline.replica_batches`).
 With ``multi_worker``, the first batch of a dataset must also split evenly (``fit`` and
 ``evaluate`` reduce it across the replicas before the first step, and fail with "Shape
 mismatch in the collective instance" otherwise): keep global batches a multiple of the
@@ -37,7 +38,7 @@ number of replicas.
 
 **Several workers** (``strategy="multi_worker"``): every worker runs the *same* program on
 the *same* data with the *same* seeds; ``fit`` shards the dataset (here by element, see
-:func:`with_data_sharding`), so each worker reads the whole pipeline and keeps its share
+:func:`~tf_bimodal.data.pipeline.with_data_sharding`), so each worker reads the whole pipeline and keeps its share
 of every global batch. Two rules follow:
 
 1. The strategy must exist before any other TensorFlow op runs in the process (it
@@ -249,41 +250,6 @@ def strategy_for(runtime: RuntimeConfig | None = None) -> tf.distribute.Strategy
     if name not in _STRATEGIES:
         _STRATEGIES[name] = _create_strategy(name)
     return _STRATEGIES[name]
-
-
-def with_data_sharding(ds: tf.data.Dataset) -> tf.data.Dataset:
-    """``ds`` marked to be sharded by element when a multi-worker strategy distributes it.
-
-    The runners' datasets are built from in-memory arrays (``from_tensor_slices``), which
-    have no files to shard by. Each worker then runs the whole (identically seeded) pipeline
-    and keeps its share of every global batch; ``AUTO`` would fall back to this after a
-    warning. Single-worker strategies ignore the option, so a run on one machine reads the
-    same batches as without it.
-    """
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options)
-
-
-def replica_batches(num_images: int, batch_size: int, replicas: int) -> int:
-    """How many batches of ``num_images`` to hand ``fit`` so that every replica gets an image.
-
-    All ``ceil(num_images / batch_size)`` batches, less a last, partial one of fewer images
-    than ``replicas``, which would leave a replica empty (see the module docstring): its
-    images are left out of that pass. In training they are another draw each epoch (the
-    training set is reshuffled); in validation the same ones every epoch. With one replica
-    nothing is left out.
-
-    Raises:
-        ValueError: fewer images, or a smaller ``batch_size``, than ``replicas``.
-    """
-    if num_images < replicas or batch_size < replicas:
-        raise ValueError(
-            f"{num_images} images in global batches of {batch_size} cannot give each of the {replicas} "
-            "replicas an image; use a global batch and a data set of at least one image per replica"
-        )
-    full, rest = divmod(num_images, batch_size)
-    return full + (rest >= replicas)
 
 
 # --------------------------------------------------------------------------- precision

@@ -1,15 +1,24 @@
-"""Compile and train one segmenter on one fold (paper §3.4)."""
+"""Compile, train and apply one segmenter on one fold (paper §3.4)."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from tf_bimodal.config import SegmentationConfig
+from tf_bimodal.data import inputs
 from tf_bimodal.training.callbacks import ProgressLogger, resumable_callbacks
 from tf_bimodal.training.losses import segmentation_loss
 from tf_bimodal.training.metrics import SegmentationScore
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_BATCH = 16
+"""Images per prediction batch."""
 
 MONITOR = "val_dice"
 """Early stopping and model selection use the mean per-image validation Dice (threshold
@@ -36,7 +45,6 @@ def fit_segmenter(
     config: SegmentationConfig,
     fold_dir: str | None = None,
     label: str = "",
-    log=print,
     started: float | None = None,
     extra_callbacks=(),
 ) -> dict:
@@ -56,8 +64,7 @@ def fit_segmenter(
         fold_dir: if given, the per-epoch history goes to ``fold_dir/history.csv`` and the
             fit is resumable: killed, the next call with the same ``fold_dir`` goes on from
             its last finished epoch (:func:`~tf_bimodal.training.callbacks.resumable_callbacks`).
-        label: prefix of the progress lines (model and fold).
-        log: where progress lines go.
+        label: prefix of the progress lines (model and fold), logged to ``tf_bimodal``.
         started: ``time.time()`` the progress lines count elapsed seconds from (default:
             the start of this training).
         extra_callbacks: more callbacks (e.g. TensorBoard), run after the built-in ones.
@@ -67,7 +74,7 @@ def fit_segmenter(
         (epochs counted from 1; ``history`` holds this call's epochs only).
     """
     early_stopping_kwargs = dict(monitor=MONITOR, mode="max", patience=config.early_stopping_patience)
-    progress = ProgressLogger(label, config.epochs, log=log, started=started)
+    progress = ProgressLogger(label, config.epochs, log=logger.info, started=started)
     if fold_dir is not None:
         os.makedirs(fold_dir, exist_ok=True)
         callbacks, early_stopping = resumable_callbacks(fold_dir, **early_stopping_kwargs)
@@ -90,3 +97,27 @@ def fit_segmenter(
         "resumed_from_epoch": None if resumed_from is None else int(resumed_from) + 1,
         "history": {key: [float(v) for v in series] for key, series in values.items()},
     }
+
+
+def predict_masks(model: keras.Model, arrays: dict, input_keys, output_size: int) -> np.ndarray:
+    """Lesion probabilities of every image, resized bilinearly to ``output_size`` (float32
+    N x S x S), so that masks are thresholded and scored at the data's own size (§3.4)."""
+    parts = []
+    for batch in inputs.prediction_batches(arrays, input_keys, PREDICTION_BATCH):
+        probabilities = model(batch, training=False)
+        if probabilities.shape[1] != output_size:
+            probabilities = tf.image.resize(probabilities, (output_size, output_size), method="bilinear")
+        parts.append(probabilities.numpy()[..., 0])
+    return np.concatenate(parts)
+
+
+def mean_modality_weights(model: keras.Model, arrays: dict, indices, input_keys) -> list[float] | None:
+    """The mean over the images ``indices`` of the modal path weights a W-MM-U-Net applies in
+    its weighted skip connection (§3.2.3); None for a model without them."""
+    weights_model = getattr(model, "modality_weights_model", None)
+    if weights_model is None or len(indices) == 0:
+        return None
+    selected = {key: arrays[key][indices] for key in input_keys}
+    batches = inputs.prediction_batches(selected, input_keys, PREDICTION_BATCH)
+    weights = np.concatenate([weights_model(batch, training=False).numpy() for batch in batches])
+    return [float(w) for w in weights.mean(axis=0)]

@@ -268,11 +268,10 @@ def write_fold_summary(fold_dir: str, labels, probabilities, threshold: float,
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    from tf_bimodal.evaluation.classification import predict_labels
 
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     probabilities = np.asarray(probabilities, np.float64).reshape(-1)
-    predicted = predict_labels(probabilities, threshold)
+    predicted = (np.asarray(probabilities) >= threshold).astype(np.int64)  # malignant at p >= threshold
     counts = np.array([[np.sum((labels == truth) & (predicted == guess)) for guess in (0, 1)] for truth in (0, 1)])
     (tn, fp), (fn, tp) = counts
     both_classes = len(np.unique(labels)) == 2

@@ -13,6 +13,7 @@ from unittest import mock
 import tensorflow_datasets as tfds
 
 from tf_bimodal.config import PhantomConfig
+from tf_bimodal.data.builder import DATASET_FOLDER
 from tfds_builder.bimodal_breast_us import bimodal_breast_us_dataset_builder as builder_lib
 
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -30,6 +31,7 @@ class _Offline:
     """Mixin (not a test case itself): the builder under test, no checksums, no network."""
 
     DATASET_CLASS = builder_lib.BimodalBreastUs
+    EXAMPLE_DIR = str(DATASET_FOLDER / "dummy_data")  # the builder's code lives in tf_bimodal.data
     SKIP_CHECKSUMS = True  # nothing is downloaded
 
     def setUp(self):

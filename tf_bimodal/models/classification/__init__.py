@@ -19,3 +19,18 @@ from tf_bimodal.models.classification.mff_classifier import MFFClassifier
 from tf_bimodal.models.classification.stackwise_integration import StackwiseIntegrationClassifier
 from tf_bimodal.models.classification.vgg16_backbone import VGG16Backbone, apply_vgg_block
 from tf_bimodal.models.classification.vgg16_classifier import VGG16Classifier
+
+__all__ = [
+    "ClassifierTask",
+    "EarlyIntegrationClassifier",
+    "IntermediateIntegrationClassifier",
+    "LateIntegrationClassifier",
+    "MFFClassifier",
+    "StackwiseIntegrationClassifier",
+    "VGG16Backbone",
+    "VGG16Classifier",
+    "apply_vgg_block",
+    "build_backbone",
+    "build_classifier",
+    "load_backbone_weights",
+]

@@ -18,10 +18,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tf_bimodal.config import ClassificationConfig
 from tf_bimodal.layers.image_normalization import ImageNormalization
-
-MODALITY_CHANNELS = {"bmode": 1, "semode": 3}
-"""Channels of each modality's input (schema: grey B-mode, RGB SE-mode)."""
 
 
 def modality_input(name: str, image_size: int, channels: int):
@@ -71,8 +69,6 @@ def check_common_arguments(owner, num_classes, normalization):
 
 def default_optimizer():
     """SGD with the registry's defaults (§3.4: momentum 0.8, weight decay 1e-4)."""
-    from tf_bimodal.config import ClassificationConfig
-
     config = ClassificationConfig()
     return keras.optimizers.SGD(
         learning_rate=config.learning_rate,

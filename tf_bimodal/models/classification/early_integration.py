@@ -6,13 +6,13 @@ import keras
 
 from tf_bimodal.layers.soft_voting import SoftVoting
 from tf_bimodal.models.classification.classifier_task import (
-    MODALITY_CHANNELS,
     ClassifierTask,
     apply_decision_network,
     apply_modality_preprocessing,
     check_common_arguments,
     modality_input,
 )
+from tf_bimodal.schema import MODALITY_CHANNELS
 
 
 @keras.saving.register_keras_serializable(package="tf_bimodal")

@@ -81,7 +81,9 @@ def build_classifier(model: str, config: ClassificationConfig, normalization: st
             backbones["bmode_backbone"], backbones["semode_backbone"], normalization=normalization, name=model
         )
     if model == "mff_stack":
-        return StackwiseIntegrationClassifier(backbones["backbone"], normalization=normalization, name=model, **decision)
+        return StackwiseIntegrationClassifier(
+            backbones["backbone"], normalization=normalization, name=model, **decision
+        )
     if model == "mff_intermediate":
         return IntermediateIntegrationClassifier(
             backbones["bmode_backbone"], backbones["semode_backbone"], normalization=normalization, name=model,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import keras
 
 from tf_bimodal.models.classification.classifier_task import (
-    MODALITY_CHANNELS,
     ClassifierTask,
     apply_decision_network,
     apply_modality_preprocessing,
@@ -13,6 +12,7 @@ from tf_bimodal.models.classification.classifier_task import (
     modality_input,
 )
 from tf_bimodal.models.classification.late_integration import check_two_backbones
+from tf_bimodal.schema import MODALITY_CHANNELS
 
 
 @keras.saving.register_keras_serializable(package="tf_bimodal")

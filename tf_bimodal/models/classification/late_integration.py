@@ -6,13 +6,13 @@ import keras
 
 from tf_bimodal.layers.soft_voting import SoftVoting
 from tf_bimodal.models.classification.classifier_task import (
-    MODALITY_CHANNELS,
     ClassifierTask,
     apply_modality_preprocessing,
     apply_softmax_head,
     check_common_arguments,
     modality_input,
 )
+from tf_bimodal.schema import MODALITY_CHANNELS
 
 
 def check_two_backbones(owner, bmode_backbone, semode_backbone):

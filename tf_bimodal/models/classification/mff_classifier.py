@@ -6,7 +6,6 @@ import keras
 
 from tf_bimodal.layers.embracenet import EmbraceNet
 from tf_bimodal.models.classification.classifier_task import (
-    MODALITY_CHANNELS,
     ClassifierTask,
     apply_decision_network,
     apply_modality_preprocessing,
@@ -14,6 +13,7 @@ from tf_bimodal.models.classification.classifier_task import (
     check_common_arguments,
     modality_input,
 )
+from tf_bimodal.schema import MODALITY_CHANNELS
 
 
 @keras.saving.register_keras_serializable(package="tf_bimodal")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import keras
 
 from tf_bimodal.models.classification.classifier_task import (
-    MODALITY_CHANNELS,
     ClassifierTask,
     apply_modality_preprocessing,
     apply_softmax_head,
     check_common_arguments,
     modality_input,
 )
+from tf_bimodal.schema import MODALITY_CHANNELS
 
 
 @keras.saving.register_keras_serializable(package="tf_bimodal")
@@ -28,7 +28,8 @@ class VGG16Classifier(ClassifierTask):
     Outputs: ``{"decision": (batch, num_classes)}`` from the ``predictions`` layer.
     """
 
-    def __init__(self, backbone, modality: str = "bmode", normalization: str = "standardize", num_classes: int = 2, **kwargs):
+    def __init__(self, backbone, modality: str = "bmode", normalization: str = "standardize", num_classes: int = 2,
+                 **kwargs):
         if modality not in MODALITY_CHANNELS:
             raise ValueError(
                 f"VGG16Classifier: modality must be one of {tuple(MODALITY_CHANNELS)}, got {modality!r}"

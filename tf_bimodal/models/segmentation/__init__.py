@@ -4,6 +4,8 @@
 ``SegmentationConfig`` (``tf_bimodal.config``).
 """
 
+from tf_bimodal.models.segmentation.factory import MODEL_INPUTS, build_segmenter, is_multimodal
 from tf_bimodal.models.segmentation.multimodal_unet import MultimodalUNet, modal_path_names
 from tf_bimodal.models.segmentation.unet import UNet
-from tf_bimodal.models.segmentation.factory import MODEL_INPUTS, build_segmenter, is_multimodal
+
+__all__ = ["MODEL_INPUTS", "MultimodalUNet", "UNet", "build_segmenter", "is_multimodal", "modal_path_names"]

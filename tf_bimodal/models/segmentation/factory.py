@@ -5,9 +5,9 @@ from __future__ import annotations
 from tf_bimodal.config import SEGMENTATION_MODELS, SegmentationConfig
 from tf_bimodal.models.segmentation.multimodal_unet import MultimodalUNet, modal_path_names
 from tf_bimodal.models.segmentation.unet import UNet
+from tf_bimodal.schema import MODALITY_CHANNELS
 
-MODALITY_CHANNELS = {"bmode": 1, "semode": 3}
-"""Channels of each image feature of the example schema (``tf_bimodal.data.schema``)."""
+"""Channels of each image feature of the example schema (``tf_bimodal.schema``)."""
 
 MODEL_INPUTS = {
     "unet_bmode": ("bmode",),

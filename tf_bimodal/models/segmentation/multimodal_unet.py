@@ -13,7 +13,7 @@ from tf_bimodal.layers.unet_blocks import (
     check_filters,
     check_image_size,
 )
-from tf_bimodal.layers.weighted_skip import FixedModalityWeights, WeightedSkip, normalise_weights
+from tf_bimodal.layers.weighted_skip import FixedModalityWeights, WeightedSkip, normalize_weights
 from tf_bimodal.models.segmentation.auto_weight import apply_auto_weight_resnet
 
 WEIGHTINGS = ("equal", "manual", "auto")
@@ -44,7 +44,9 @@ class MultimodalUNet(keras.Model):
        combined by :class:`~tf_bimodal.layers.weighted_skip.WeightedSkip`
        (``skip_level1_weighted``) with the modality weights (layer ``modality_weights``,
        (batch, P), summing to 1): equal (MM-U-Net), manual, or from the auto-weight ResNet
-       (:mod:`~tf_bimodal.models.segmentation.auto_weight`).
+       (:mod:`~tf_bimodal.models.segmentation.auto_weight`). The weights are float32 under
+       any dtype policy, as the auto-weight softmax, so the recorded weights do not depend on
+       the policy; the weighted skip casts them to the features' dtype.
 
     Input-size rule: height and width must be multiples of ``2 ** len(stackwise_num_filters)``.
 
@@ -112,7 +114,7 @@ class MultimodalUNet(keras.Model):
         if weighting == "manual":
             if modality_weights is None:
                 raise ValueError(f"{where}: weighting='manual' needs modality_weights, one per modal path {path_names}")
-            modality_weights = normalise_weights(modality_weights, num_paths, f"{where}: modality_weights")
+            modality_weights = normalize_weights(modality_weights, num_paths, f"{where}: modality_weights")
         elif modality_weights is not None:
             raise ValueError(
                 f"{where}: modality_weights are used only with weighting='manual', got weighting={weighting!r} "
@@ -137,7 +139,7 @@ class MultimodalUNet(keras.Model):
             weights = apply_auto_weight_resnet(stacked, num_paths, auto_filters, use_batch_norm)
         else:
             fixed = [1.0 / num_paths] * num_paths if weighting == "equal" else modality_weights
-            weights = FixedModalityWeights(fixed, name="modality_weights")(inputs[0])
+            weights = FixedModalityWeights(fixed, dtype="float32", name="modality_weights")(inputs[0])
 
         x = apply_conv_block(bottom, bottleneck, use_batch_norm, name="bottleneck")
         for level in range(len(filters), 0, -1):
@@ -185,7 +187,7 @@ class MultimodalUNet(keras.Model):
             "modality_weights": None if self.modality_weights is None else list(self.modality_weights),
             "auto_weight_filters": list(self.auto_weight_filters),
             "use_batch_norm": self.use_batch_norm,
-            "image_size": self.image_size,
+            "image_size": None if self.image_size is None else list(self.image_size),
             "dense_across_levels": self.dense_across_levels,
         }
 

@@ -94,7 +94,7 @@ class UNet(keras.Model):
             "stackwise_num_filters": list(self.stackwise_num_filters),
             "bottleneck_filters": self.bottleneck_filters,
             "use_batch_norm": self.use_batch_norm,
-            "image_size": self.image_size,
+            "image_size": None if self.image_size is None else list(self.image_size),
             "input_name": self.input_name,
         }
 

@@ -1,0 +1,208 @@
+"""The package's entry points: one request from the command line or a notebook.
+
+:func:`run` is what ``run_experiments.py`` calls once it has parsed its arguments: it resolves
+the preset into one :class:`~tf_bimodal.config.ExperimentConfig` (the only place a preset name
+becomes settings), then describes the data (:func:`describe_data`), runs part or all of the
+paper's protocol (:func:`tf_bimodal.experiments.protocol.run_protocol`) and exports the
+trained experiment (:func:`tf_bimodal.export.export_experiment`).
+
+At the top of the package: it imports the experiments and the exporter, nothing imports it.
+Output layout (:mod:`tf_bimodal.layout`)::
+
+    <output>/data/<dataset>/summary.json   counts per class, availability of SE and masks, source
+    <output>/data/<dataset>/splits.json    the patient-level folds, made once and reused
+    <output>/data/<dataset>/examples.png   a few examples of each class
+    <output>/<dataset>-<preset>/           an experiment (tf_bimodal.experiments.protocol)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tf_bimodal import layout, logs
+from tf_bimodal.config import (
+    CLASSIFICATION_MODELS,
+    DEFAULT_PRESET,
+    REQUESTS,
+    DataConfig,
+    ExperimentConfig,
+    RuntimeConfig,
+    SplitConfig,
+    resolve_experiment,
+    to_dict,
+)
+from tf_bimodal.data import dataset as dataset_lib
+from tf_bimodal.data import fingerprint as fingerprint_lib
+from tf_bimodal.data import splits as splits_lib
+from tf_bimodal.evaluation.figures import save_examples_figure
+from tf_bimodal.experiments.protocol import experiment_dir, run_protocol
+from tf_bimodal.export import export_experiment
+from tf_bimodal.io import write_json
+from tf_bimodal.schema import LABELS, SYNTHETIC_NOTICE
+from tf_bimodal.training import runtime as runtime_lib
+
+logger = logging.getLogger(__name__)
+
+
+def dataset_title(data: DataConfig, name: str | None = None) -> str:
+    """A one-line description of the data, marking synthetic data as such."""
+    name = name or dataset_lib.builder_config_name(data)
+    if data.source == "phantom":
+        return f"bimodal_breast_us/{name} (synthetic phantom)"
+    if data.source == "busi":
+        return f"bimodal_breast_us/{name} (BUSI, real, B-mode only)"
+    return f"bimodal_breast_us/{name} (clinical, {data.manual_dir})"
+
+
+def _pick_examples(builder, index, per_class=2):
+    """The first ``per_class`` examples of each class present, decoded."""
+    wanted = {}
+    for position, label in enumerate(index.labels):
+        if len(wanted.setdefault(int(label), [])) < per_class:
+            wanted[int(label)].append(position)
+    positions = sorted(p for ps in wanted.values() for p in ps)
+    picked = []
+    read_config = tfds.ReadConfig(try_autocache=False)
+    ds = builder.as_dataset(split="train", read_config=read_config).take(max(positions) + 1)
+    for position, example in enumerate(ds.as_numpy_iterator()):
+        if position in positions:
+            picked.append(example)
+        if len(picked) == len(positions):
+            break
+    return picked
+
+
+def describe_data(data: DataConfig, split: SplitConfig, output: str = layout.DEFAULT_OUTPUT) -> dict:
+    """Prepare the dataset, make (or reuse) its patient-level splits and summarise it.
+
+    Returns the summary dict that is also written to ``<output>/data/<dataset>/summary.json``.
+    """
+    started = time.time()
+    builder = dataset_lib.prepare(data)
+    fingerprint = dataset_lib.stored_fingerprint(builder)
+    name = dataset_lib.builder_config_name(data, fingerprint)
+    folder = layout.data_folder(output, name)
+    os.makedirs(folder, exist_ok=True)
+    logger.info(f"Dataset: {dataset_title(data, name)}")
+    if data.source == "phantom":
+        logger.info(SYNTHETIC_NOTICE)
+    logger.info(f"  source {fingerprint_lib.describe(fingerprint)}")
+    index = dataset_lib.index_dataset(builder)
+    summary = index.summary()
+    splits = splits_lib.load_or_make_splits(
+        layout.splits_path(output, name), index.image_ids, index.patient_ids, index.labels, split
+    )
+    summary.update(
+        dataset=f"bimodal_breast_us/{name}",
+        synthetic=data.source == "phantom",
+        dataset_version=str(builder.info.version),
+        source_fingerprint=fingerprint,
+        prepared_at=builder.data_dir,
+        image_size=data.image_size,
+        data_config=to_dict(data),
+        split_config=to_dict(split),
+        folds=[
+            {part: len(fold[part]) for part in ("train", "val", "test")} for fold in splits
+        ],
+        prepare_seconds=round(time.time() - started, 1),
+    )
+    summary_path = write_json(os.path.join(folder, layout.SUMMARY_FILE), summary)
+
+    logger.info(f"  images {summary['num_images']}, patients {summary['num_patients']}, "
+                f"image size {data.image_size}x{data.image_size}")
+    for label in LABELS:
+        if label in summary:
+            logger.info(f"  {label:<10} {summary[label]['images']:>4} images  "
+                        f"{summary[label]['patients']:>4} patients")
+    logger.info(f"  with SE-mode {summary['with_semode']}, with mask {summary['with_mask']}")
+    for k, fold in enumerate(summary["folds"]):
+        logger.info(f"  fold {k}: train {fold['train']}, val {fold['val']}, test {fold['test']} images")
+    figure = save_examples_figure(
+        _pick_examples(builder, index),
+        os.path.join(folder, layout.EXAMPLES_FIGURE),
+        title=f"{dataset_title(data, name)}: examples",
+        captions=None,
+    )
+    logger.info(f"Wrote {summary_path}, {layout.splits_path(output, name)} and {figure}")
+    return summary
+
+
+def resolve(preset: str = DEFAULT_PRESET, runtime: RuntimeConfig | None = None) -> ExperimentConfig:
+    """:func:`tf_bimodal.config.resolve_experiment` with the GPUs TensorFlow sees (for ``auto``)."""
+    gpus = len(tf.config.list_physical_devices("GPU")) if preset == "auto" else 0
+    experiment = resolve_experiment(preset, runtime=runtime, gpus=gpus)
+    if preset == "auto":
+        logger.info(f"Preset auto: {experiment.name} ({gpus} GPU{'s' * (gpus != 1)} found)")
+    return experiment
+
+
+def run(
+    model: str | None = None,
+    data: DataConfig | None = None,
+    split: SplitConfig | None = None,
+    preset: str | ExperimentConfig = DEFAULT_PRESET,
+    crop: str = "predicted",
+    output: str = layout.DEFAULT_OUTPUT,
+    command: str | None = None,
+    runtime: RuntimeConfig | None = None,
+    export: str | None = None,
+) -> dict:
+    """Run one request: describe the data, or run part or all of the paper's protocol.
+
+    Progress lines go to the ``tf_bimodal`` logger, shown on standard output
+    (:func:`tf_bimodal.logs.console`) and copied into each run's ``log.txt``.
+
+    Args:
+        model: ``None`` (prepare and describe the data set); a segmenter of Table 1
+            (``SEGMENTATION_MODELS``); a classifier of Table 2 (``CLASSIFICATION_MODELS``),
+            which with ``crop="predicted"`` first trains or reuses W-MM-U-Net for the crops;
+            ``table1``, ``table2``, ``all`` or ``grid_search``
+            (see :mod:`tf_bimodal.experiments.protocol`).
+        data: which data (default: the synthetic phantom).
+        split: the patient-level split settings (default: the paper's protocol, 5 folds).
+        preset: ``paper``, ``cpu``, ``quick`` or ``auto`` (``paper`` with a GPU, else ``cpu``),
+            or an already resolved ``ExperimentConfig``.
+        crop: single classifiers: ``predicted`` (W-MM-U-Net masks), ``manual`` or ``none``.
+        output: the results folder; experiments go to ``<output>/<dataset>-<preset>/``.
+        command: the command line, recorded in the report.
+        runtime: strategy, precision and TensorBoard (``RuntimeConfig``; default: ``auto``
+            strategy, float32, TensorBoard on); ignored when ``preset`` is an
+            ``ExperimentConfig``, which carries its own.
+        export: a folder: after the request (or alone, without ``model``), export the
+            experiment's W-MM-U-Net, MFF and the end-to-end CAD pipeline as SavedModels there
+            (:func:`tf_bimodal.export.export_experiment`). In a multi-worker run only the
+            chief exports.
+
+    Returns:
+        The data summary (``model=None``), or ``run_protocol``'s record of the steps and the
+        report's path.
+    """
+    logs.console()
+    data = data or DataConfig()
+    split = split or SplitConfig()
+    if model is None and export is None:
+        return describe_data(data, split, output)
+    if model is not None and model not in REQUESTS:
+        raise ValueError(f"model must be one of {REQUESTS} (or None to describe the data), got {model!r}")
+    experiment = preset if isinstance(preset, ExperimentConfig) else resolve(preset, runtime)
+    if model is None:
+        return _export(output, data, experiment, crop, export)
+    result = run_protocol(model, data, split, experiment, output, crop=crop, command=command)
+    if export is not None:
+        result["export"] = _export(output, data, experiment, crop if model in CLASSIFICATION_MODELS else "predicted",
+                                   export)
+    return result
+
+
+def _export(output, data, experiment, crop, export_dir) -> dict:
+    if not runtime_lib.is_chief(experiment.runtime):
+        logger.info(f"Not exporting to {export_dir}: only the chief worker exports")
+        return {"skipped": "not the chief worker"}
+    root = experiment_dir(output, data, experiment.name)
+    logger.info(f"Exporting {root} to {export_dir}")
+    return export_experiment(root, export_dir, classifier_run=layout.classification_run_name("mff", crop))
