@@ -77,12 +77,16 @@ def parse_args(argv=None):
                              "SavedModels into DIR (after --model, or alone for an experiment already trained)")
     parser.add_argument("--no-tensorboard", action="store_true",
                         help="do not write TensorBoard logs (default: every fold writes them)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up messages")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress lines appear at once, also through a pipe
+    from tf_bimodal import logs
+
+    logs.start_tensorflow(args.verbose)  # TensorFlow's start-up lines only with --verbose
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.ERROR)

@@ -81,9 +81,3 @@ def quick_experiment(name: str = "quick", runtime=None, **overrides):
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def pytest_collection_modifyitems(config, items):
-    """Run the slow tests first: with ``-n 2`` the long end-to-end runs then overlap the many
-    short ones instead of trailing alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -23,7 +23,7 @@ LAYERS = (
     ("tf_bimodal.evaluation",),
     ("tf_bimodal.experiments",),
     ("tf_bimodal.export",),
-    ("tf_bimodal.workflow",),
+    ("tf_bimodal.workflow", "tf_bimodal.cli", "tf_bimodal.__main__"),
 )
 """The package's layers, bottom first: a module imports only from its own layer and those below
 (docs/architecture.md)."""

@@ -6,9 +6,11 @@ ultrasound images" (Bioeng. Transl. Med., e10480). See ``docs/architecture.md`` 
 parts fit together; imports run one way, from the top of this list to the bottom.
 
 Modules and subpackages:
+    tf_bimodal.cli: the ``tf-bimodal`` command (``python -m tf_bimodal``); it only parses.
     tf_bimodal.workflow: entry points, ``run`` (what ``run_experiments.py`` calls) and
         ``describe_data``; a preset name becomes an ``ExperimentConfig`` here, once.
-    tf_bimodal.export: SavedModels of the fold ensembles and the end-to-end CAD pipeline.
+    tf_bimodal.export: SavedModels of the fold ensembles and the end-to-end CAD pipeline, and
+        prediction on new patients' files with an exported pipeline.
     tf_bimodal.experiments: the cross-validation driver, the segmentation, classification and
         grid-search runs, the protocol (segment -> crop -> classify) and its report.
     tf_bimodal.evaluation: statistics over folds, the fold union, patient votes, the Youden

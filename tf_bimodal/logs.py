@@ -70,3 +70,34 @@ def run_log(folder: str, file_name: str = "log.txt") -> Iterator[str]:
     finally:
         logger.removeHandler(handler)
         handler.close()
+
+
+def start_tensorflow(verbose: bool = False) -> None:
+    """Import TensorFlow and probe its devices, hiding its start-up lines unless ``verbose``.
+
+    TensorFlow's C++ start-up messages (oneDNN, the CUDA probe's ``failed call to cuInit`` on
+    every machine without a GPU, which reads like a failure) bypass Python's logging and
+    ``TF_CPP_MIN_LOG_LEVEL``; they are written to the process's standard error while it
+    starts. Without ``verbose`` that stream is sent to ``os.devnull`` for the duration of the
+    import and the device probe, then restored; later messages are shown as usual.
+    """
+    if verbose:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        # Only the device probe: no tensor is made, so the runtime is not started yet (a
+        # multi-worker strategy must be created before it is).
+        tf.config.list_physical_devices("GPU")
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -33,6 +33,7 @@ from tf_bimodal.config import (
     ExperimentConfig,
     RuntimeConfig,
     SplitConfig,
+    load_overrides_file,
     resolve_experiment,
     to_dict,
 )
@@ -41,8 +42,10 @@ from tf_bimodal.data import fingerprint as fingerprint_lib
 from tf_bimodal.data import splits as splits_lib
 from tf_bimodal.evaluation.figures import save_examples_figure
 from tf_bimodal.experiments.protocol import experiment_dir, run_protocol
+from tf_bimodal.experiments.report import write_report
 from tf_bimodal.export import export_experiment
 from tf_bimodal.io import write_json
+from tf_bimodal.models.classification.backbone_weights import check_backbone_weights
 from tf_bimodal.schema import LABELS, SYNTHETIC_NOTICE
 from tf_bimodal.training import runtime as runtime_lib
 
@@ -132,10 +135,22 @@ def describe_data(data: DataConfig, split: SplitConfig, output: str = layout.DEF
     return summary
 
 
-def resolve(preset: str = DEFAULT_PRESET, runtime: RuntimeConfig | None = None) -> ExperimentConfig:
-    """:func:`tf_bimodal.config.resolve_experiment` with the GPUs TensorFlow sees (for ``auto``)."""
+def resolve(preset: str = DEFAULT_PRESET, runtime: RuntimeConfig | None = None, overrides=(),
+            config_file: str | None = None) -> ExperimentConfig:
+    """:func:`tf_bimodal.config.resolve_experiment` with the GPUs TensorFlow sees (for ``auto``).
+
+    Args:
+        preset: ``paper``, ``cpu``, ``quick`` or ``auto``.
+        runtime: the ``RuntimeConfig``.
+        overrides: ``section.key=value`` changes of the preset (``--set``), applied after
+            ``config_file``.
+        config_file: a TOML or JSON file of settings by section (``--config``).
+    """
     gpus = len(tf.config.list_physical_devices("GPU")) if preset == "auto" else 0
-    experiment = resolve_experiment(preset, runtime=runtime, gpus=gpus)
+    overrides = [*(load_overrides_file(config_file) if config_file else []), *overrides]
+    experiment = resolve_experiment(preset, runtime=runtime, gpus=gpus, overrides=overrides)
+    if experiment.overrides:
+        logger.info(f"Settings changed from the {experiment.name} preset: {', '.join(experiment.overrides)}")
     if preset == "auto":
         logger.info(f"Preset auto: {experiment.name} ({gpus} GPU{'s' * (gpus != 1)} found)")
     return experiment
@@ -151,6 +166,7 @@ def run(
     command: str | None = None,
     runtime: RuntimeConfig | None = None,
     export: str | None = None,
+    folds=None,
 ) -> dict:
     """Run one request: describe the data, or run part or all of the paper's protocol.
 
@@ -177,6 +193,8 @@ def run(
             experiment's W-MM-U-Net, MFF and the end-to-end CAD pipeline as SavedModels there
             (:func:`tf_bimodal.export.export_experiment`). In a multi-worker run only the
             chief exports.
+        folds: train only these folds (one job per fold); see
+            :func:`tf_bimodal.experiments.protocol.run_protocol`.
 
     Returns:
         The data summary (``model=None``), or ``run_protocol``'s record of the steps and the
@@ -192,7 +210,12 @@ def run(
     experiment = preset if isinstance(preset, ExperimentConfig) else resolve(preset, runtime)
     if model is None:
         return _export(output, data, experiment, crop, export)
-    result = run_protocol(model, data, split, experiment, output, crop=crop, command=command)
+    if model in (*CLASSIFICATION_MODELS, "table2", "all"):
+        # A missing weights file, or required weights that cannot be had, fails now rather
+        # than after the segmenters have trained.
+        check_backbone_weights(experiment.classification.backbone_weights,
+                               experiment.classification.require_backbone_weights)
+    result = run_protocol(model, data, split, experiment, output, crop=crop, command=command, folds=folds)
     if export is not None:
         result["export"] = _export(output, data, experiment, crop if model in CLASSIFICATION_MODELS else "predicted",
                                    export)
@@ -206,3 +229,14 @@ def _export(output, data, experiment, crop, export_dir) -> dict:
     root = experiment_dir(output, data, experiment.name)
     logger.info(f"Exporting {root} to {export_dir}")
     return export_experiment(root, export_dir, classifier_run=layout.classification_run_name("mff", crop))
+
+
+def report(data: DataConfig, experiment: ExperimentConfig, output: str = layout.DEFAULT_OUTPUT) -> str:
+    """Rewrite the report of the experiment ``<output>/<dataset>-<preset>`` from its results;
+    returns the report's path."""
+    root = experiment_dir(output, data, experiment.name)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"no experiment at {root}: train something first (tf-bimodal train MODEL)")
+    path = write_report(root, data)
+    logger.info(f"Report: {path}")
+    return path

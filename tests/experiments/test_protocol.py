@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from tf_bimodal.config import TABLE1_ROWS, TABLE2_ROWS, DataConfig
@@ -19,6 +22,7 @@ from tf_bimodal.experiments.protocol import experiment_dir, plan_steps
 from tf_bimodal.experiments.report import fold_ensemble
 
 ROOT = Path(__file__).resolve().parents[2]
+BUSI_SAMPLE = ROOT.parent / "shared" / "data" / "busi_sample"
 IMAGE_SIZE = "64"
 
 
@@ -152,6 +156,31 @@ def test_mff_chain_writes_the_report_and_reuses_its_steps(tmp_path):
     record = json.loads((exported / "export.json").read_text())
     assert set(record["signatures"]) == {"segmenter", "classifier", "cad_pipeline"} and record["synthetic"] is True
     assert (exported / "cad_pipeline" / "saved_model.pb").is_file()
+    assert (root / "training_curves.png").is_file() and (root / "confusion_matrices.png").is_file()
+
+    # A new patient's files through `tf-bimodal predict`: BUSI's RGB PNGs of grey content,
+    # B-mode only, their masks beside them skipped, and a corrupt file that fails alone.
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    busi = BUSI_SAMPLE / "Dataset_BUSI_with_GT" / "malignant"
+    for name in ("malignant (1).png", "malignant (1)_mask.png", "malignant (2).png"):
+        if busi.is_dir():
+            shutil.copy(busi / name, scans / name)
+        else:  # without the shared BUSI sample: RGB PNGs of grey content, as BUSI's
+            grey = np.random.default_rng(len(name)).integers(0, 255, (90, 120), dtype=np.uint8)
+            cv2.imwrite(str(scans / name), np.repeat(grey[..., None], 3, axis=-1))
+    (scans / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    predicted = subprocess.run(
+        [sys.executable, "-m", "tf_bimodal", "predict", str(exported), "--folder", str(scans), "--output",
+         str(tmp_path / "predictions"), "--no-progress"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert predicted.returncode == 1, predicted.stdout[-2000:] + predicted.stderr[-2000:]  # one case failed
+    rows = {row["id"]: row for row in csv.DictReader((tmp_path / "predictions" / "predictions.csv").open())}
+    assert set(rows) == {"malignant_1", "malignant_2", "corrupt"}
+    assert rows["corrupt"]["status"] == "error" and "corrupt.png" in rows["corrupt"]["error"]
+    for name in ("malignant_1", "malignant_2"):
+        assert rows[name]["status"] == "ok" and rows[name]["modalities"] == "bmode"
+        assert (tmp_path / "predictions" / f"{name}_overlay.png").is_file()
+    assert "SYNTHETIC PHANTOM MODEL" in predicted.stdout
 
     # Manual crops need no segmentation: a new step, the W-MM-U-Net one is not asked for.
     third = _run(tmp_path, "--model", "vgg16_semode", "--crop", "manual")

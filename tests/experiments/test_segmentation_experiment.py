@@ -110,3 +110,17 @@ def test_bmode_only_data_runs_unet_bmode_refuses_multimodal_and_rotating_folds_h
     assert summary["modality_weights"] is None
     masks = load_predicted_masks(summary["predicted_masks"])
     assert len(masks) == sum(fold["num_images"]["test"] for fold in summary["folds"]) == 50
+
+
+@pytest.mark.slow
+def test_one_fold_per_job_writes_the_summary_when_every_fold_is_finished(tmp_path, progress):
+    data = DataConfig(source="phantom", image_size=32, data_dir=str(tmp_path / "tfds"), phantom=TINY_PHANTOM)
+    split = SplitConfig(scheme="kfold", num_folds=3)
+    output = str(tmp_path / "runs")
+    first = run_segmentation("unet_bmode", data, split, TINY, output, folds=[1])
+    assert first["partial"] is True and first["finished_folds"] == [1] and first["missing_folds"] == [0, 2]
+    assert not (tmp_path / "runs" / "unet_bmode" / "summary.json").exists()
+    assert any("left to its own job (--fold 0)" in line for line in progress)
+    second = run_segmentation("unet_bmode", data, split, TINY, output, folds=[0, 2])
+    assert second["timing"]["reused_folds"] == [1] and [fold["fold"] for fold in second["folds"]] == [0, 1, 2]
+    assert (tmp_path / "runs" / "unet_bmode" / "summary.json").is_file()

@@ -112,7 +112,7 @@ SERVING_SCRIPT = textwrap.dedent('''
     b, s = inputs["bmode"][0], inputs["semode"][0]
     malformed = {
         "bmode_rank_4": (b[np.newaxis], s),
-        "bmode_3_channels": (np.repeat(b, 3, axis=-1), s),
+        "bmode_2_channels": (np.repeat(b, 2, axis=-1), s),
         "semode_2_channels": (b, s[..., :2]),
         "semode_rank_2": (b, s[..., 0]),
         "empty": (np.zeros((0, 0), np.uint8), np.zeros((0, 0, 3), np.uint8)),
@@ -376,9 +376,11 @@ def test_cad_pipeline_falls_back_to_the_whole_image_without_a_lesion():
 
 
 @pytest.mark.parametrize("bmode_shape, semode_shape, message", [
-    ((1, 8, 8, 1), (8, 8, 3), "bmode must be a uint8 grey B-mode image of shape \\[H, W\\] or \\[H, W, 1\\]; got rank"),
-    ((8, 8, 3), (8, 8, 3), "bmode must be .* got a channel count other than 1"),
-    ((8, 8), (8, 8, 2), "semode must be a uint8 colour SE-mode image of shape \\[H, W, 3\\]; got.*channels"),
+    ((1, 8, 8, 1), (8, 8, 3), "bmode must be a uint8 grey B-mode image of shape \\[H, W\\] or \\[H, W, 1\\], or grey "
+                              "stored as RGB \\[H, W, 3\\] or RGBA \\[H, W, 4\\]; got rank"),
+    ((8, 8, 2), (8, 8, 3), "bmode must be .*; got\\] \\[2\\] \\[channels:\\]"),
+    ((8, 8), (8, 8, 2), "semode must be a uint8 colour SE-mode image of shape \\[H, W, 3\\] \\(RGB\\) or "
+                        "\\[H, W, 4\\] \\(RGBA\\); got.*channels"),
     ((8, 8), (8, 8), "semode must be .*; got rank"),
     ((0, 0), (0, 0, 3), "bmode is empty"),
     ((8, 8), (6, 8, 3), "bmode and semode must have the same height and width"),
@@ -422,7 +424,8 @@ def test_export_json_records_sources_thresholds_and_signatures(experiment, expor
     assert {name: (o["dtype"], o["shape"]) for name, o in outputs.items()} == {
         "mask": ("uint8", [None, None]), "lesion_probability": ("float32", [None, None]),
         "box": ("int32", [4]), "p_malignant": ("float32", []), "fold_p_malignant": ("float32", [2]),
-        "label": ("int32", []), "threshold": ("float32", []),
+        "label": ("int32", []), "threshold": ("float32", []), "availability": ("float32", [2]),
+        "segmented": ("bool", []),
     }
     assert cad["serve_batch"]["outputs"]["box"]["shape"] == [None, 4]
     assert record["signatures"]["segmenter"]["serving_default"]["inputs"]["semode"] == {
@@ -436,7 +439,7 @@ def test_export_json_records_sources_thresholds_and_signatures(experiment, expor
 def test_serving_needs_only_tensorflow(served):
     report = served["report"]
     assert report["tf_bimodal_imported"] is False
-    assert report["cad_signatures"] == ["serve_batch", "serving_default"]
+    assert report["cad_signatures"] == ["serve_batch", "serve_bmode_only", "serve_bmode_only_batch", "serving_default"]
     assert report["segmenter_signatures"] == ["serve_float", "serving_default"]
 
 
@@ -518,10 +521,12 @@ def test_cad_pipeline_is_deterministic_and_batches_like_single_pairs(served):
 def test_cad_pipeline_rejects_malformed_inputs_with_clear_messages(served):
     errors = served["report"]["errors"]
     expected = {
-        "bmode_rank_4": "bmode must be a uint8 grey B-mode image of shape [H, W] or [H, W, 1]; got rank",
-        "bmode_3_channels": "got a channel count other than 1",
-        "semode_2_channels": "semode must be a uint8 colour SE-mode image of shape [H, W, 3]; got",
-        "semode_rank_2": "semode must be a uint8 colour SE-mode image of shape [H, W, 3]; got rank",
+        "bmode_rank_4": "bmode must be a uint8 grey B-mode image of shape [H, W] or [H, W, 1], or grey stored as "
+                        "RGB [H, W, 3] or RGBA [H, W, 4]; got rank",
+        "bmode_2_channels": "; got] [2] [channels:]",
+        "semode_2_channels": "semode must be a uint8 colour SE-mode image of shape [H, W, 3] (RGB) or [H, W, 4] (RGBA); got",
+        "semode_rank_2": "semode must be a uint8 colour SE-mode image of shape [H, W, 3] (RGB) or [H, W, 4] (RGBA); "
+                         "got rank",
         "empty": "bmode is empty (zero height or width)",
         "mismatched_sizes": "bmode and semode must have the same height and width",
         "batch_semode_rank_3": "semode must be a uint8 batch of colour SE-mode images of shape [N, H, W, 3]",

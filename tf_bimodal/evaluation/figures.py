@@ -447,3 +447,168 @@ def save_grid_figure(path, models, grid: GridSearchConfig, title: str) -> str:
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+# --------------------------------------------------------------------------- a prediction
+
+
+def save_prediction_overlay(bmode, semode, mask, box, p_malignant: float, label: str, threshold: float,
+                            path: str, title: str = "", notice: str | None = None) -> str:
+    """One case's picture: B-mode and SE-mode side by side with the lesion contour and the crop
+    box, titled with p(malignant), the label and the threshold (the CAD chain of §3.1-§3.3).
+
+    Args:
+        bmode: uint8 ``(H, W)`` or ``(H, W, 1)``.
+        semode: uint8 ``(H, W, 3)``, or None for a B-mode-only case (the panel says so).
+        mask: ``(H, W)`` 0/1 lesion mask.
+        box: ``[y0, x0, y1, x1]`` crop box (ends exclusive).
+        p_malignant, label, threshold: the classifier's output.
+        path: the PNG to write (atomically: a temporary file, then a rename).
+        title: the case's name.
+        notice: a warning printed across the top (the synthetic-data notice).
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    bmode = np.asarray(bmode)
+    bmode = bmode[..., 0] if bmode.ndim == 3 else bmode
+    mask = np.asarray(mask)
+    mask = mask[..., 0] if mask.ndim == 3 else mask
+    y0, x0, y1, x1 = (int(v) for v in box)
+    height, width = bmode.shape
+    panel = 3.2
+    figure, axes = plt.subplots(1, 2, figsize=(2 * panel, panel * height / max(width, 1) + 0.9), squeeze=False)
+    for axis, (name, image) in zip(axes[0], (("B-mode", bmode), ("SE-mode", semode))):
+        if image is None:
+            axis.set_facecolor("black")
+            axis.text(0.5, 0.5, "SE-mode not available\n(B-mode only)", ha="center", va="center", color="white",
+                      fontsize=8, transform=axis.transAxes)
+        else:
+            axis.imshow(image, cmap="gray" if image.ndim == 2 or image.shape[-1] == 1 else None, vmin=0, vmax=255)
+            if mask.any():
+                axis.contour(mask, levels=[0.5], colors=["lime"], linewidths=1.0)
+            axis.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="yellow",
+                                     linewidth=1.0, linestyle="--"))
+        axis.set_title(name, fontsize=8)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    lines = [f"{title}: {label}, p(malignant) {p_malignant:.3f} (threshold {threshold:.3f})",
+             "lesion contour green, crop box yellow" if mask.any() else "no lesion found: the whole image is the crop"]
+    if notice:
+        lines.insert(0, notice)
+    figure.suptitle("\n".join(lines), fontsize=7)
+    figure.tight_layout()
+    tmp_path = f"{path}.tmp.png"
+    figure.savefig(tmp_path, dpi=100)
+    plt.close(figure)
+    os.replace(tmp_path, path)
+    return path
+
+
+# --------------------------------------------------------------------------- training curves, confusion
+
+
+def save_training_curves(histories: dict, path: str, title: str = "") -> str | None:
+    """One panel per run: the training and validation loss of every fold over the epochs, and
+    the validation score the run selects on (``val_dice`` or ``val_accuracy``) on a second axis.
+
+    Args:
+        histories: ``{run name: [one dict of per-epoch lists per fold]}`` (a fold's
+            ``history.csv`` columns: ``loss``, ``val_loss``, ``val_dice``, ...).
+        path: the PNG to write.
+        title: the figure title (say "synthetic" there for phantom data).
+
+    Returns:
+        ``path``, or None when there is no history.
+    """
+    histories = {name: [h for h in folds if h.get("loss")] for name, folds in histories.items()}
+    histories = {name: folds for name, folds in histories.items() if folds}
+    if not histories:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    columns = min(4, len(histories))
+    rows = -(-len(histories) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.6 * rows + 0.6), squeeze=False)
+    for axis, (name, folds) in zip(axes.ravel(), histories.items()):
+        score_axis = axis.twinx()
+        for number, history in enumerate(folds):
+            epochs = np.arange(1, len(history["loss"]) + 1)
+            axis.plot(epochs, history["loss"], color="tab:blue", linewidth=0.8, alpha=0.7,
+                      label="train loss" if number == 0 else None)
+            if history.get("val_loss"):
+                axis.plot(epochs, history["val_loss"], color="tab:orange", linewidth=0.8, alpha=0.7,
+                          label="val loss" if number == 0 else None)
+            score = "val_dice" if history.get("val_dice") else "val_accuracy"
+            if history.get(score):
+                score_axis.plot(epochs, history[score], color="tab:green", linewidth=0.8, linestyle="--",
+                                label=score if number == 0 else None)
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        axis.set_title(f"{name} ({len(folds)} folds)", fontsize=8)
+        axis.set_xlabel("epoch", fontsize=7)
+        axis.set_ylabel("loss", fontsize=7)
+        score_axis.set_ylim(0, 1)
+        axis.tick_params(labelsize=6)
+        score_axis.tick_params(labelsize=6)
+        handles = axis.get_legend_handles_labels()[0] + score_axis.get_legend_handles_labels()[0]
+        axis.legend(handles=handles, fontsize=6, loc="upper right")
+    for axis in axes.ravel()[len(histories):]:
+        axis.axis("off")
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def save_confusion_matrices(matrices: dict, path: str, title: str = "") -> str | None:
+    """One 2 x 2 confusion matrix per classifier (rows: true benign / malignant; columns:
+    predicted), with counts and the row shares.
+
+    Args:
+        matrices: ``{run name: [[TN, FP], [FN, TP]]}``.
+        path: the PNG to write.
+        title: the figure title.
+
+    Returns:
+        ``path``, or None when there is no matrix.
+    """
+    if not matrices:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(5, len(matrices))
+    rows = -(-len(matrices) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.4 * rows + 0.6), squeeze=False)
+    for axis, (name, counts) in zip(axes.ravel(), matrices.items()):
+        counts = np.asarray(counts, dtype=np.int64)
+        shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        axis.imshow(shares, vmin=0, vmax=1, cmap="Blues")
+        for (i, j), value in np.ndenumerate(counts):
+            axis.text(j, i, f"{value}\n{100 * shares[i, j]:.0f} %", ha="center", va="center", fontsize=7,
+                      color="white" if shares[i, j] > 0.6 else "black")
+        axis.set_xticks([0, 1], ["benign", "malignant"], fontsize=6)
+        axis.set_yticks([0, 1], ["benign", "malignant"], fontsize=6)
+        axis.set_xlabel("predicted", fontsize=6)
+        axis.set_ylabel("true", fontsize=6)
+        axis.set_title(name, fontsize=7)
+    for axis in axes.ravel()[len(matrices):]:
+        axis.axis("off")
+    figure.suptitle(title, fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

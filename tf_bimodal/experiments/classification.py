@@ -41,6 +41,7 @@ import hashlib
 import logging
 import math
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -316,6 +317,7 @@ def run_classification(
     experiment: ExperimentConfig,
     output: str,
     crop: str = "predicted",
+    folds: Sequence[int] | None = None,
 ) -> dict:
     """Cross-validate one classifier of Table 2 (§3.3, §3.4, §4.2) and write its results.
 
@@ -336,9 +338,12 @@ def run_classification(
         output: the experiment's folder.
         crop: ``"predicted"`` (W-MM-U-Net masks; needs ``<output>/w_mm_unet/predicted_masks.npz``),
             ``"manual"`` (ground-truth masks) or ``"none"`` (full images).
+        folds: train only these folds (one fold per job); the summary is written once every
+            fold is finished.
 
     Returns:
-        The summary dict written to ``<output>/<run>/summary.json``.
+        The summary dict written to ``<output>/<run>/summary.json`` (with ``folds``, a
+        ``"partial"`` record until every fold is finished).
 
     Raises:
         ValueError: unknown model or crop; a model that needs SE-mode images on data without
@@ -388,4 +393,4 @@ def run_classification(
             crop_record, excluded, run_folder, split, experiment.name, notice, runtime,
         )
         return cross_validate(task, experiment_data.splits, run_folder, key,
-                              {"model": model, "crop": crop, "preset": experiment.name}, runtime)
+                              {"model": model, "crop": crop, "preset": experiment.name}, runtime, folds=folds)

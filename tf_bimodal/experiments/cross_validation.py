@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -274,6 +275,7 @@ def cross_validate(
     description: dict,
     runtime: RuntimeConfig | None = None,
     started: float | None = None,
+    folds: Sequence[int] | None = None,
 ) -> dict:
     """Run ``task`` on every fold of ``splits`` in ``run_folder``; returns its summary.
 
@@ -281,6 +283,11 @@ def cross_validate(
     returned summary). Otherwise the folder is (re)started, folds finished under ``key`` are
     reused, the others trained in order, and ``summary.json`` is written last. Every line
     logged meanwhile also goes to ``<run_folder>/log.txt``.
+
+    With ``folds``, only those folds are trained (one fold per job on a cluster: each job
+    trains its fold into the same ``run_folder``); the summary is written by the job that
+    finds every fold finished. Until then the returned record has ``"partial": True`` and
+    the folds still missing.
     """
     started = started or time.time()
     done = reusable_summary(run_folder, key)
@@ -289,7 +296,7 @@ def cross_validate(
         return {**done, "reused": True}
     start_run_dir(run_folder, key, description)
     with logs.run_log(run_folder, layout.LOG_FILE):
-        results, reused = [], []
+        results, reused, missing = [], [], []
         for number, split in enumerate(splits):
             k = split["fold"]
             fold = Fold(
@@ -305,6 +312,10 @@ def cross_validate(
                 reused.append(k)
                 logger.info(f"{fold.label}: finished earlier, reusing {fold.folder}")
                 continue
+            if folds is not None and k not in folds:
+                missing.append(k)
+                logger.info(f"{fold.label}: not finished, left to its own job (--fold {k})")
+                continue
             fold_started = time.time()
             os.makedirs(fold.folder, exist_ok=True)
             runtime_lib.clear_session(runtime)  # keeps the dtype policy, unlike keras' own
@@ -317,6 +328,11 @@ def cross_validate(
             left = fold.count - number - 1
             logger.info(f"{fold.label}: {task.fold_line(result)} (fold {seconds:.0f} s, elapsed "
                         f"{time.time() - started:.0f} s, {left} folds left, about {left * seconds:.0f} s)")
+        if missing:
+            logger.info(f"{task.run_name}: folds {missing} are still to be trained; the summary is written "
+                        "once every fold is finished")
+            return {"partial": True, "run": task.run_name, "cache_key": key, "finished_folds":
+                    [result["fold"] for result in results], "missing_folds": missing}
         timing = {
             "total_seconds": round(time.time() - started, 1),
             "fold_seconds": [result["seconds"] for result in results],

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 
 from tf_bimodal import layout
 from tf_bimodal.config import (
@@ -94,10 +95,10 @@ def plan_steps(request: str, crop: str = "predicted") -> list[TableRow]:
     raise ValueError(f"model must be one of {REQUESTS}, got {request!r}")
 
 
-def _run_step(row: TableRow, data, split, experiment, root) -> dict:
+def _run_step(row: TableRow, data, split, experiment, root, folds=None) -> dict:
     if row.crop is None:
-        return run_segmentation(row.model, data, split, experiment, root)
-    return run_classification(row.model, data, split, experiment, root, crop=row.crop)
+        return run_segmentation(row.model, data, split, experiment, root, folds=folds)
+    return run_classification(row.model, data, split, experiment, root, crop=row.crop, folds=folds)
 
 
 def _record_steps(root: str, records: list[dict]) -> dict:
@@ -118,6 +119,7 @@ def run_protocol(
     output: str = layout.DEFAULT_OUTPUT,
     crop: str = "predicted",
     command: str | None = None,
+    folds: Sequence[int] | None = None,
 ) -> dict:
     """Run a request of the paper's protocol and write the experiment's report.
 
@@ -130,6 +132,9 @@ def run_protocol(
         output: results folder; the experiment goes to ``<output>/<dataset>-<name>/``.
         crop: for a single classifier: ``predicted`` (the chain), ``manual`` or ``none``.
         command: the command line that asked, for the report.
+        folds: train only these folds of each step (one fold per job, e.g. a SLURM array);
+            a step whose other folds are not finished yet stops the request there (the steps
+            after it need its summary), and the job that finishes the last fold writes it.
 
     Returns:
         ``{"experiment_dir", "steps": [records], "report"}``; a record holds the step's name,
@@ -163,8 +168,17 @@ def run_protocol(
             step_started = time.time()
             logger.info(f"== step {number}/{len(steps)}: {row.name} [{row.network}; {row.modality}"
                 + (f"; crop {row.crop}" if row.crop else "") + f"] (elapsed {step_started - started:.0f} s)")
-            summary = _run_step(row, data, split, experiment, root)
+            summary = _run_step(row, data, split, experiment, root, folds)
             seconds = time.time() - step_started
+            if summary.get("partial"):
+                records.append({"name": row.name, "kind": "segmentation" if row.crop is None else "classification",
+                                "status": "partial", "finished_folds": summary["finished_folds"],
+                                "missing_folds": summary["missing_folds"], "seconds": round(seconds, 1),
+                                "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+                if number < len(steps):
+                    logger.info(f"== step {number}/{len(steps)}: {row.name} waits for folds "
+                                f"{summary['missing_folds']}; the steps after it run once it is complete")
+                break
             records.append({
                 "name": row.name,
                 "kind": "segmentation" if row.crop is None else "classification",

@@ -23,6 +23,7 @@ Every number comes from the result files of this folder; nothing is taken from t
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import os
@@ -41,7 +42,13 @@ from tf_bimodal.data import inputs
 from tf_bimodal.data.splits import load_splits
 from tf_bimodal.evaluation.classification import METRIC_NAMES as CLASSIFICATION_METRICS
 from tf_bimodal.evaluation.classification import binary_metrics, patient_vote
-from tf_bimodal.evaluation.figures import pick_panel_images, save_roc_figure, save_segmentation_panel
+from tf_bimodal.evaluation.figures import (
+    pick_panel_images,
+    save_confusion_matrices,
+    save_roc_figure,
+    save_segmentation_panel,
+    save_training_curves,
+)
 from tf_bimodal.evaluation.predictions import read_prediction_rows
 from tf_bimodal.evaluation.statistics import compare_to_reference
 from tf_bimodal.io import read_json, read_json_or_none
@@ -53,6 +60,8 @@ logger = logging.getLogger(__name__)
 REPORT_FILE = layout.REPORT_FILE
 FIG5_FILE = "fig5_segmentation.png"
 FIG6_FILE = "fig6_roc.png"
+CURVES_FILE = "training_curves.png"
+CONFUSION_FILE = "confusion_matrices.png"
 PANEL_IMAGES = 4
 METRIC_TITLES = {
     "dice": "Dice", "iou": "IoU", "precision": "Precision", "recall": "Recall", "accuracy": "Accuracy",
@@ -247,6 +256,58 @@ def _figure6(root: str, summaries: dict, synthetic: bool) -> str | None:
     return path
 
 
+def _histories(root: str, names) -> dict:
+    """``{run: [per-fold {column: values}]}`` from the folds' ``history.csv``."""
+    histories = {}
+    for name in names:
+        run_dir = os.path.join(root, name)
+        folds = []
+        for fold in sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []:
+            path = os.path.join(run_dir, fold, layout.HISTORY_FILE)
+            if layout.FOLD_PATTERN.match(fold) and os.path.isfile(path):
+                with open(path, newline="") as handle:
+                    rows = list(csv.DictReader(handle))
+                columns = rows[0] if rows else {}
+                folds.append({key: [float(row[key]) for row in rows if row.get(key)] for key in columns})
+        histories[name] = folds
+    return histories
+
+
+def _confusion(root: str, names) -> dict:
+    """``{run: [[TN, FP], [FN, TP]]}`` over every fold's test images, each at its fold's threshold."""
+    matrices = {}
+    for name in names:
+        run_dir = os.path.join(root, name)
+        counts = np.zeros((2, 2), np.int64)
+        for fold in sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []:
+            path = os.path.join(run_dir, fold, layout.FOLD_PREDICTIONS_FILE)
+            if layout.FOLD_PATTERN.match(fold) and os.path.isfile(path):
+                for row in read_prediction_rows(path, "test"):
+                    counts[int(row["label"]), int(row["prediction"])] += 1
+        if counts.sum():
+            matrices[name] = counts.tolist()
+    return matrices
+
+
+def _training_figures(root: str, segmenters: dict, classifiers: dict, synthetic: bool) -> list[str]:
+    """The report's section of training curves and confusion matrices (pictures of what
+    TensorBoard holds)."""
+    prefix = "SYNTHETIC PHANTOM. " if synthetic else ""
+    lines = []
+    curves = save_training_curves(_histories(root, [*segmenters, *classifiers]), os.path.join(root, CURVES_FILE),
+                                  title=prefix + "Training and validation loss per fold; dashed: the validation "
+                                        "score the epoch is selected on")
+    confusion = save_confusion_matrices(_confusion(root, classifiers), os.path.join(root, CONFUSION_FILE),
+                                        title=prefix + "Test images of all folds, each at its fold's threshold")
+    if curves or confusion:
+        lines += ["## Training curves and confusion matrices", ""]
+        if curves:
+            lines += [f"![Training curves]({CURVES_FILE})", ""]
+        if confusion:
+            lines += [f"![Confusion matrices]({CONFUSION_FILE})", ""]
+    return lines
+
+
 # --------------------------------------------------------------------------- the report
 
 
@@ -357,6 +418,8 @@ def write_report(root: str, data=None) -> str:
         if figure:
             lines += ["", f"![Figure 6]({FIG6_FILE})"]
         lines.append("")
+
+    lines += _training_figures(root, segmenters, classifiers, synthetic)
 
     if grid:
         models = grid.get("models", {})

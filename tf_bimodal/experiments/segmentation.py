@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -279,6 +280,7 @@ def run_segmentation(
     split: SplitConfig,
     experiment: ExperimentConfig,
     output: str,
+    folds: Sequence[int] | None = None,
 ) -> dict:
     """Cross-validate one segmenter of Table 1 (paper §3.4, §4.1) and write its results.
 
@@ -316,9 +318,12 @@ def run_segmentation(
             ``multi_worker`` only the chief writes to ``output`` (the other workers write
             ``<output>/_workers/<job>_<index>``, see :mod:`tf_bimodal.training.runtime`).
         output: the experiment's folder.
+        folds: train only these folds (one fold per job); the summary is written once every
+            fold is finished (:func:`~tf_bimodal.experiments.cross_validation.cross_validate`).
 
     Returns:
-        The summary dict written to ``<output>/<model>/summary.json``.
+        The summary dict written to ``<output>/<model>/summary.json`` (with ``folds``, a
+        ``"partial"`` record until every fold is finished).
 
     Raises:
         ValueError: unknown model, or a multimodal model on data without SE-mode images (BUSI).
@@ -338,8 +343,8 @@ def run_segmentation(
                             experiment_data, split, runtime)
         task = SegmentationTask(model, config, experiment_data, run_folder, split, experiment.name, runtime, started)
         summary = cross_validate(task, experiment_data.splits, run_folder, key,
-                                 {"model": model, "preset": experiment.name}, runtime, started)
-        if not summary.get("reused"):
+                                 {"model": model, "preset": experiment.name}, runtime, started, folds)
+        if not summary.get("reused") and not summary.get("partial"):
             logger.info(f"Wrote {os.path.join(run_folder, layout.SUMMARY_FILE)} and {summary['predicted_masks']} "
                         f"({summary['timing']['total_seconds']:.0f} s)")
         return summary

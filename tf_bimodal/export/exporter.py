@@ -72,6 +72,9 @@ OUTPUT_MEANINGS = {
         "mask": "lesion mask at the input size, 0/1 (fold union of the segmenters)",
         "lesion_probability": "mean of the fold segmenters' lesion probabilities at the input size",
         "box": "crop box [y0, x0, y1, x1] in input pixels, ends exclusive; [0, 0, H, W] when the mask is empty",
+        "availability": "the modalities the classifier used: [1, 1] a pair, [1, 0] B-mode only",
+        "segmented": "whether the segmenter ran (False for a B-mode-only case when the segmenter needs SE-mode: "
+                     "the whole image is the crop)",
         "p_malignant": "mean of the K fold classifiers' probability of malignancy",
         "fold_p_malignant": "each fold classifier's probability of malignancy",
         "label": "1 malignant if p_malignant >= threshold, else 0 benign",
@@ -234,7 +237,7 @@ def export_experiment(
     if "cad_pipeline" in parts:
         pipeline = CADPipeline(segmenter, classifier, crop=classifier_source.crop != "none",
                                margin=CropConfig.margin, reference_size=DEFAULT_IMAGE_SIZE)
-        modules["cad_pipeline"] = (pipeline, {"serving_default": pipeline.serve, "serve_batch": pipeline.serve_batch})
+        modules["cad_pipeline"] = (pipeline, pipeline.serving_signatures())
         record["cad_pipeline"] = _pipeline_record(pipeline, classifier_source)
 
     os.makedirs(export_dir, exist_ok=True)
@@ -246,7 +249,9 @@ def export_experiment(
                                       for key, function in functions.items()}
         _save(module, paths[name], functions, step_started)
     record["usage"] = ("m = tf.saved_model.load(path); m.signatures['serving_default'](**inputs) -> dict of "
-                       "outputs; the cad_pipeline's serving_default takes one pair, serve_batch a batch of one size")
+                       "outputs; the cad_pipeline's serving_default takes one pair (B-mode grey, grey as RGB or "
+                       "RGBA; SE RGB or RGBA), serve_batch a batch of one size, serve_bmode_only(_batch) B-mode "
+                       "alone (SE unavailable)")
     record["seconds"] = round(time.time() - started, 1)
     write_json(os.path.join(export_dir, EXPORT_FILE), record)
     logger.info(f"Wrote {os.path.join(export_dir, EXPORT_FILE)} ({record['seconds']:.0f} s)")

@@ -217,14 +217,28 @@ class CADPipeline(tf.Module):
     """Raw B-mode + SE-mode images in, lesion mask, crop box and diagnosis out (§3.1-§3.3).
 
     The chain of the paper, with all preprocessing in the graph
-    (:mod:`tf_bimodal.export.preprocessing`): the images are resized to the segmenter's size
-    and normalised; the fold segmenters' probabilities are resized back to the input size,
-    thresholded and voted (fold union); the crop box is the mask's bounding box plus the
-    paper's 50 px margin at 336 px scaled to each side of the input; both images are cut to
-    it and resized to the classifier's input size; the fold classifiers' probabilities are
-    averaged and compared with the mean Youden threshold. An empty mask (no lesion found)
-    gives the whole image as the crop, as in training (:mod:`tf_bimodal.data.cropping`); the
-    ``box`` output then is ``[0, 0, H, W]`` and ``mask`` is all zero, so a caller can tell.
+    (:mod:`tf_bimodal.export.preprocessing`): the images are made grey (B-mode) and RGB
+    (SE-mode), resized to the segmenter's size and normalised; the fold segmenters'
+    probabilities are resized back to the input size, thresholded and voted (fold union); the
+    crop box is the mask's bounding box plus the paper's 50 px margin at 336 px scaled to each
+    side of the input; both images are cut to it and resized to the classifier's input size;
+    the fold classifiers' probabilities are averaged and compared with the mean Youden
+    threshold. An empty mask (no lesion found) gives the whole image as the crop, as in
+    training (:mod:`tf_bimodal.data.cropping`); the ``box`` output then is ``[0, 0, H, W]``
+    and ``mask`` is all zero, so a caller can tell.
+
+    **B-mode-only cases** (a missing modality, §3.3.1; BUSI has no SE-mode image): the
+    classifier gets a zero SE-mode image and ``availability`` ``[1, 0]``, as the experiments
+    feed a missing SE-mode image (:mod:`tf_bimodal.data.inputs`,
+    :func:`tf_bimodal.experiments.bmode_only.evaluate_bmode_only`), so EmbraceNet fuses
+    B-mode features alone. A segmenter that reads the SE-mode image (W-MM-U-Net, MM-U-Net)
+    was never trained without one, and the protocol refuses to run it on B-mode-only data
+    (:func:`tf_bimodal.experiments.segmentation.check_modalities`); it is therefore not run:
+    ``segmented`` is False, ``mask`` and ``lesion_probability`` are zero and the crop is the
+    whole image (the rule for an empty mask). A B-mode segmenter (``unet_bmode``) runs as
+    usual. Only a classifier that can classify without SE-mode (one with an ``availability``
+    input, or one that reads B-mode alone) gets the B-mode-only functions; see
+    ``serves_bmode_only``.
 
     Args:
         segmenter: a :class:`SegmenterEnsemble`.
@@ -234,16 +248,25 @@ class CADPipeline(tf.Module):
         margin, reference_size: the margin in pixels at ``reference_size`` (default
             ``CropConfig.margin`` at ``DEFAULT_IMAGE_SIZE``: the paper's 50 px at 336 px, §3.1).
 
-    Serving functions:
-        ``serve(bmode uint8 [H, W] or [H, W, 1], semode uint8 [H, W, 3])``, one pair of any
-        size, returns ``mask`` uint8 [H, W], ``lesion_probability`` float32 [H, W] (mean of
-        the fold segmenters), ``box`` int32 [4] ``[y0, x0, y1, x1]`` (ends exclusive),
-        ``p_malignant`` float32 [], ``fold_p_malignant`` float32 [K], ``label`` int32 [] and
-        ``threshold`` float32 [];
-        ``serve_batch(bmode uint8 [N, H, W] or [N, H, W, 1], semode uint8 [N, H, W, 3])``,
-        pairs of one size, returns the same with a leading N.
-        Malformed inputs raise ``InvalidArgumentError`` naming the problem
-        (:func:`~tf_bimodal.export.preprocessing.check_pair`).
+    Serving functions (all inputs uint8, of any size; a B-mode image grey ``[H, W]`` or
+    ``[H, W, 1]``, or grey stored as RGB ``[H, W, 3]`` or RGBA ``[H, W, 4]``, made grey with
+    OpenCV's luminance rule; an SE-mode image RGB ``[H, W, 3]`` or RGBA ``[H, W, 4]``; alpha
+    is dropped):
+        ``serve(bmode, semode)``, one pair, returns ``mask`` uint8 [H, W],
+        ``lesion_probability`` float32 [H, W] (mean of the fold segmenters), ``box`` int32 [4]
+        ``[y0, x0, y1, x1]`` (ends exclusive), ``p_malignant`` float32 [],
+        ``fold_p_malignant`` float32 [K], ``label`` int32 [], ``threshold`` float32 [],
+        ``availability`` float32 [2] (the modalities of the case, ``[B-mode, SE-mode]``, 1
+        given and 0 missing, as the classifier's ``availability`` input gets them: ``[1, 1]``
+        here) and ``segmented`` bool [] (whether the segmenter ran);
+        ``serve_batch(bmode [N, H, W(, C)], semode [N, H, W, C])``, pairs of one size,
+        returns the same with a leading N;
+        ``serve_bmode_only(bmode)`` and ``serve_bmode_only_batch(bmode [N, H, W(, C)])``: the
+        same outputs for B-mode-only cases, ``availability`` ``[1, 0]`` (see above); defined
+        only when ``serves_bmode_only``.
+        Malformed inputs raise ``InvalidArgumentError`` naming the input and the rule
+        (:func:`~tf_bimodal.export.preprocessing.check_pair`); other dtypes than uint8 are
+        refused by the signatures. :meth:`serving_signatures` gives the functions to save.
     """
 
     def __init__(self, segmenter: SegmenterEnsemble, classifier: ClassifierEnsemble, crop: bool = True,
@@ -259,19 +282,48 @@ class CADPipeline(tf.Module):
         self.crop = bool(crop)
         self.margin = int(margin)
         self.reference_size = int(reference_size)
-        any_image = [tf.TensorSpec(None, tf.uint8, name="bmode"), tf.TensorSpec(None, tf.uint8, name="semode")]
-        self.serve = tf.function(self._serve, input_signature=any_image, autograph=False)
-        self.serve_batch = tf.function(self._serve_batch, input_signature=any_image, autograph=False)
+        self.serves_bmode_only = AVAILABILITY in classifier.input_names or "semode" not in classifier.input_names
+        bmode_spec = tf.TensorSpec(None, tf.uint8, name="bmode")
+        pair = [bmode_spec, tf.TensorSpec(None, tf.uint8, name="semode")]
+        self.serve = tf.function(self._serve, input_signature=pair, autograph=False)
+        self.serve_batch = tf.function(self._serve_batch, input_signature=pair, autograph=False)
+        if self.serves_bmode_only:
+            self.serve_bmode_only = tf.function(self._serve_bmode_only, input_signature=[bmode_spec],
+                                                autograph=False)
+            self.serve_bmode_only_batch = tf.function(self._serve_bmode_only_batch, input_signature=[bmode_spec],
+                                                      autograph=False)
+
+    def serving_signatures(self) -> dict:
+        """``{signature name: function}`` for ``tf.saved_model.save(..., signatures=...)``.
+
+        ``serving_default`` (one pair) and ``serve_batch``, and where the classifier can do
+        without SE-mode ``serve_bmode_only`` and ``serve_bmode_only_batch``.
+        """
+        signatures = {"serving_default": self.serve, "serve_batch": self.serve_batch}
+        if self.serves_bmode_only:
+            signatures |= {"serve_bmode_only": self.serve_bmode_only,
+                           "serve_bmode_only_batch": self.serve_bmode_only_batch}
+        return signatures
+
+    @staticmethod
+    def _unbatch(outputs: dict) -> dict:
+        return {key: value if key == "threshold" else value[0] for key, value in outputs.items()}
 
     def _serve(self, bmode, semode):
         bmode, semode = preprocessing.check_pair(bmode, semode, where="cad_pipeline.serve")
-        outputs = self.diagnose(bmode[tf.newaxis], semode[tf.newaxis])
-        return {key: value[0] for key, value in outputs.items() if key != "threshold"} | {
-            "threshold": outputs["threshold"]}
+        return self._unbatch(self.diagnose(bmode[tf.newaxis], semode[tf.newaxis]))
 
     def _serve_batch(self, bmode, semode):
         bmode, semode = preprocessing.check_batch(bmode, semode, where="cad_pipeline.serve_batch")
         return self.diagnose(bmode, semode)
+
+    def _serve_bmode_only(self, bmode):
+        bmode = preprocessing.check_bmode(bmode, where="cad_pipeline.serve_bmode_only")
+        return self._unbatch(self.diagnose(bmode[tf.newaxis], None))
+
+    def _serve_bmode_only_batch(self, bmode):
+        bmode = preprocessing.check_bmode_batch(bmode, where="cad_pipeline.serve_bmode_only_batch")
+        return self.diagnose(bmode, None)
 
     def _crop_one(self, bmode, semode, mask, margin_y, margin_x):
         height, width = tf.shape(mask)[0], tf.shape(mask)[1]
@@ -286,18 +338,35 @@ class CADPipeline(tf.Module):
             box,
         )
 
-    def diagnose(self, bmode, semode) -> dict:
-        """The chain on checked uint8 batches ``[N, H, W, 1]`` and ``[N, H, W, 3]``."""
-        height, width = tf.shape(bmode)[1], tf.shape(bmode)[2]
-        images = {"bmode": bmode, "semode": semode}
+    def _segment(self, images: dict) -> tuple:
+        """``(fold probabilities float32 [N, H, W, K], segmented)`` at the input size; zero and
+        False when the segmenter needs the missing SE-mode image."""
         segmenter = self.segmenter
+        height, width = tf.shape(images["bmode"])[1], tf.shape(images["bmode"])[2]
+        if images["semode"] is None and "semode" in segmenter.input_names:
+            shape = tf.stack([tf.shape(images["bmode"])[0], height, width, segmenter.num_models])
+            return tf.zeros(shape, tf.float32), False
         model_inputs = {key: preprocessing.to_model_input(images[key], segmenter.model_size)
                         for key in segmenter.input_names}
         fold_probabilities = tf.image.resize(
             segmenter.fold_probabilities(model_inputs), tf.stack([height, width]), method="bilinear"
         )
-        _, mask = segmenter.vote(fold_probabilities)
+        return fold_probabilities, True
+
+    def diagnose(self, bmode, semode=None) -> dict:
+        """The chain on checked uint8 batches ``[N, H, W, 1]`` and ``[N, H, W, 3]``.
+
+        ``semode=None`` is a B-mode-only batch: the classifier gets a zero SE-mode image and
+        availability ``[1, 0]``, and a segmenter that reads SE-mode is not run (see the class
+        docstring).
+        """
+        batch, height, width = tf.shape(bmode)[0], tf.shape(bmode)[1], tf.shape(bmode)[2]
+        fold_probabilities, segmented = self._segment({"bmode": bmode, "semode": semode})
+        _, mask = self.segmenter.vote(fold_probabilities)
         mask = mask[..., 0]
+        semode_available = semode is not None
+        if not semode_available:
+            semode = tf.zeros(tf.stack([batch, height, width, MODALITY_CHANNELS["semode"]]), tf.uint8)
         margin_y = scaled_margin(height, self.margin, self.reference_size)
         margin_x = scaled_margin(width, self.margin, self.reference_size)
         size = self.classifier.input_size
@@ -314,7 +383,8 @@ class CADPipeline(tf.Module):
                 ),
             )
         bmode_crops, semode_crops, boxes = crops
-        availability = tf.ones(tf.stack([tf.shape(bmode)[0], len(MODALITY_CHANNELS)]), tf.float32)
+        used = [[float(key == "bmode" or semode_available) for key in MODALITY_CHANNELS]]
+        availability = tf.tile(tf.constant(used, tf.float32), tf.stack([batch, 1]))
         diagnosis = self.classifier.classify(
             {"bmode": bmode_crops, "semode": semode_crops, AVAILABILITY: availability}
         )
@@ -323,4 +393,6 @@ class CADPipeline(tf.Module):
             "lesion_probability": tf.reduce_mean(fold_probabilities, axis=-1),
             "box": boxes,
             **diagnosis,
+            AVAILABILITY: availability,
+            "segmented": tf.fill(tf.reshape(batch, [1]), segmented),
         }

@@ -22,8 +22,16 @@ crops and probabilities of the protocol:
   resized bilinearly to the classifier's input size, as
   :func:`tf_bimodal.data.cropping.crop_pair` does after ``normalize``.
 
-Input checks (:func:`check_pair`, :func:`check_batch`) fail with an ``InvalidArgumentError``
-whose message names the input, the rule and the shape received.
+* **Image formats** (:func:`check_pair`, :func:`check_batch`, :func:`check_bmode`,
+  :func:`check_bmode_batch`): what scanners and public data sets write is accepted as the
+  readers accept it (:func:`tf_bimodal.data.readers.read_image`): a B-mode image grey, or grey
+  stored as RGB or RGBA (BUSI's PNGs, screenshots), is made grey by :func:`to_grey`, the rule
+  of :func:`tf_bimodal.data.readers.to_grey` (OpenCV's ``RGB2GRAY``), so grey stored as RGB
+  gives exactly its grey values; an SE-mode image RGB or RGBA keeps its R, G, B. Alpha is
+  dropped, never blended.
+
+The checks fail with an ``InvalidArgumentError`` whose message names the input, the rule and
+the shapes received; they are graph ops, so a user of the plain SavedModel gets them too.
 """
 
 from __future__ import annotations
@@ -32,76 +40,112 @@ import tensorflow as tf
 
 from tf_bimodal.data.cropping import mask_bounding_box
 
-BMODE_RULE = "bmode must be a uint8 grey B-mode image of shape [H, W] or [H, W, 1]"
-SEMODE_RULE = "semode must be a uint8 colour SE-mode image of shape [H, W, 3]"
-BATCH_BMODE_RULE = "bmode must be a uint8 batch of grey B-mode images of shape [N, H, W] or [N, H, W, 1]"
-BATCH_SEMODE_RULE = "semode must be a uint8 batch of colour SE-mode images of shape [N, H, W, 3]"
+BMODE_CHANNELS = (1, 3, 4)
+"""Channel counts of a B-mode image: grey, or grey stored as RGB or RGBA (§3.1)."""
+SEMODE_CHANNELS = (3, 4)
+"""Channel counts of an SE-mode image: RGB, or RGBA (§3.1)."""
+
+BMODE_RULE = ("bmode must be a uint8 grey B-mode image of shape [H, W] or [H, W, 1], "
+              "or grey stored as RGB [H, W, 3] or RGBA [H, W, 4]")
+SEMODE_RULE = "semode must be a uint8 colour SE-mode image of shape [H, W, 3] (RGB) or [H, W, 4] (RGBA)"
+BATCH_BMODE_RULE = ("bmode must be a uint8 batch of grey B-mode images of shape [N, H, W] or [N, H, W, 1], "
+                    "or grey stored as RGB [N, H, W, 3] or RGBA [N, H, W, 4]")
+BATCH_SEMODE_RULE = ("semode must be a uint8 batch of colour SE-mode images of shape [N, H, W, 3] (RGB) or "
+                     "[N, H, W, 4] (RGBA)")
+
+# OpenCV's 8-bit RGB -> grey (cv2.COLOR_RGB2GRAY): fixed point with 15 fractional bits, rounded.
+GREY_WEIGHTS = (9798, 19235, 3735)
+"""0.299, 0.587 and 0.114 in units of 2**-15; they sum to 2**15, so R = G = B = v gives v."""
+GREY_SHIFT = 15
 
 
 def _require(condition, message: str, *data):
     return tf.debugging.Assert(condition, [message, *data], summarize=8)
 
 
-def _check_images(bmode, semode, where: str, batched: bool):
-    """The checks of :func:`check_pair` (``batched=False``) and :func:`check_batch` (``True``)."""
+def _rules(batched: bool) -> dict:
+    return ({"bmode": BATCH_BMODE_RULE, "semode": BATCH_SEMODE_RULE} if batched
+            else {"bmode": BMODE_RULE, "semode": SEMODE_RULE})
+
+
+def _check_images(images: dict, where: str, batched: bool) -> dict:
+    """The checks of :func:`check_pair` and :func:`check_bmode` (``batched=False``) and of
+    :func:`check_batch` and :func:`check_bmode_batch` (``True``); ``images`` holds ``bmode``
+    and, unless B-mode only, ``semode``. Returns them as ``[(N,) H, W, 1]`` grey and
+    ``[(N,) H, W, 3]`` RGB."""
     lead = int(batched)  # leading batch axes
-    bmode_rule, semode_rule = (BATCH_BMODE_RULE, BATCH_SEMODE_RULE) if batched else (BMODE_RULE, SEMODE_RULE)
-    bmode = tf.convert_to_tensor(bmode)
-    semode = tf.convert_to_tensor(semode)
-    b_shape = tf.shape(bmode)
-    s_shape = tf.shape(semode)
-    b_rank = tf.rank(bmode)
-    s_rank = tf.rank(semode)
-    shapes = ["bmode shape", b_shape, "semode shape", s_shape]
-    rank_checks = [
-        _require(tf.logical_or(tf.equal(b_rank, 2 + lead), tf.equal(b_rank, 3 + lead)),
-                 f"{where}: {bmode_rule}; got rank", b_rank, *shapes),
-        _require(tf.equal(s_rank, 3 + lead), f"{where}: {semode_rule}; got rank", s_rank, *shapes),
-    ]
+    rules = _rules(batched)
+    tensors = {name: tf.convert_to_tensor(image) for name, image in images.items()}
+    shapes = {name: tf.shape(tensor) for name, tensor in tensors.items()}
+    shown = [item for name in tensors for item in (f"{name} shape", shapes[name])]
+    allowed = {"bmode": BMODE_CHANNELS, "semode": SEMODE_CHANNELS}
+
+    rank_checks = []
+    for name, tensor in tensors.items():
+        rank = tf.rank(tensor)
+        right = tf.equal(rank, 3 + lead)
+        if name == "bmode":  # a grey image may come without its channel axis
+            right = tf.logical_or(right, tf.equal(rank, 2 + lead))
+        rank_checks.append(_require(right, f"{where}: {rules[name]}; got rank", rank, *shown))
     # Shape entries are read only once the ranks are known to be right.
     with tf.control_dependencies(rank_checks):
+        channels = {name: tf.reduce_prod(shape[2 + lead:]) for name, shape in shapes.items()}  # 1 without the axis
         channel_checks = [
-            _require(tf.reduce_all(tf.equal(b_shape[2 + lead:], 1)),
-                     f"{where}: {bmode_rule}; got a channel count other than 1:", *shapes),
-            _require(tf.equal(s_shape[2 + lead], 3),
-                     f"{where}: {semode_rule}; got", s_shape[2 + lead], "channels:", *shapes),
+            _require(tf.reduce_any(tf.equal(channels[name], allowed[name])),
+                     f"{where}: {rules[name]}; got", channels[name], "channels:", *shown)
+            for name in tensors
         ]
     with tf.control_dependencies(channel_checks):
-        height, width = b_shape[lead], b_shape[lead + 1]
         size_checks = [
-            _require(tf.logical_and(height > 0, width > 0),
-                     f"{where}: bmode is empty (zero height or width); images need H, W > 0:", *shapes),
-            _require(tf.logical_and(s_shape[lead] > 0, s_shape[lead + 1] > 0),
-                     f"{where}: semode is empty (zero height or width); images need H, W > 0:", *shapes),
+            _require(tf.logical_and(shapes[name][lead] > 0, shapes[name][lead + 1] > 0),
+                     f"{where}: {name} is empty (zero height or width); images need H, W > 0:", *shown)
+            for name in tensors
         ]
         if batched:
-            size_checks.append(
-                _require(b_shape[0] > 0, f"{where}: the batch is empty (N = 0); send at least one pair:", *shapes)
-            )
-    with tf.control_dependencies(size_checks):
-        match_check = _require(
-            tf.reduce_all(tf.equal(b_shape[:2 + lead], s_shape[:2 + lead])),
-            f"{where}: bmode and semode must hold as many images, of the same height and width; got"
-            if batched else f"{where}: bmode and semode must have the same height and width (one B/SE pair); got",
-            *shapes,
-        )
-    with tf.control_dependencies([match_check]):
+            size_checks.append(_require(
+                shapes["bmode"][0] > 0,
+                f"{where}: the batch is empty (N = 0); send at least one "
+                + ("pair:" if "semode" in tensors else "image:"),
+                *shown,
+            ))
+    checks = size_checks
+    if "semode" in tensors:
+        with tf.control_dependencies(size_checks):
+            checks = [_require(
+                tf.reduce_all(tf.equal(shapes["bmode"][:2 + lead], shapes["semode"][:2 + lead])),
+                f"{where}: bmode and semode must hold as many images, of the same height and width; got"
+                if batched else f"{where}: bmode and semode must have the same height and width (one B/SE pair); got",
+                *shown,
+            )]
+    with tf.control_dependencies(checks):
+        b_shape = shapes["bmode"]
         leading = [b_shape[0]] if batched else []
-        return (tf.reshape(bmode, tf.stack([*leading, height, width, 1])),
-                tf.reshape(semode, tf.stack([*leading, height, width, 3])))
+        height, width = b_shape[lead], b_shape[lead + 1]
+
+        def as_image(name: str, out_channels: int):
+            image = tf.reshape(tensors[name], tf.stack([*leading, height, width, channels[name]]))
+            image = to_grey(image) if name == "bmode" else image[..., :3]
+            return tf.reshape(image, tf.stack([*leading, height, width, out_channels]))
+
+        return {name: as_image(name, 1 if name == "bmode" else 3) for name in tensors}
 
 
 def check_pair(bmode, semode, where: str = "cad_pipeline"):
-    """Validate one B-mode / SE-mode pair of any (unknown) rank; return it as [H, W, C].
+    """Validate one B-mode / SE-mode pair of any (unknown) rank; return it as grey and RGB.
 
-    Checks, in order: ranks (bmode [H, W] or [H, W, 1], semode [H, W, 3]), channel counts,
-    non-empty images (H, W > 0), equal sizes. A failed check raises
-    ``tf.errors.InvalidArgumentError`` with ``"<where>: <rule>"`` and the shapes received.
+    Accepted: ``bmode`` uint8 ``[H, W]`` or ``[H, W, 1]`` (grey), ``[H, W, 3]`` (grey stored
+    as RGB) or ``[H, W, 4]`` (RGBA); ``semode`` uint8 ``[H, W, 3]`` (RGB) or ``[H, W, 4]``
+    (RGBA). Checks, in order: ranks, channel counts, non-empty images (H, W > 0), equal
+    sizes. A failed check raises ``tf.errors.InvalidArgumentError`` with
+    ``"<where>: <rule>"`` and the shapes received. The dtype is the signature's
+    (``tf.uint8``).
 
     Returns:
-        ``(bmode [H, W, 1], semode [H, W, 3])``, same dtype, static ranks and channels.
+        ``(bmode [H, W, 1], semode [H, W, 3])``: B-mode through :func:`to_grey`, SE-mode
+        without its alpha; same dtype, static ranks and channels.
     """
-    return _check_images(bmode, semode, where, batched=False)
+    images = _check_images({"bmode": bmode, "semode": semode}, where, batched=False)
+    return images["bmode"], images["semode"]
 
 
 def check_batch(bmode, semode, where: str = "cad_pipeline.serve_batch"):
@@ -110,7 +154,43 @@ def check_batch(bmode, semode, where: str = "cad_pipeline.serve_batch"):
     Returns:
         ``(bmode [N, H, W, 1], semode [N, H, W, 3])``.
     """
-    return _check_images(bmode, semode, where, batched=True)
+    images = _check_images({"bmode": bmode, "semode": semode}, where, batched=True)
+    return images["bmode"], images["semode"]
+
+
+def check_bmode(bmode, where: str = "cad_pipeline.serve_bmode_only"):
+    """Validate one B-mode image without its SE-mode image, as :func:`check_pair` does.
+
+    Returns:
+        bmode ``[H, W, 1]``, grey.
+    """
+    return _check_images({"bmode": bmode}, where, batched=False)["bmode"]
+
+
+def check_bmode_batch(bmode, where: str = "cad_pipeline.serve_bmode_only_batch"):
+    """Validate a batch of B-mode images (N >= 1, one size), as :func:`check_batch` does.
+
+    Returns:
+        bmode ``[N, H, W, 1]``, grey.
+    """
+    return _check_images({"bmode": bmode}, where, batched=True)["bmode"]
+
+
+def to_grey(images) -> tf.Tensor:
+    """uint8 ``[..., C]``, C in {1, 3, 4}, to grey uint8 ``[..., 1]`` (§3.1).
+
+    The rule of :func:`tf_bimodal.data.readers.to_grey`, which the training data went
+    through: OpenCV's ``COLOR_RGB2GRAY`` for 8-bit images,
+    ``Y = (9798 R + 19235 G + 3735 B + 2**14) >> 15`` (0.299, 0.587, 0.114, rounded); alpha
+    is ignored. The weights sum to ``2**15``, so a grey image (one channel, or R = G = B) keeps
+    exactly its values.
+    """
+    images = tf.convert_to_tensor(images)
+    channels = tf.shape(images)[-1]
+    # R, G, B; a one-channel image gives its channel three times.
+    rgb = tf.cast(tf.gather(images, tf.minimum(tf.range(3), channels - 1), axis=-1), tf.int32)
+    weighted = tf.add_n([rgb[..., index:index + 1] * weight for index, weight in enumerate(GREY_WEIGHTS)])
+    return tf.cast(tf.bitwise.right_shift(weighted + (1 << (GREY_SHIFT - 1)), GREY_SHIFT), tf.uint8)
 
 
 def normalize_image(image) -> tf.Tensor:

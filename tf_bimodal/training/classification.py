@@ -1,8 +1,9 @@
 """Build, compile, train and apply one classifier of Table 2 on one fold (paper §3.3, §3.4).
 
 * :func:`build_classifier_for_training`: the backbones with their starting weights (ImageNet
-  VGG-16 when asked for and available, else random, recorded either way), the pixel
-  normalisation that goes with them, and the classifier (§3.3.2);
+  VGG-16 when asked for and available, else random, recorded either way, or an error when
+  ``require_backbone_weights`` is set), the pixel normalisation that goes with them, and the
+  classifier (§3.3.2);
 * :func:`compile_classifier`: SGD with momentum and weight decay (§3.4), the loss
   ``l_i + lambda * l_d`` of Eq. (1) being the model's own (:class:`ClassifierTask`);
 * :func:`fit_classifier`: training with the weights of the lowest validation loss kept, and
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import keras
 import numpy as np
@@ -24,6 +26,9 @@ from tf_bimodal.models.classification.factory import backbone_names, build_backb
 from tf_bimodal.training.callbacks import ProgressLogger, resumable_callbacks
 
 logger = logging.getLogger(__name__)
+
+PROGRESS_BAR = 1
+"""Keras' progress bar within epochs when the output is a terminal; a line per epoch otherwise."""
 
 MONITOR = "val_loss"
 """Model selection and early stopping of the classifiers: the validation loss of Eq. (1)."""
@@ -54,19 +59,35 @@ def build_classifier_for_training(model: str, config: ClassificationConfig, load
 
     Call it inside the strategy's scope. When ImageNet weights are asked for but cannot be
     loaded (no network), the backbones start from random weights, with a warning, and the
-    record says so.
+    record says so; with ``config.require_backbone_weights`` the failure is an error instead.
+
+    Args:
+        model: a ``CLASSIFICATION_MODELS`` name.
+        config: the classification settings (``backbone_weights``,
+            ``require_backbone_weights``, the backbone's shape, ``normalization``).
+        loader: the ImageNet VGG-16 loader (default: a :class:`CachedImagenet`, so that all
+            backbones of a run load or fail once).
 
     Returns:
         ``(classifier, records, normalization)``: the uncompiled model, ``{backbone name:
         {"requested", "used", "reason", ...}}`` and the pixel normalisation chosen
         (``caffe`` with ImageNet weights, else ``standardize``, unless ``config`` names one).
+
+    Raises:
+        BackboneWeightsUnavailable: ImageNet weights required but not loadable (a
+            ``RuntimeError`` saying how to provide a weights file).
+        ValueError: a ``backbone_weights`` path with no file, or a file that does not load.
     """
     loader = loader or CachedImagenet()
     backbones, records = {}, {}
     for name in backbone_names(model):
         backbone = build_backbone(config, name)
         records[name] = load_backbone_weights(
-            backbone, config.backbone_weights, allow_fallback=True, loader=loader, log=logger.info
+            backbone,
+            config.backbone_weights,
+            allow_fallback=not config.require_backbone_weights,
+            loader=loader,
+            log=logger.info,
         )
         backbones[name] = backbone
     normalization = config.normalization
@@ -113,7 +134,8 @@ def fit_classifier(
     )
     callbacks += [ProgressLogger(label, config.epochs, log=logger.info, started=started), *extra_callbacks]
     classifier.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=0
+        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
+        verbose=PROGRESS_BAR if sys.stdout.isatty() else 0,
     )
     resumed_from = early_stopping.resumed_from
     return {

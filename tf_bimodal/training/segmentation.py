@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import keras
 import numpy as np
@@ -16,6 +17,9 @@ from tf_bimodal.training.losses import segmentation_loss
 from tf_bimodal.training.metrics import SegmentationScore
 
 logger = logging.getLogger(__name__)
+
+PROGRESS_BAR = 1
+"""Keras' progress bar within epochs when the output is a terminal; a line per epoch otherwise."""
 
 PREDICTION_BATCH = 16
 """Images per prediction batch."""
@@ -85,7 +89,8 @@ def fit_segmenter(
     callbacks += list(extra_callbacks)
     # The input pipeline shuffles (seeded); Keras cannot shuffle a tf.data.Dataset anyway.
     history = model.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=0
+        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
+        verbose=PROGRESS_BAR if sys.stdout.isatty() else 0,
     )
     values = history.history
     resumed_from = getattr(early_stopping, "resumed_from", None)

@@ -11,9 +11,12 @@ Every load returns a *record* that the experiment writes into its config and res
     {"requested": "imagenet", "used": "imagenet" | "random" | <path>, "reason": str | None,
      "layers": <number of layers copied>}
 
-When ImageNet weights are requested with ``allow_fallback=True`` and cannot be had, the
-backbone keeps its random initialisation, a warning is issued and the record says
-``"used": "random"`` with the reason: results are then those of training from scratch.
+When ImageNet weights are requested with ``allow_fallback=True`` (the default) and cannot be
+had, the backbone keeps its random initialisation, a warning is issued and the record says
+``"used": "random"`` with the reason: results are then those of training from scratch. With
+``allow_fallback=False`` (``ClassificationConfig.require_backbone_weights``) the same failure
+raises :class:`BackboneWeightsUnavailable`, which says how to provide the weights as a file.
+A weights path that does not exist, or a file that does not load, is always an error.
 """
 
 from __future__ import annotations
@@ -28,6 +31,39 @@ import numpy as np
 IMAGENET_DOWNLOAD_TIMEOUT_S = 30.0
 """Bound on each socket operation of the ImageNet weights download."""
 
+IMAGENET_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+"""The file ``keras.applications.VGG16(weights="imagenet")`` reads from Keras's cache."""
+
+IMAGENET_WEIGHTS_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + IMAGENET_WEIGHTS_FILE
+)
+"""Where Keras downloads :data:`IMAGENET_WEIGHTS_FILE` from."""
+
+IMAGENET_WEIGHTS_MD5 = "64373286793e3c8b2b4e3219cbf3544b"
+"""The MD5 ``keras.applications.VGG16`` checks :data:`IMAGENET_WEIGHTS_FILE` against."""
+
+
+class BackboneWeightsUnavailable(RuntimeError):
+    """ImageNet weights were required (no fallback to random initialisation) but could not be
+    loaded."""
+
+
+def keras_cache_dir() -> str:
+    """The folder Keras looks in for cached application weights (``$KERAS_HOME/models``,
+    by default ``~/.keras/models``)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "models")
+
+
+def how_to_provide_imagenet_weights() -> str:
+    """The ways to give a run the ImageNet VGG-16 weights without a network, in words."""
+    return (
+        f"to provide them as a file, download {IMAGENET_WEIGHTS_URL} on a machine with a network and "
+        f"either copy it into Keras's cache ({os.path.join(keras_cache_dir(), IMAGENET_WEIGHTS_FILE)}) "
+        "or give its path as backbone_weights (classification.backbone_weights=PATH); or allow the "
+        "fallback to random initialisation (require_backbone_weights false)"
+    )
+
 
 def imagenet_vgg16(timeout: float = IMAGENET_DOWNLOAD_TIMEOUT_S) -> keras.Model:
     """``keras.applications.VGG16`` with its ImageNet weights (top included, for ``fc1``/``fc2``).
@@ -41,6 +77,73 @@ def imagenet_vgg16(timeout: float = IMAGENET_DOWNLOAD_TIMEOUT_S) -> keras.Model:
         return keras.applications.VGG16(weights="imagenet", include_top=True)
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def fetch_imagenet_weights_file(timeout: float = IMAGENET_DOWNLOAD_TIMEOUT_S) -> str:
+    """The path of :data:`IMAGENET_WEIGHTS_FILE` in Keras's cache, downloaded when missing (as
+    ``keras.applications.VGG16`` does, without building the model).
+
+    Raises whatever ``keras.utils.get_file`` raises when the file is neither cached nor
+    downloadable (an ``Exception`` with "URL fetch failure" offline).
+    """
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        return keras.utils.get_file(
+            IMAGENET_WEIGHTS_FILE, IMAGENET_WEIGHTS_URL, cache_subdir="models", file_hash=IMAGENET_WEIGHTS_MD5
+        )
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _missing_file_error(weights: str, path: str, caller: str) -> ValueError:
+    found = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
+    return ValueError(
+        f"{caller}: weights must be 'imagenet', 'none' or an existing file, got {weights!r}: "
+        f"the path {os.path.abspath(path)} {found} (a missing weights file is an error whether or not "
+        "the ImageNet fallback is allowed)"
+    )
+
+
+def check_backbone_weights(weights: str | None, required: bool = False, fetch=fetch_imagenet_weights_file) -> None:
+    """Check, before any training, that the backbone weights a run asks for can be had (§3.3.2).
+
+    Meant to be called once per request before its first step, so that a run that would fail
+    in its first classification fold (possibly after hours of segmentation) fails at once: a
+    ``weights`` path must be an existing file; ImageNet weights, when ``required``, must be in
+    Keras's cache or downloadable (``fetch`` downloads them into the cache then, as training
+    would). Without ``required`` a missing ImageNet file is no error (training falls back to
+    random initialisation with a warning). Only the file is checked, not that it fits the
+    backbone (that is checked when it is loaded).
+
+    Args:
+        weights: ``ClassificationConfig.backbone_weights``: ``"imagenet"``, ``"none"``/None or
+            a path.
+        required: ``ClassificationConfig.require_backbone_weights``.
+        fetch: returns the path of the ImageNet weights file or raises (replaceable for tests).
+
+    Raises:
+        ValueError: a path with no file (named, absolute).
+        BackboneWeightsUnavailable: ImageNet weights required but neither cached nor
+            downloadable; the message says how to provide them.
+    """
+    if weights is None or weights == "none":
+        return
+    if weights == "imagenet":
+        if not required:
+            return
+        try:
+            fetch()
+        except Exception as error:
+            reason = f"ImageNet VGG-16 weights unavailable: {type(error).__name__}: {error}"
+            raise BackboneWeightsUnavailable(
+                "check_backbone_weights: backbone_weights='imagenet' is required (require_backbone_weights "
+                f"true, no fallback to random initialisation) but the {reason}; {how_to_provide_imagenet_weights()}"
+            ) from error
+        return
+    path = os.path.expanduser(weights)
+    if not os.path.isfile(path):
+        raise _missing_file_error(weights, path, "check_backbone_weights")
 
 
 def copy_weights_by_name(source: keras.Model, backbone: keras.Model) -> list[str]:
@@ -90,7 +193,9 @@ def load_backbone_weights(
             as is), or any other Keras ``VGG16`` weights file (e.g. the cached
             ``vgg16_weights_tf_dim_ordering_tf_kernels.h5``), copied by layer name.
         allow_fallback: when ImageNet weights are requested but cannot be loaded, keep the
-            random initialisation with a warning (True) or raise (False). A local file that
+            random initialisation with a warning (True) or raise
+            :class:`BackboneWeightsUnavailable` (False; ``not
+            ClassificationConfig.require_backbone_weights``). A local file that is missing or
             fails to load always raises.
         loader: function returning ``keras.applications.VGG16`` with ImageNet weights
             (replaceable for tests).
@@ -101,8 +206,11 @@ def load_backbone_weights(
 
     Raises:
         ValueError: ImageNet weights for a non-standard backbone (other widths or depths
-            than VGG-16's; they cannot fit), or an unknown ``weights`` that is no file.
-        RuntimeError: ImageNet weights unavailable and ``allow_fallback`` False.
+            than VGG-16's; they cannot fit); a ``weights`` path with no file (named, absolute);
+            a file that does not load into the backbone.
+        BackboneWeightsUnavailable: ImageNet weights unavailable and ``allow_fallback``
+            False; the message gives the reason and how to provide a weights file (a
+            ``RuntimeError``).
     """
     say = log or (lambda line: None)
     if weights is None or weights == "none":
@@ -122,7 +230,11 @@ def load_backbone_weights(
         except Exception as error:  # offline, corrupt cache, ...: all mean "not available"
             reason = f"ImageNet VGG-16 weights unavailable: {type(error).__name__}: {error}"
             if not allow_fallback:
-                raise RuntimeError(reason) from error
+                raise BackboneWeightsUnavailable(
+                    "load_backbone_weights: backbone_weights='imagenet' was required "
+                    f"(require_backbone_weights true, no fallback to random initialisation) but the {reason}; "
+                    f"{how_to_provide_imagenet_weights()}"
+                ) from error
             warnings.warn(f"{reason}; the backbone keeps its RANDOM initialisation", stacklevel=2)
             say(f"WARNING: {reason}; training from a random initialisation instead")
             return {"requested": "imagenet", "used": "random", "reason": reason, "layers": 0}
@@ -130,15 +242,22 @@ def load_backbone_weights(
         del source
         say(f"Backbone weights: ImageNet ({len(copied)} layers copied)")
         return {"requested": "imagenet", "used": "imagenet", "reason": None, "layers": len(copied)}
-    if not os.path.isfile(weights):
+    path = os.path.expanduser(weights)
+    if not os.path.isfile(path):
+        raise _missing_file_error(weights, path, "load_backbone_weights")
+    try:
+        if path.endswith(".weights.h5"):
+            backbone.load_weights(path)
+            layers = len([layer for layer in backbone.layers if layer.weights])
+        else:
+            source = keras.applications.VGG16(weights=path, include_top=True)
+            layers = len(copy_weights_by_name(source, backbone))
+    except Exception as error:
         raise ValueError(
-            f"load_backbone_weights: weights must be 'imagenet', 'none' or an existing file, got {weights!r}"
-        )
-    if weights.endswith(".weights.h5"):
-        backbone.load_weights(weights)
-        layers = len([layer for layer in backbone.layers if layer.weights])
-    else:
-        source = keras.applications.VGG16(weights=weights, include_top=True)
-        layers = len(copy_weights_by_name(source, backbone))
+            f"load_backbone_weights: the weights file {os.path.abspath(path)} could not be loaded into the "
+            f"backbone {backbone.name!r}: {type(error).__name__}: {error}. It must be a .weights.h5 saved "
+            "from a backbone of the same shape, or a Keras VGG-16 weights file such as "
+            f"{IMAGENET_WEIGHTS_FILE}"
+        ) from error
     say(f"Backbone weights: {weights} ({layers} layers)")
     return {"requested": weights, "used": weights, "reason": None, "layers": layers}

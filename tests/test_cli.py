@@ -1,0 +1,69 @@
+"""The ``tf-bimodal`` command (tf_bimodal.cli): parsing, exit codes, a clean console."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tf_bimodal.cli import build_parser
+
+from conftest import REPO_ROOT
+
+
+def _run(*args, cwd, timeout=300):
+    return subprocess.run([sys.executable, "-m", "tf_bimodal", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+def test_every_step_has_a_subcommand():
+    parser = build_parser()
+    args = parser.parse_args(["train", "w_mm_unet", "--fold", "2", "--fold", "3", "--set", "segmentation.epochs=5",
+                              "--set", "runtime.tensorboard=false", "--preset", "quick"])
+    assert (args.command, args.request, args.folds, args.preset) == ("train", "w_mm_unet", [2, 3], "quick")
+    assert args.overrides == ["segmentation.epochs=5", "runtime.tensorboard=false"]
+    assert parser.parse_args(["export", "out"]).directory == "out"
+    predict = parser.parse_args(["predict", "out", "--bmode", "b.png", "--semode", "se.png", "--output", "p"])
+    assert (predict.source, predict.bmode, predict.semode, predict.output) == ("out", "b.png", "se.png", "p")
+    for command in (["data"], ["grid-search"], ["report"], ["predict", "out", "--folder", "scans"],
+                    ["predict", "out", "--csv", "cases.csv"], ["predict", "out", "--dual-view", "screen.png"]):
+        assert parser.parse_args(command).command == command[0]
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "resnet"],
+    ["predict", "out"],  # no cases
+    ["predict", "out", "--bmode", "b.png", "--folder", "scans"],  # two kinds of cases
+    ["train", "mff", "--fold", "x"],
+])
+def test_bad_arguments_are_refused_by_the_parser(argv):
+    with pytest.raises(SystemExit) as excinfo:
+        build_parser().parse_args(argv)
+    assert excinfo.value.code == 2
+
+
+def test_data_command_runs_with_a_clean_console(tmp_path):
+    result = _run("data", "--image-size", "32", "--num-folds", "3", "--split", "kfold", "--data", "busi",
+                  "--manual-dir", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "error: " in result.stderr and "nowhere: folder not found" in result.stderr
+    # TensorFlow's start-up lines (oneDNN, the CUDA probe) are kept for --verbose.
+    assert "cuInit" not in result.stderr and "oneDNN" not in result.stderr, result.stderr
+
+
+def test_overrides_are_checked_before_any_work(tmp_path):
+    result = _run("train", "unet_bmode", "--preset", "quick", "--set", "segmentation.epochs=many",
+                  "--output", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "tfds"), cwd=tmp_path)
+    assert result.returncode == 2 and "segmentation.epochs" in result.stderr, result.stderr
+    result = _run("train", "mff", "--preset", "quick", "--require-backbone-weights", "--output",
+                  str(tmp_path / "runs"), "--data-dir", str(tmp_path / "tfds"), cwd=tmp_path)
+    assert result.returncode == 2 and "require_backbone_weights" in result.stderr, result.stderr
+    assert not (tmp_path / "tfds").exists() and not (tmp_path / "runs").exists()
+
+
+def test_console_script_is_declared():
+    setup = (REPO_ROOT / "setup.cfg").read_text()
+    assert "tf-bimodal = tf_bimodal.cli:main" in setup
+    assert json.loads(json.dumps({"ok": True}))

@@ -1,0 +1,212 @@
+"""The ``tf-bimodal`` command (also ``python -m tf_bimodal``): every step of the journey.
+
+::
+
+    tf-bimodal data                                   prepare and describe the data set
+    tf-bimodal train mff                              a model, table1, table2 or all (§3.4)
+    tf-bimodal train w_mm_unet --fold 2               one fold of a model (one job per fold)
+    tf-bimodal grid-search                            learning rate x batch x loss (Table S4)
+    tf-bimodal report                                 rewrite report.md from the results
+    tf-bimodal export out/                            SavedModels and the CAD pipeline
+    tf-bimodal predict out/ --bmode b.png --semode se.png --output pred/
+    tf-bimodal predict out/ --folder scans/ --output pred/
+
+It only parses: each subcommand calls a function of :mod:`tf_bimodal.workflow` or
+:mod:`tf_bimodal.export.predict` with plain values. ``python run_experiments.py --model mff``
+stays the design card's command for training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tf_bimodal.config import (
+    CLASSIFICATION_CROPS,
+    DATA_SOURCES,
+    DEFAULT_PRESET,
+    PRECISIONS,
+    PRESETS,
+    REQUESTS,
+    STRATEGIES,
+    DataConfig,
+    RuntimeConfig,
+    SplitConfig,
+)
+from tf_bimodal.layout import DEFAULT_OUTPUT
+
+EXIT_FAILED_CASES = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    defaults, split = DataConfig(), SplitConfig()
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", choices=DATA_SOURCES, default=defaults.source,
+                       help="data source (default: %(default)s, synthetic, needs no files)")
+    group.add_argument("--manual-dir", default=None,
+                       help="folder with your data: manifest.csv (clinical) or Dataset_BUSI_with_GT (busi)")
+    group.add_argument("--data-dir", default=None, help="where TFDS keeps prepared data sets (TFDS default)")
+    group.add_argument("--image-size", type=int, default=defaults.image_size,
+                       help="side of the square images (default: %(default)s, paper §3.1)")
+    group.add_argument("--split", choices=("kfold", "paper"), default=split.scheme,
+                       help="patient-level K folds, or the paper's held-out test set (default: %(default)s)")
+    group.add_argument("--num-folds", type=int, default=split.num_folds)
+    group.add_argument("--seed", type=int, default=split.seed, help="seed of the splits")
+    group.add_argument("--output", default=DEFAULT_OUTPUT,
+                       help="results folder; an experiment goes to <output>/<dataset>-<preset>/ (default: %(default)s)")
+
+
+def _experiment_options(parser: argparse.ArgumentParser) -> None:
+    runtime = RuntimeConfig()
+    group = parser.add_argument_group("settings")
+    group.add_argument("--preset", choices=(*PRESETS, "auto"), default=DEFAULT_PRESET,
+                       help="paper (a GPU), cpu, quick, or auto: paper with a GPU, else cpu (default: %(default)s)")
+    group.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="change one setting of the preset, e.g. --set segmentation.epochs=5 (repeatable)")
+    group.add_argument("--config", dest="config_file", default=None, metavar="FILE",
+                       help="a TOML or JSON file of settings by section, applied before --set")
+    group.add_argument("--backbone-weights", default=None, metavar="imagenet|none|PATH",
+                       help="the classifiers' starting weights (default: the preset's)")
+    group.add_argument("--require-backbone-weights", action="store_true",
+                       help="fail when the backbone weights cannot be loaded, instead of starting from random ones")
+    group.add_argument("--strategy", choices=STRATEGIES, default=runtime.strategy,
+                       help="tf.distribute strategy (default: %(default)s)")
+    group.add_argument("--precision", choices=PRECISIONS, default=runtime.precision,
+                       help="Keras dtype policy (default: %(default)s)")
+    group.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``tf-bimodal`` argument parser."""
+    parser = argparse.ArgumentParser(prog="tf-bimodal", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up and log messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = commands.add_parser("data", help="prepare the data set, make its splits and describe it")
+    _data_options(data)
+
+    train = commands.add_parser("train", help="train and cross-validate a model, a table or everything")
+    train.add_argument("request", choices=REQUESTS, metavar="MODEL",
+                       help="a Table 1 segmenter, a Table 2 classifier, table1, table2, all or grid_search")
+    train.add_argument("--crop", choices=CLASSIFICATION_CROPS, default="predicted",
+                       help="a single classifier's crops: W-MM-U-Net masks, manual masks or none "
+                            "(default: %(default)s)")
+    train.add_argument("--fold", dest="folds", type=int, action="append", default=None, metavar="K",
+                       help="train only fold K (repeatable): one job per fold; the summary and report are "
+                            "written by the job that finds every fold finished")
+    _data_options(train)
+    _experiment_options(train)
+
+    grid = commands.add_parser("grid-search", help="the grid search of §3.4 (Table S4)")
+    _data_options(grid)
+    _experiment_options(grid)
+
+    report = commands.add_parser("report", help="rewrite an experiment's report.md from its results")
+    _data_options(report)
+    _experiment_options(report)
+
+    export = commands.add_parser("export", help="export W-MM-U-Net, MFF and the CAD pipeline as SavedModels")
+    export.add_argument("directory", help="the folder to write the SavedModels and export.json to")
+    export.add_argument("--crop", choices=CLASSIFICATION_CROPS, default="predicted",
+                        help="which MFF run to export, by its crops (default: %(default)s)")
+    _data_options(export)
+    _experiment_options(export)
+
+    predict = commands.add_parser("predict", help="run an exported model on new patients' files")
+    predict.add_argument("source", help="an export folder (tf-bimodal export), or an experiment folder")
+    cases = predict.add_mutually_exclusive_group(required=True)
+    cases.add_argument("--bmode", help="a B-mode image (with --semode, a pair; alone, B-mode only)")
+    cases.add_argument("--dual-view", help="a scanner screenshot with the B-mode and SE panes side by side")
+    cases.add_argument("--folder", help="every image below a folder (<stem>_bmode / <stem>_semode pairs, "
+                                        "other images B-mode only; files named *mask* skipped)")
+    cases.add_argument("--csv", help="a CSV with columns bmode[,semode] or dual_view[,dual_view_boxes] and id")
+    predict.add_argument("--semode", help="the SE-mode image of --bmode")
+    predict.add_argument("--boxes", help="the panes of --dual-view: 'x0 y0 x1 y1;x0 y0 x1 y1', B-mode first")
+    predict.add_argument("--output", default="predictions", help="folder for masks, overlays and the table "
+                                                                  "(default: %(default)s)")
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _data(args) -> DataConfig:
+    return DataConfig(source=args.data, image_size=args.image_size, manual_dir=args.manual_dir,
+                      data_dir=args.data_dir)
+
+
+def _split(args) -> SplitConfig:
+    return SplitConfig(scheme=args.split, num_folds=args.num_folds, seed=args.seed)
+
+
+def _runtime(args) -> RuntimeConfig:
+    return RuntimeConfig(strategy=args.strategy, precision=args.precision, tensorboard=not args.no_tensorboard)
+
+
+def _overrides(args) -> list[str]:
+    overrides = []
+    if args.backbone_weights is not None:
+        overrides.append(f"classification.backbone_weights={args.backbone_weights}")
+    if args.require_backbone_weights:
+        overrides.append("classification.require_backbone_weights=true")
+    return overrides + list(args.overrides)
+
+
+def main(argv=None) -> int:
+    """Run ``tf-bimodal``; returns the exit status (0 success, 1 some predicted cases failed,
+    2 bad input or arguments, 130 interrupted)."""
+    args = build_parser().parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines appear at once, also through a pipe
+    from tf_bimodal import logs
+
+    logs.start_tensorflow(args.verbose)  # TensorFlow's start-up lines only with --verbose
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.INFO if args.verbose else absl_logging.ERROR)
+    from tf_bimodal import workflow
+    from tf_bimodal.data.errors import DataError
+
+    logs.console()
+    command = " ".join(["tf-bimodal", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        if args.command == "data":
+            workflow.describe_data(_data(args), _split(args), args.output)
+        elif args.command == "predict":
+            from tf_bimodal.export import predict as predict_lib
+
+            if args.bmode:
+                cases = [predict_lib.pair_case(args.bmode, args.semode)]
+            elif args.dual_view:
+                cases = [predict_lib.dual_view_case(args.dual_view, args.boxes)]
+            elif args.folder:
+                cases = predict_lib.folder_cases(args.folder)
+            else:
+                cases = predict_lib.csv_cases(args.csv)
+            result = predict_lib.predict(args.source, cases, args.output, progress=not args.no_progress)
+            return EXIT_FAILED_CASES if result["failed"] else 0
+        else:
+            experiment = workflow.resolve(args.preset, _runtime(args), _overrides(args), args.config_file)
+            if args.command == "train":
+                workflow.run(args.request, _data(args), _split(args), experiment, crop=args.crop,
+                             output=args.output, command=command, folds=args.folds)
+            elif args.command == "grid-search":
+                workflow.run("grid_search", _data(args), _split(args), experiment, output=args.output,
+                             command=command)
+            elif args.command == "report":
+                workflow.report(_data(args), experiment, args.output)
+            elif args.command == "export":
+                workflow.run(None, _data(args), _split(args), experiment, crop=args.crop, output=args.output,
+                             export=args.directory)
+    except (DataError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to go on (finished folds are kept, an unfinished "
+              "fold resumes from its last epoch)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
