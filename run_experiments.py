@@ -20,64 +20,32 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the output
 
-from tf_bimodal.config import (
-    CLASSIFICATION_CROPS,
-    CLASSIFICATION_MODELS,
-    DATA_SOURCES,
-    DEFAULT_PRESET,
-    PRECISIONS,
-    PRESETS,
-    REQUESTS,
-    SEGMENTATION_MODELS,
-    STRATEGIES,
-    DataConfig,
-    RuntimeConfig,
-    SplitConfig,
+from tf_bimodal.cli import (
+    add_data_options,
+    add_settings_options,
+    data_config,
+    runtime_config,
+    settings_overrides,
+    split_config,
 )
-from tf_bimodal.layout import DEFAULT_OUTPUT
+from tf_bimodal.config import CLASSIFICATION_CROPS, CLASSIFICATION_MODELS, REQUESTS, SEGMENTATION_MODELS
 
 
 def parse_args(argv=None):
-    defaults_data = DataConfig()
-    defaults_split = SplitConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=REQUESTS, default=None, metavar="MODEL",
                         help="a Table 1 segmenter (" + ", ".join(SEGMENTATION_MODELS) + "), a Table 2 classifier ("
                              + ", ".join(CLASSIFICATION_MODELS) + "), table1, table2, all or grid_search; "
                              "without it the data set is prepared and described")
-    parser.add_argument("--preset", choices=(*PRESETS, "auto"), default=DEFAULT_PRESET,
-                        help="sizes and hyperparameters: paper (a GPU), cpu (Tables 1-2 in under an hour on "
-                             "2 cores), quick (minutes, smoke runs) or auto: paper with a GPU, else cpu "
-                             "(default: %(default)s)")
     parser.add_argument("--crop", choices=CLASSIFICATION_CROPS, default="predicted",
                         help="a single classifier: crop with W-MM-U-Net's masks (trained first if needed), the "
                              "ground-truth masks, or not at all (default: %(default)s)")
-    parser.add_argument("--data", choices=DATA_SOURCES, default=defaults_data.source,
-                        help="data source (default: %(default)s, synthetic, needs no files)")
-    parser.add_argument("--manual-dir", default=None,
-                        help="folder with your data: manifest.csv (clinical) or Dataset_BUSI_with_GT (busi)")
-    parser.add_argument("--data-dir", default=None, help="where TFDS keeps prepared datasets (TFDS default)")
-    parser.add_argument("--image-size", type=int, default=defaults_data.image_size,
-                        help="side of the square images (default: %(default)s, paper §3.1)")
-    parser.add_argument("--split", choices=("kfold", "paper"), default=defaults_split.scheme,
-                        help="patient-level K folds, or the paper's 137/34/41 split")
-    parser.add_argument("--num-folds", type=int, default=defaults_split.num_folds)
-    parser.add_argument("--seed", type=int, default=defaults_split.seed, help="seed of the splits")
-    parser.add_argument("--output", default=DEFAULT_OUTPUT,
-                        help="results folder; an experiment goes to <output>/<dataset>-<preset>/ "
-                             "(default: %(default)s)")
-    runtime = RuntimeConfig()
-    parser.add_argument("--strategy", choices=STRATEGIES, default=runtime.strategy,
-                        help="tf.distribute: auto (Mirrored over all local GPUs if any), mirrored, multi_worker "
-                             "(MultiWorkerMirroredStrategy from TF_CONFIG) or one_device (default: %(default)s)")
-    parser.add_argument("--precision", choices=PRECISIONS, default=runtime.precision,
-                        help="Keras dtype policy; mixed_float16 uses loss scaling (default: %(default)s)")
     parser.add_argument("--export", default=None, metavar="DIR",
                         help="export the experiment's W-MM-U-Net, MFF and the end-to-end CAD pipeline as "
                              "SavedModels into DIR (after --model, or alone for an experiment already trained)")
-    parser.add_argument("--no-tensorboard", action="store_true",
-                        help="do not write TensorBoard logs (default: every fold writes them)")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up messages")
+    add_data_options(parser)
+    add_settings_options(parser)
     return parser.parse_args(argv)
 
 
@@ -87,19 +55,20 @@ def main(argv=None):
     from tf_bimodal import logs
 
     logs.start_tensorflow(args.verbose)  # TensorFlow's start-up lines only with --verbose
+    logs.console()
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.ERROR)
     from tf_bimodal.data.errors import DataError
-    from tf_bimodal.workflow import run
+    from tf_bimodal.workflow import resolve, run
 
     try:
-        data = DataConfig(source=args.data, image_size=args.image_size,
-                          manual_dir=args.manual_dir, data_dir=args.data_dir)
-        split = SplitConfig(scheme=args.split, num_folds=args.num_folds, seed=args.seed)
-        runtime = RuntimeConfig(strategy=args.strategy, precision=args.precision, tensorboard=not args.no_tensorboard)
-        run(model=args.model, data=data, split=split, preset=args.preset, crop=args.crop, output=args.output,
-            runtime=runtime, export=args.export,
+        data, split = data_config(args), split_config(args)
+        preset = args.preset
+        if args.model is not None or args.export is not None:
+            preset = resolve(args.preset, runtime_config(args), settings_overrides(args), args.config_file)
+        run(model=args.model, data=data, split=split, preset=preset, crop=args.crop, output=args.output,
+            runtime=runtime_config(args), export=args.export,
             command=" ".join(["python run_experiments.py", *(argv if argv is not None else sys.argv[1:])]))
     except (DataError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

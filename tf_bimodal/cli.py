@@ -40,7 +40,8 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
-def _data_options(parser: argparse.ArgumentParser) -> None:
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """The data options: source, folder, sizes, splits and the results folder."""
     defaults, split = DataConfig(), SplitConfig()
     group = parser.add_argument_group("data")
     group.add_argument("--data", choices=DATA_SOURCES, default=defaults.source,
@@ -58,7 +59,8 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
                        help="results folder; an experiment goes to <output>/<dataset>-<preset>/ (default: %(default)s)")
 
 
-def _experiment_options(parser: argparse.ArgumentParser) -> None:
+def add_settings_options(parser: argparse.ArgumentParser) -> None:
+    """The settings options: preset, overrides, backbone weights, strategy, precision, TensorBoard."""
     runtime = RuntimeConfig()
     group = parser.add_argument_group("settings")
     group.add_argument("--preset", choices=(*PRESETS, "auto"), default=DEFAULT_PRESET,
@@ -86,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = commands.add_parser("data", help="prepare the data set, make its splits and describe it")
-    _data_options(data)
+    add_data_options(data)
 
     train = commands.add_parser("train", help="train and cross-validate a model, a table or everything")
     train.add_argument("request", choices=REQUESTS, metavar="MODEL",
@@ -97,23 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--fold", dest="folds", type=int, action="append", default=None, metavar="K",
                        help="train only fold K (repeatable): one job per fold; the summary and report are "
                             "written by the job that finds every fold finished")
-    _data_options(train)
-    _experiment_options(train)
+    add_data_options(train)
+    add_settings_options(train)
 
     grid = commands.add_parser("grid-search", help="the grid search of §3.4 (Table S4)")
-    _data_options(grid)
-    _experiment_options(grid)
+    add_data_options(grid)
+    add_settings_options(grid)
 
     report = commands.add_parser("report", help="rewrite an experiment's report.md from its results")
-    _data_options(report)
-    _experiment_options(report)
+    add_data_options(report)
+    add_settings_options(report)
 
     export = commands.add_parser("export", help="export W-MM-U-Net, MFF and the CAD pipeline as SavedModels")
     export.add_argument("directory", help="the folder to write the SavedModels and export.json to")
     export.add_argument("--crop", choices=CLASSIFICATION_CROPS, default="predicted",
                         help="which MFF run to export, by its crops (default: %(default)s)")
-    _data_options(export)
-    _experiment_options(export)
+    add_data_options(export)
+    add_settings_options(export)
 
     predict = commands.add_parser("predict", help="run an exported model on new patients' files")
     predict.add_argument("source", help="an export folder (tf-bimodal export), or an experiment folder")
@@ -131,20 +133,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _data(args) -> DataConfig:
+def data_config(args) -> DataConfig:
+    """The ``DataConfig`` of parsed data options."""
     return DataConfig(source=args.data, image_size=args.image_size, manual_dir=args.manual_dir,
                       data_dir=args.data_dir)
 
 
-def _split(args) -> SplitConfig:
+def split_config(args) -> SplitConfig:
+    """The ``SplitConfig`` of parsed data options."""
     return SplitConfig(scheme=args.split, num_folds=args.num_folds, seed=args.seed)
 
 
-def _runtime(args) -> RuntimeConfig:
+def runtime_config(args) -> RuntimeConfig:
+    """The ``RuntimeConfig`` of parsed settings options."""
     return RuntimeConfig(strategy=args.strategy, precision=args.precision, tensorboard=not args.no_tensorboard)
 
 
-def _overrides(args) -> list[str]:
+def settings_overrides(args) -> list[str]:
+    """The ``section.key=value`` overrides of parsed settings options (weights options first)."""
     overrides = []
     if args.backbone_weights is not None:
         overrides.append(f"classification.backbone_weights={args.backbone_weights}")
@@ -171,7 +177,7 @@ def main(argv=None) -> int:
     command = " ".join(["tf-bimodal", *(argv if argv is not None else sys.argv[1:])])
     try:
         if args.command == "data":
-            workflow.describe_data(_data(args), _split(args), args.output)
+            workflow.describe_data(data_config(args), split_config(args), args.output)
         elif args.command == "predict":
             from tf_bimodal.export import predict as predict_lib
 
@@ -186,18 +192,19 @@ def main(argv=None) -> int:
             result = predict_lib.predict(args.source, cases, args.output, progress=not args.no_progress)
             return EXIT_FAILED_CASES if result["failed"] else 0
         else:
-            experiment = workflow.resolve(args.preset, _runtime(args), _overrides(args), args.config_file)
+            experiment = workflow.resolve(args.preset, runtime_config(args), settings_overrides(args),
+                                          args.config_file)
             if args.command == "train":
-                workflow.run(args.request, _data(args), _split(args), experiment, crop=args.crop,
+                workflow.run(args.request, data_config(args), split_config(args), experiment, crop=args.crop,
                              output=args.output, command=command, folds=args.folds)
             elif args.command == "grid-search":
-                workflow.run("grid_search", _data(args), _split(args), experiment, output=args.output,
+                workflow.run("grid_search", data_config(args), split_config(args), experiment, output=args.output,
                              command=command)
             elif args.command == "report":
-                workflow.report(_data(args), experiment, args.output)
+                workflow.report(data_config(args), experiment, args.output)
             elif args.command == "export":
-                workflow.run(None, _data(args), _split(args), experiment, crop=args.crop, output=args.output,
-                             export=args.directory)
+                workflow.run(None, data_config(args), split_config(args), experiment, crop=args.crop,
+                             output=args.output, export=args.directory)
     except (DataError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

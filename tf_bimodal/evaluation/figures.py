@@ -514,6 +514,23 @@ def save_prediction_overlay(bmode, semode, mask, box, p_malignant: float, label:
 # --------------------------------------------------------------------------- training curves, confusion
 
 
+def _panel_grid(plt, count: int, max_columns: int, width: float, height: float):
+    """A figure of ``count`` panels, at most ``max_columns`` a row, each ``width`` x ``height`` inches."""
+    columns = min(max_columns, count)
+    rows = -(-count // columns)
+    return plt.subplots(rows, columns, figsize=(width * columns, height * rows + 0.6), squeeze=False)
+
+
+def _save_panel_grid(plt, figure, axes, used: int, title: str, path: str) -> str:
+    for axis in axes.ravel()[used:]:
+        axis.axis("off")
+    figure.suptitle(title, fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
 def save_training_curves(histories: dict, path: str, title: str = "") -> str | None:
     """One panel per run: the training and validation loss of every fold over the epochs, and
     the validation score the run selects on (``val_dice`` or ``val_accuracy``) on a second axis.
@@ -537,9 +554,7 @@ def save_training_curves(histories: dict, path: str, title: str = "") -> str | N
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    columns = min(4, len(histories))
-    rows = -(-len(histories) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.6 * rows + 0.6), squeeze=False)
+    figure, axes = _panel_grid(plt, len(histories), 4, 3.4, 2.6)
     for axis, (name, folds) in zip(axes.ravel(), histories.items()):
         score_axis = axis.twinx()
         for number, history in enumerate(folds):
@@ -562,13 +577,7 @@ def save_training_curves(histories: dict, path: str, title: str = "") -> str | N
         score_axis.tick_params(labelsize=6)
         handles = axis.get_legend_handles_labels()[0] + score_axis.get_legend_handles_labels()[0]
         axis.legend(handles=handles, fontsize=6, loc="upper right")
-    for axis in axes.ravel()[len(histories):]:
-        axis.axis("off")
-    figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save_panel_grid(plt, figure, axes, len(histories), title, path)
 
 
 def save_confusion_matrices(matrices: dict, path: str, title: str = "") -> str | None:
@@ -590,9 +599,7 @@ def save_confusion_matrices(matrices: dict, path: str, title: str = "") -> str |
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = min(5, len(matrices))
-    rows = -(-len(matrices) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.4 * rows + 0.6), squeeze=False)
+    figure, axes = _panel_grid(plt, len(matrices), 5, 2.4, 2.4)
     for axis, (name, counts) in zip(axes.ravel(), matrices.items()):
         counts = np.asarray(counts, dtype=np.int64)
         shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
@@ -605,10 +612,4 @@ def save_confusion_matrices(matrices: dict, path: str, title: str = "") -> str |
         axis.set_xlabel("predicted", fontsize=6)
         axis.set_ylabel("true", fontsize=6)
         axis.set_title(name, fontsize=7)
-    for axis in axes.ravel()[len(matrices):]:
-        axis.axis("off")
-    figure.suptitle(title, fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save_panel_grid(plt, figure, axes, len(matrices), title, path)
