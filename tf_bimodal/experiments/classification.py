@@ -61,7 +61,6 @@ from tf_bimodal.evaluation.classification import METRIC_NAMES, evaluate_predicti
 from tf_bimodal.evaluation.figures import save_roc_figure
 from tf_bimodal.evaluation.predictions import read_test_predictions, write_predictions
 from tf_bimodal.experiments.cross_validation import (
-    SYNTHETIC_NOTICE,
     ExperimentData,
     Fold,
     FoldTask,
@@ -72,6 +71,7 @@ from tf_bimodal.experiments.cross_validation import (
 )
 from tf_bimodal.io import write_json
 from tf_bimodal.models.classification.factory import AVAILABILITY_MODELS, MODEL_DESCRIPTIONS, model_input_keys
+from tf_bimodal.schema import SYNTHETIC_NOTICE
 from tf_bimodal.training import runtime as runtime_lib
 from tf_bimodal.training.classification import (
     CachedImagenet,

@@ -41,13 +41,12 @@ from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import inputs
 from tf_bimodal.data import splits as splits_lib
 from tf_bimodal.io import json_default, read_json_or_none, write_json
-from tf_bimodal.schema import SYNTHETIC_NOTICE
 from tf_bimodal.training import runtime as runtime_lib
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "SYNTHETIC_NOTICE", "ExperimentData", "Fold", "FoldTask", "cache_key", "cross_validate", "data_identity",
+    "ExperimentData", "Fold", "FoldTask", "cache_key", "cross_validate", "data_identity",
     "experiment_runtime", "finished_fold", "load_experiment_data", "reusable_summary", "run_cache_key",
     "start_run_dir",
 ]
@@ -128,10 +127,9 @@ def load_experiment_data(data: DataConfig, split: SplitConfig, output: str) -> E
     builder = dataset_lib.prepare(data)
     fingerprint = dataset_lib.stored_fingerprint(builder)
     name = dataset_lib.builder_config_name(data, fingerprint)
-    index = dataset_lib.index_dataset(builder)
     arrays = inputs.load_arrays(builder.as_dataset(split="train", shuffle_files=False))
     splits = splits_lib.load_or_make_splits(
-        layout.splits_path(output, name), index.image_ids, index.patient_ids, index.labels, split
+        layout.splits_path(output, name), arrays["image_id"], arrays["patient_id"], arrays["label"], split
     )
     return ExperimentData(
         config=data, name=name, version=str(builder.info.version), fingerprint=fingerprint, arrays=arrays,

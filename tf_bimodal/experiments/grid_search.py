@@ -35,9 +35,10 @@ from tf_bimodal import layout, logs
 from tf_bimodal.config import DataConfig, ExperimentConfig, GridSearchConfig, SplitConfig, to_dict
 from tf_bimodal.data import inputs
 from tf_bimodal.evaluation.figures import save_grid_figure
-from tf_bimodal.experiments.cross_validation import SYNTHETIC_NOTICE, experiment_runtime, load_experiment_data
+from tf_bimodal.experiments.cross_validation import experiment_runtime, load_experiment_data
 from tf_bimodal.experiments.segmentation import check_modalities
 from tf_bimodal.io import read_json, write_json
+from tf_bimodal.schema import SYNTHETIC_NOTICE
 from tf_bimodal.training import runtime as runtime_lib
 from tf_bimodal.training.segmentation import MONITOR
 from tf_bimodal.training.tensorboard import write_hparams

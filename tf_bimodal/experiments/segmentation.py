@@ -32,7 +32,6 @@ from tf_bimodal.config import DataConfig, ExperimentConfig, SegmentationConfig, 
 from tf_bimodal.data import inputs
 from tf_bimodal.evaluation.segmentation import SD_DDOF, majority_vote, summarize_folds
 from tf_bimodal.experiments.cross_validation import (
-    SYNTHETIC_NOTICE,
     ExperimentData,
     Fold,
     FoldTask,
@@ -42,6 +41,7 @@ from tf_bimodal.experiments.cross_validation import (
     run_cache_key,
 )
 from tf_bimodal.models.segmentation.factory import MODEL_INPUTS, build_segmenter, check_model_name, is_multimodal
+from tf_bimodal.schema import SYNTHETIC_NOTICE
 from tf_bimodal.training import runtime as runtime_lib
 from tf_bimodal.training.metrics import mean_scores
 from tf_bimodal.training.segmentation import (
