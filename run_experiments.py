@@ -6,6 +6,7 @@ Examples:
     python run_experiments.py --model all --preset cpu    # Tables 1 and 2, under an hour on a CPU
     python run_experiments.py --model w_mm_unet --preset quick
     python run_experiments.py --model mff --crop manual
+    python run_experiments.py --model mff --crop predicted_mask_shape   # crops cut to the mask (Fig. S2)
     python run_experiments.py --model grid_search   # learning rate x batch x loss (Table S4)
     python run_experiments.py --model mff --export exported/   # SavedModels, incl. the CAD pipeline
     python run_experiments.py --data busi --manual-dir /path/to/BUSI
@@ -21,6 +22,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the output
 
 from tf_bimodal.cli import (
+    CROP_HELP,
     add_data_options,
     add_settings_options,
     data_config,
@@ -38,8 +40,7 @@ def parse_args(argv=None):
                              + ", ".join(CLASSIFICATION_MODELS) + "), table1, table2, all or grid_search; "
                              "without it the data set is prepared and described")
     parser.add_argument("--crop", choices=CLASSIFICATION_CROPS, default="predicted",
-                        help="a single classifier: crop with W-MM-U-Net's masks (trained first if needed), the "
-                             "ground-truth masks, or not at all (default: %(default)s)")
+                        help=CROP_HELP + "; W-MM-U-Net is trained first if its masks are needed (default: %(default)s)")
     parser.add_argument("--export", default=None, metavar="DIR",
                         help="export the experiment's W-MM-U-Net, MFF and the end-to-end CAD pipeline as "
                              "SavedModels into DIR (after --model, or alone for an experiment already trained)")

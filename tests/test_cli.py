@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import subprocess
 import sys
 
@@ -65,3 +67,59 @@ def test_overrides_are_checked_before_any_work(tmp_path):
 def test_console_script_is_declared():
     setup = (REPO_ROOT / "setup.cfg").read_text()
     assert "tf-bimodal = tf_bimodal.cli:main" in setup
+
+
+def _run_experiments():
+    """The ``run_experiments.py`` script as a module (it is not installed)."""
+    spec = importlib.util.spec_from_file_location("run_experiments", REPO_ROOT / "run_experiments.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("crop", ["predicted_mask_shape", "manual_mask_shape", "none"])
+def test_crop_choices_include_the_mask_shaped_crops(crop):
+    run_experiments = _run_experiments()
+    assert build_parser().parse_args(["train", "mff", "--crop", crop]).crop == crop
+    assert run_experiments.parse_args(["--model", "mff", "--crop", crop]).crop == crop
+
+
+def test_a_crop_without_its_masks_is_refused():
+    """``mask`` alone does not say which masks: ``predicted_mask_shape`` or ``manual_mask_shape``."""
+    run_experiments = _run_experiments()
+    for parse, argv in ((build_parser().parse_args, ["train", "mff", "--crop", "mask"]),
+                        (run_experiments.parse_args, ["--model", "mff", "--crop", "mask"])):
+        with pytest.raises(SystemExit) as excinfo:
+            parse(argv)
+        assert excinfo.value.code == 2
+
+
+@pytest.mark.slow
+def test_mask_shaped_crop_reaches_the_cropping_code(tmp_path, monkeypatch, no_network):
+    """``tf-bimodal train ... --crop manual_mask_shape`` on the phantom (quick preset) crops to
+    the mask's shape (Fig. S2): the pipeline's crop is called with ``shape="mask"``."""
+    from tf_bimodal import cli, logs
+    from tf_bimodal.data import pipeline
+
+    shapes = []
+    crop_pair = pipeline.crop_pair
+
+    def recording_crop_pair(*args, **kwargs):
+        shapes.append(kwargs.get("shape"))
+        return crop_pair(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "crop_pair", recording_crop_pair)
+    monkeypatch.setattr(logs, "console", lambda *args, **kwargs: None)  # keep the test's logging as it is
+    output = tmp_path / "runs"
+    status = cli.main(["train", "vgg16_semode", "--crop", "manual_mask_shape", "--preset", "quick",
+                       "--set", "classification.epochs=1", "--num-folds", "2", "--image-size", "64",
+                       "--no-tensorboard", "--output", str(output), "--data-dir", str(tmp_path / "tfds")])
+    assert status == 0
+    assert shapes and set(shapes) == {"mask"}
+    (experiment,) = output.glob("phantom*-quick")
+    summary = json.loads((experiment / "vgg16_semode_crop_manual_mask_shape" / "summary.json").read_text())
+    assert (summary["crop"]["crop"], summary["crop"]["masks_from"], summary["crop"]["shape"]) == (
+        "manual_mask_shape", "manual", "mask")
+    report = (experiment / "report.md").read_text()
+    assert "Cropped image, mask shape (SE-mode) | Manual | VGG-16 (single)" in report
+    assert "cut to the mask's shape" in report

@@ -206,7 +206,7 @@ def test_a_section_rule_broken_by_an_override_names_it():
     with pytest.raises(ValueError, match=r"^override runtime\.precision=float64: RuntimeConfig: precision must be one of"):
         resolve_experiment("quick", overrides=["runtime.precision=float64"])
     with pytest.raises(ValueError, match=r"^override classification\.require_backbone_weights=true: .*'none'"):
-        resolve_experiment("cpu", overrides=["classification.require_backbone_weights=true"])
+        resolve_experiment("quick", overrides=["classification.require_backbone_weights=true"])
 
 
 def test_resolve_experiment_applies_overrides_after_fields_and_runtime():
@@ -330,5 +330,5 @@ def test_backbone_weights_policy_fields():
     assert ClassificationConfig(backbone_weights="/w.h5", require_backbone_weights=True).require_backbone_weights
     with pytest.raises(ValueError, match="require_backbone_weights=True needs backbone_weights"):
         ClassificationConfig(backbone_weights="none", require_backbone_weights=True)
-    with pytest.raises(ValueError, match="backbone_weights must be 'imagenet', 'none' or the path"):
+    with pytest.raises(ValueError, match="backbone_weights must be 'imagenet', 'hed', 'none' or the path"):
         ClassificationConfig(backbone_weights="")

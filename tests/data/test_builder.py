@@ -79,7 +79,9 @@ def test_busi_sample(tmp_path, busi_sample_dir, no_gcs):
     assert not any(e["has_semode"] for e in examples)
     assert all(not e["semode"].any() for e in examples)
     assert all(e["bmode"].shape == (SIZE, SIZE, 1) for e in examples)
-    assert len({e["patient_id"] for e in examples}) == 50
+    # One series of six near-duplicates (malignant 4-9) is one pseudo-patient.
+    assert len({e["patient_id"] for e in examples}) == 45
+    assert builder.info.metadata["busi_duplicates"]["group_sizes"] == {"6": 1}
 
 
 def test_clinical_dummy_folder(tmp_path, no_gcs):

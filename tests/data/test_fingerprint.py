@@ -141,8 +141,8 @@ def test_interrupted_preparation_is_not_reused(tmp_path, monkeypatch, no_network
     config = busi(folder, tmp_path)
     real = readers.iter_busi
 
-    def interrupted(manual_dir, image_size):
-        for number, example in enumerate(real(manual_dir, image_size)):
+    def interrupted(manual_dir, image_size, **kwargs):
+        for number, example in enumerate(real(manual_dir, image_size, **kwargs)):
             if number == 2:
                 raise KeyboardInterrupt
             yield example

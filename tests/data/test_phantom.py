@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import cv2
@@ -102,9 +103,11 @@ def test_mask_binary_nonempty_inside_image_and_roi(small_patients):
 
 
 def test_semode_colour_only_inside_roi(small_patients):
-    example = phantom.render_pair(small_patients[0], 0, 96, seed=0, return_strain=True)
+    example = phantom.render_pair(
+        small_patients[0], 0, 96, seed=0, return_strain=True, annotation_fraction=1.0, return_layers=True
+    )
     semode = example["semode"].astype(int)
-    grey = example["bmode"][:, :, 0].astype(int)
+    grey = example["bmode_unmarked"][:, :, 0].astype(int)  # SE's underlay carries no operator marks
     top, left, bottom, right = example["se_roi"]
     outside = np.ones(grey.shape, bool)
     outside[top - 1 : bottom + 1, left - 1 : right + 1] = False  # ROI and its frame
@@ -116,9 +119,9 @@ def test_semode_colour_only_inside_roi(small_patients):
 
 def test_colour_map_inverts_to_strain(small_patients):
     """The ROI colour is the elastography scale of ``strain`` blended over the B-mode."""
-    example = phantom.render_pair(small_patients[1], 0, 64, seed=0, return_strain=True)
+    example = phantom.render_pair(small_patients[1], 0, 64, seed=0, return_strain=True, return_layers=True)
     top, left, bottom, right = example["se_roi"]
-    grey = example["bmode"][top:bottom, left:right].astype(np.float32)
+    grey = example["bmode_unmarked"][top:bottom, left:right].astype(np.float32)
     shown = example["semode"][top:bottom, left:right].astype(np.float32)
     colour = (shown - (1 - phantom._SE_ALPHA) * grey) / phantom._SE_ALPHA
     distances = ((colour[:, :, None, :] - phantom.ELASTO_LUT[None, None].astype(np.float32)) ** 2).sum(-1)
@@ -175,7 +178,9 @@ def test_iter_phantom_order_and_count(small_patients):
     np.testing.assert_array_equal(examples[0]["semode"], phantom.render_pair(small_patients[0], 0, 64, SMALL.seed)["semode"])
 
 
-@pytest.mark.parametrize("kwargs", [{"image_size": 16}, {"view_index": -1}])
+@pytest.mark.parametrize(
+    "kwargs", [{"image_size": 16}, {"view_index": -1}, {"annotation_fraction": -0.1}, {"annotation_fraction": 1.5}]
+)
 def test_render_pair_rejects_bad_arguments(small_patients, kwargs):
     arguments = {"view_index": 0, "image_size": 64, "seed": 0, **kwargs}
     with pytest.raises(ValueError):
@@ -203,6 +208,14 @@ def test_class_conditional_statistics(cohort):
     assert any(p.shape_class in ("irregular", "lobulated") for p in benign)
     assert any(p.shape_class == "oval" for p in malignant)
     assert any(p.elasticity_score >= 4 for p in benign) and any(p.elasticity_score <= 2 for p in malignant)
+    # Simple cysts (anechoic) are benign; complex masses occur in both classes.
+    assert 0.1 < mean(benign, lambda p: p.echo_pattern == "anechoic") < 0.35
+    assert not any(p.echo_pattern == "anechoic" for p in malignant)
+    assert any(p.echo_pattern == "complex" for p in benign) and any(p.echo_pattern == "complex" for p in malignant)
+    assert mean(malignant, lambda p: p.margin != "circumscribed") > mean(benign, lambda p: p.margin != "circumscribed") + 0.3
+    assert {p.margin for p in malignant} == set(phantom.MARGINS)
+    # B-mode cues are probabilistic: every non-circumscribed margin also occurs in benign lesions.
+    assert {p.margin for p in benign} == set(phantom.MARGINS)
     # Score 5 means a stiff area larger than the B-mode lesion.
     assert all(p.se_size_ratio > 1.2 for p in cohort if p.elasticity_score == 5)
     assert all(p.se_size_ratio <= 1.0 for p in cohort if p.elasticity_score <= 3)
@@ -219,18 +232,20 @@ def test_malignant_lesions_look_stiffer_on_semode():
     assert np.mean(blueness["malignant"]) > np.mean(blueness["benign"]) + 30
 
 
-def test_lesions_are_hypoechoic(small_patients):
-    """Every lesion is darker than the tissue around it; some only slightly (nearly isoechoic)."""
+def test_lesions_are_hypoechoic_some_nearly_isoechoic():
+    """Lesions are darker than the tissue around them on average, from markedly (cysts) to
+    hardly at all (nearly isoechoic: low contrast, as in clinical images)."""
+    patients = phantom.sample_patients(PhantomConfig(num_benign_patients=10, num_malignant_patients=10, seed=2))
     contrasts = []
-    for patient in small_patients:
-        example = phantom.render_pair(patient, 0, 96, seed=2)
+    for patient in patients:
+        example = phantom.render_pair(patient, 0, 96, seed=2, return_layers=True)
         mask = example["mask"][:, :, 0].astype(bool)
-        bmode = example["bmode"][:, :, 0].astype(np.float32)
-        contrast = bmode[_ring(mask, 2, 5)].mean() - bmode[mask].mean()
-        assert contrast > 5, (patient.patient_id, contrast)
-        contrasts.append(contrast)
-    assert np.mean(contrasts) > 20
-    assert max(contrasts) > 2 * min(contrasts)  # conspicuity varies between lesions
+        bmode = example["bmode_unmarked"][:, :, 0].astype(np.float32)
+        contrasts.append(bmode[_ring(mask, 2, 5)].mean() - bmode[mask].mean())
+    contrasts = np.array(contrasts)
+    assert np.median(contrasts) > 15 and np.mean(contrasts > 0) >= 0.8
+    assert contrasts.max() > 50  # conspicuous lesions (cysts, dark masses)
+    assert contrasts.min() < 12  # and lesions hard to tell from their surroundings
 
 
 def test_speckle_is_finer_axially_than_laterally(small_patients):
@@ -250,8 +265,96 @@ def test_difficulty_table_calibration():
     table = phantom.difficulty_table(num_patients=600, seed=0)
     assert table["semode"] > table["bmode"] + 0.03
     assert table["both"] > max(table["bmode"], table["semode"])
-    assert 0.6 < table["bmode"] < 0.9 and table["semode"] < 0.95 and table["both"] < 1.0
+    assert 0.6 < table["bmode"] < 0.82 and table["semode"] < 0.95 and table["both"] < 1.0
     assert table["num_patients"] == 600
+
+
+# --- clinical realism: what makes real images hard ---------------------------------------------
+
+
+def test_operator_marks_on_some_images_never_in_the_mask():
+    config = PhantomConfig(num_benign_patients=8, num_malignant_patients=8, seed=4)
+    marked_views = 0
+    for patient in phantom.sample_patients(config):
+        plain = phantom.render_pair(patient, 0, 96, seed=4, annotation_fraction=0.0, return_layers=True)
+        marked = phantom.render_pair(patient, 0, 96, seed=4, annotation_fraction=1.0, return_layers=True)
+        default = phantom.render_pair(patient, 0, 96, seed=4, annotation_fraction=config.annotation_fraction,
+                                      return_layers=True)
+        marked_views += int(default["annotations"].any())
+        # Marks are burnt into the B-mode only: the mask, the SE image and everything else
+        # stay exactly as without them.
+        assert not plain["annotations"].any()
+        np.testing.assert_array_equal(plain["bmode"], plain["bmode_unmarked"])
+        np.testing.assert_array_equal(plain["bmode_unmarked"], marked["bmode_unmarked"])
+        np.testing.assert_array_equal(plain["mask"], marked["mask"])
+        np.testing.assert_array_equal(plain["semode"], marked["semode"])
+        marks = marked["annotations"].astype(bool)
+        assert marks.any()
+        changed = marked["bmode"][:, :, 0] != plain["bmode"][:, :, 0]
+        assert not (changed & ~marks).any()
+        # Markers sit outside the outline; only the thin dotted lines cross the lesion.
+        mask = marked["mask"][:, :, 0].astype(bool)
+        assert (marks & mask).sum() <= 0.2 * mask.sum()
+    assert 0 < marked_views < 16  # some images carry marks, others none
+
+
+def test_look_alikes_are_dark_and_have_no_mask():
+    config = PhantomConfig(num_benign_patients=8, num_malignant_patients=8, seed=4, max_distractors=6)
+    with_look_alikes = 0
+    for patient in phantom.sample_patients(config):
+        example = phantom.render_pair(patient, 0, 96, seed=4, return_layers=True)
+        footprint = example["distractors"].astype(bool)
+        assert not (footprint & example["mask"][:, :, 0].astype(bool)).any()
+        if footprint.sum() > 20:
+            with_look_alikes += 1
+            bmode = example["bmode_unmarked"][:, :, 0].astype(np.float32)
+            assert bmode[footprint].mean() < bmode[_ring(footprint, 2, 5)].mean()  # hypoechoic, like a lesion
+    assert with_look_alikes >= 4
+    clean = phantom.sample_patients(dataclasses.replace(config, max_distractors=0))
+    assert all(p.num_distractors == 0 for p in clean)
+    assert not phantom.render_pair(clean[0], 0, 96, seed=4, return_layers=True)["distractors"].any()
+
+
+def test_posterior_shadowing_darkens_below_malignant_lesions():
+    """Echoes below the lesion minus echoes beside them at the same depth."""
+    patients = phantom.sample_patients(PhantomConfig(num_benign_patients=12, num_malignant_patients=12, seed=5))
+    by_label, by_feature = {"benign": [], "malignant": []}, {}
+    for patient in patients:
+        example = phantom.render_pair(patient, 0, 96, seed=5, return_layers=True)
+        mask = example["mask"][:, :, 0].astype(bool)
+        bmode = example["bmode_unmarked"][:, :, 0].astype(np.float32)
+        rows, cols = np.nonzero(mask)
+        left, right = cols.min(), cols.max() + 1
+        width, band = right - left, slice(rows.max() + 2, rows.max() + 2 + max(4, rows.max() - rows.min()))
+        beside = np.concatenate([bmode[band, max(0, left - width) : left].ravel(), bmode[band, right : right + width].ravel()])
+        difference = float(bmode[band, left:right].mean() - beside.mean())
+        by_label[patient.label].append(difference)
+        by_feature.setdefault(patient.posterior, []).append(difference)
+    assert np.mean(by_label["malignant"]) < np.mean(by_label["benign"]) - 15
+    assert np.mean(by_feature["shadowing"]) < -15 and np.mean(by_feature["enhancement"]) > 5
+
+
+def test_lesion_sizes_span_small_to_large(cohort):
+    sizes = np.array([p.lesion_size for p in cohort])
+    assert sizes.min() < 0.08 and sizes.max() > 0.45
+    assert np.percentile(sizes, 90) / np.percentile(sizes, 10) > 2.5
+
+
+def test_gain_and_depth_vary_between_images():
+    patients = phantom.sample_patients(PhantomConfig(num_benign_patients=6, num_malignant_patients=6, seed=3))
+    means = [phantom.render_pair(p, v, 64, seed=3)["bmode"].mean() for p in patients for v in range(2)]
+    assert np.std(means) > 12 and max(means) - min(means) > 50
+
+
+def test_cysts_show_layered_strain_artefact(cohort):
+    cyst = next(p for p in cohort if p.echo_pattern == "anechoic")
+    example = phantom.render_pair(cyst, 0, 96, seed=0, return_strain=True)
+    mask = example["mask"][:, :, 0].astype(bool)
+    rows = np.nonzero(mask.any(axis=1))[0]
+    third = max(1, len(rows) // 3)
+    top = example["strain"][rows[:third]][mask[rows[:third]]].mean()
+    bottom = example["strain"][rows[-third:]][mask[rows[-third:]]].mean()
+    assert bottom - top > 0.25  # blue (top) - green - red (bottom)
 
 
 # --- configuration and figure ---------------------------------------------------------------
@@ -265,6 +368,9 @@ def test_difficulty_table_calibration():
         {"min_pairs_per_patient": 0},
         {"min_pairs_per_patient": 3, "max_pairs_per_patient": 2},
         {"image_size": 16},
+        {"annotation_fraction": -0.1},
+        {"annotation_fraction": 1.01},
+        {"max_distractors": -1},
     ],
 )
 def test_phantom_config_rejects_bad_arguments(kwargs):

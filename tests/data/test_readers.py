@@ -248,7 +248,19 @@ def test_busi_sample_counts_and_identities(busi_examples):
     assert counts == (20, 20, 10)
     ids = [e["image_id"] for e in busi_examples]
     assert len(set(ids)) == 50 and "busi_benign_4" in ids
-    assert all(e["patient_id"] == e["image_id"] for e in busi_examples)  # no patient ids in BUSI
+    # No patient ids in BUSI: one series of near-duplicates is one pseudo-patient, named after
+    # its first image; every other image is its own patient.
+    series = {f"busi_malignant_{number}" for number in range(4, 10)}
+    for example in busi_examples:
+        expected = "busi_group_malignant_4" if example["image_id"] in series else example["image_id"]
+        assert example["patient_id"] == expected, example["image_id"]
+
+
+def test_busi_without_duplicate_search_every_image_is_its_own_patient(busi_sample_dir):
+    groups = readers.busi_groups(busi_sample_dir, "none")
+    assert groups.groups == () and len(groups.patient_ids) == 50
+    assert all(patient == image for image, patient in groups.patient_ids.items())
+    assert groups.summary()["searched"] is False
 
 
 def test_busi_has_no_semode_and_normal_masks_are_empty(busi_examples):

@@ -254,3 +254,26 @@ def test_load_or_make_refuses_other_data_or_config(tmp_path, cohort):
     with pytest.raises(DataError, match="another split configuration"):
         load_or_make_splits(path, *cohort, SplitConfig(seed=1))
     assert open(path).read() == before
+
+
+def test_kfold_with_a_validation_fraction_trains_on_more_patients_and_never_leaks():
+    patients = [f"p{i // 2}" for i in range(200)]
+    labels = ["benign" if int(p[1:]) % 3 else "malignant" for p in patients]
+    ids = [f"img{i}" for i in range(200)]
+    folds = make_kfold_splits(ids, patients, labels, SplitConfig(scheme="kfold", val_fraction=0.125))
+    tested = []
+    for split in folds:
+        sizes = {part: len(split[part]) for part in ("train", "val", "test")}
+        assert 0.6 < sizes["train"] / 200 < 0.8 and 0.05 < sizes["val"] / 200 < 0.15, sizes
+        sets = [set(split[f"{part}_patients"]) for part in ("train", "val", "test")]
+        assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+        tested += split["test"]
+    assert sorted(tested) == sorted(ids)
+    again = make_kfold_splits(ids, patients, labels, SplitConfig(scheme="kfold", val_fraction=0.125))
+    assert again == folds
+
+
+@pytest.mark.parametrize("fields", [dict(scheme="paper", val_fraction=0.1), dict(scheme="kfold", val_fraction=0.7)])
+def test_val_fraction_rules(fields):
+    with pytest.raises(ValueError, match="val_fraction"):
+        SplitConfig(**fields)

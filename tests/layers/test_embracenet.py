@@ -40,21 +40,36 @@ SHARE_CASES = [
 ]
 
 
+DRAW_RULES = [
+    # layer arguments, call arguments, independent draws per sample and feature
+    (dict(), dict(training=True), 1),  # training: always the reference's draw
+    (dict(inference="sample"), dict(training=False), 1),  # the reference at test time
+    (dict(inference="mc", mc_samples=4), dict(training=False), 4),  # K seeded draws
+]
+
+
+@pytest.mark.parametrize("layer_kwargs, call_kwargs, draws_per_feature", DRAW_RULES)
 @pytest.mark.parametrize("probabilities, availability, expected", SHARE_CASES)
-def test_share_of_each_modality_matches_its_probability(probabilities, availability, expected):
+def test_share_of_each_modality_matches_its_probability(
+    probabilities, availability, expected, layer_kwargs, call_kwargs, draws_per_feature
+):
+    """The reference's rule (Choi & Lee's TF1 and PyTorch code): per feature, a multinomial
+    over the available modalities with the probabilities renormalised over them."""
     num_modalities = len(expected)
     batch, size = 8, 4000
-    layer = _labelled_layer(num_modalities, size, seed=3)
+    layer = _labelled_layer(num_modalities, size, seed=3, **layer_kwargs)
     probabilities = np.repeat(np.asarray(probabilities, "float32"), batch, axis=0)
     availability = np.repeat(np.asarray(availability, "float32"), batch, axis=0)
     embraced = layer(
         _inputs(batch, num_modalities),
         availabilities=availability,
         selection_probabilities=probabilities,
-        training=True,
+        **call_kwargs,
     ).numpy()
+    assert embraced.shape == (draws_per_feature * batch, size)
     chosen = np.rint(embraced).astype(int) - 1
-    draws = chosen.size
+    # The "mc" draws share their noise across the batch, so only K * size are independent.
+    draws = chosen.size if draws_per_feature == 1 else draws_per_feature * size
     for modality, share in enumerate(expected):
         observed = np.mean(chosen == modality)
         # 5 binomial standard deviations: a false alarm is practically impossible.
@@ -127,6 +142,35 @@ def test_sample_inference_draws_at_test_time_and_is_seeded():
     np.testing.assert_array_equal(a, second(features).numpy())
 
 
+def test_mc_inference_stacks_k_seeded_draws_per_sample():
+    layer = _labelled_layer(2, 64, inference="mc", mc_samples=5, seed=11)
+    twin = _labelled_layer(2, 64, inference="mc", mc_samples=5, seed=11)
+    other = _labelled_layer(2, 64, inference="mc", mc_samples=5, seed=12)
+    availability = np.array([[1, 1], [1, 0], [1, 1]], "float32")
+    first = layer(_inputs(3, 2), availabilities=availability).numpy()
+    assert first.shape == (5 * 3, 64)
+    draws = first.reshape(5, 3, 64)  # sample-major: row k * N + n
+    assert np.all(draws[:, 1] == 1.0), "sample 1 has only modality 0"
+    assert len({draws[k, 0].tobytes() for k in range(5)}) == 5, "the K draws differ"
+    np.testing.assert_array_equal(draws[:, 0], draws[:, 2])  # same probabilities, same draws
+    np.testing.assert_array_equal(first, layer(_inputs(3, 2), availabilities=availability).numpy())
+    np.testing.assert_array_equal(first, twin(_inputs(3, 2), availabilities=availability).numpy())
+    assert not np.array_equal(first, other(_inputs(3, 2), availabilities=availability).numpy())
+
+
+def test_mc_draws_of_a_sample_do_not_depend_on_its_batch():
+    layer = _labelled_layer(2, 32, inference="mc", mc_samples=3, seed=0)
+    probabilities = np.array([[0.3, 0.7], [0.9, 0.1], [0.5, 0.5]], "float32")
+    alone = layer(_inputs(1, 2), selection_probabilities=probabilities[1:2]).numpy()
+    together = layer(_inputs(3, 2), selection_probabilities=probabilities).numpy().reshape(3, 3, 32)
+    np.testing.assert_array_equal(alone, together[:, 1])
+
+
+def test_mc_training_draws_like_the_other_rules():
+    layer = _labelled_layer(2, 32, inference="mc", mc_samples=6, seed=0)
+    assert layer(_inputs(4, 2), training=True).shape == (4, 32)
+
+
 SHAPE_CASES = [
     # feature sizes per modality, embracement size
     ([5, 3], 8),
@@ -151,6 +195,10 @@ INVALID_CASES = [
     (dict(embracement_size=0), "embracement_size"),
     (dict(embracement_size=2.5), "embracement_size"),
     (dict(inference="mean"), "inference"),
+    (dict(mc_samples=0), "mc_samples"),
+    (dict(mc_samples=True), "mc_samples"),
+    (dict(mc_samples=2.0), "mc_samples"),
+    (dict(seed="7"), "seed"),
 ]
 
 
@@ -169,6 +217,8 @@ def test_one_modality_or_bad_rank_raises():
 
 def test_config_round_trip():
     check_config_round_trip(EmbraceNet(12, inference="sample", seed=5, kernel_initializer="he_normal", name="fuse"))
+    restored = check_config_round_trip(EmbraceNet(12, inference="mc", mc_samples=7, seed=5, name="fuse"))
+    assert (restored.inference, restored.mc_samples, restored.seed) == ("mc", 7, 5)
 
 
 def test_saved_model_reloads_to_identical_outputs(tmp_path):
@@ -210,3 +260,11 @@ def test_embracenet_sample_inference_harness():
     features = [rng.normal(size=(4, 5)).astype("float32"), rng.normal(size=(4, 3)).astype("float32")]
     run_layer_test(EmbraceNet, dict(embracement_size=8, inference="sample", seed=3), features, (None, 8),
                    run_saving_check=False)
+
+
+def test_embracenet_mc_inference_harness():
+    """``inference="mc"``: K seeded draws per sample at ``training=False``; stateless, so a
+    reloaded model gives the same outputs (the saving check)."""
+    rng = np.random.default_rng(0)
+    features = [rng.normal(size=(4, 5)).astype("float32"), rng.normal(size=(4, 3)).astype("float32")]
+    run_layer_test(EmbraceNet, dict(embracement_size=8, inference="mc", mc_samples=3, seed=3), features, (None, 8))

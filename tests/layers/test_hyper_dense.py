@@ -62,3 +62,29 @@ def test_hyper_dense_contraction_harness(num_paths, filters, use_batch_norm, den
 def test_hyper_dense_contraction_needs_a_path():
     with pytest.raises(ValueError, match="at least one modal path"):
         apply_hyper_dense_contraction([], [4])
+
+
+def test_four_paths_dense_across_levels_have_ivdnet_widths():
+    """IVD-Net's level inputs with four paths of F, 2F, 4F, 8F filters: 4F, 12F, 28F, 60F."""
+    width = 2
+    paths = [keras.Input((32, 32, 1), name=f"in{i}") for i in range(4)]
+    filters = [width, 2 * width, 4 * width, 8 * width]
+    _, bottom = apply_hyper_dense_contraction(paths, filters, use_batch_norm=False, dense_across_levels=True)
+    model = keras.Model(paths, bottom)
+    inputs = [model.get_layer(f"path1_level{level}_conv1").kernel.shape[2] for level in (2, 3, 4)]
+    assert inputs == [4 * width, 12 * width, 28 * width]
+    assert bottom.shape[-1] == 60 * width
+    plain = keras.Model(paths, apply_hyper_dense_contraction(paths, filters, use_batch_norm=False)[1])
+    assert plain.get_layer("path1_level3_conv1").kernel.shape[2] == 4 * 2 * width  # the paths only
+
+
+def test_ivdnet_blocks_in_every_path_and_level():
+    paths = [keras.Input((16, 16, 1), name=f"in{i}") for i in range(2)]
+    features, bottom = apply_hyper_dense_contraction(paths, [2, 4], use_batch_norm=True, block="ivdnet")
+    model = keras.Model(paths, [*(f for level in features for f in level), bottom])
+    for path in (1, 2):
+        for level in (1, 2):
+            assert model.get_layer(f"path{path}_level{level}_branch5_row_conv").dilation_rate == (4, 1)
+    assert model.get_layer("path2_level2_conv1").kernel.shape == (3, 3, 4, 4)
+    assert [tuple(t.shape) for t in model.outputs] == [(None, 16, 16, 2)] * 2 + [(None, 8, 8, 4)] * 2 + [
+        (None, 4, 4, 8)]

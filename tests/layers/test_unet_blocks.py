@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tf_bimodal.layers.unet_blocks import (
+    apply_average_up_block,
     apply_conv_block,
     apply_down_sample,
     apply_segmentation_head,
@@ -91,3 +92,27 @@ def test_check_image_size_accepts(image_size, num_levels, expected):
 def test_check_image_size_rejects(image_size, num_levels, rule):
     with pytest.raises(ValueError, match=rule):
         check_image_size(image_size, num_levels, "where")
+
+
+def test_average_up_block_is_ivdnet_skip_fusion():
+    """``(up + f_1 + ... + f_P) / (P + 1)``, then the conv block reads ``filters`` channels."""
+    bottom = keras.Input((4, 4, 6), name="bottom")
+    skips = [keras.Input((8, 8, 3), name=f"skip{p}") for p in range(3)]
+    x = apply_average_up_block(bottom, skips, 3, use_batch_norm=False, name="decoder")
+    model = keras.Model([bottom, *skips], x)
+    probe = keras.Model([bottom, *skips], [model.get_layer("decoder_upconv").output,
+                                           model.get_layer("decoder_skip_average").output])
+    data = [RNG.random((2, 4, 4, 6), dtype=np.float32)] + [RNG.random((2, 8, 8, 3), dtype=np.float32) for _ in skips]
+    up, fused = probe(data)
+    np.testing.assert_allclose(fused, (np.asarray(up) + sum(data[1:])) / 4, rtol=1e-5, atol=1e-6)
+    assert model.get_layer("decoder_conv1").kernel.shape == (3, 3, 3, 3)
+
+
+def test_average_up_block_harness():
+    def build():
+        bottom = keras.Input((4, 4, 4))
+        skips = [keras.Input((8, 8, 2)) for _ in range(2)]
+        return keras.Model([bottom, *skips], apply_average_up_block(bottom, skips, 2, True, name="decoder"))
+
+    data = [RNG.random((2, 4, 4, 4), dtype=np.float32), *(RNG.random((2, 8, 8, 2), dtype=np.float32) for _ in "ab")]
+    run_model_test(build, data, (None, 8, 8, 2))

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from tf_bimodal.config import DATA_SOURCES, PhantomConfig
+from tf_bimodal.config import BUSI_DUPLICATE_RULES, DATA_SOURCES, DataConfig, PhantomConfig
 from tf_bimodal.data import phantom as phantom_lib
 from tf_bimodal.data import readers
 from tf_bimodal.data.errors import DataError
@@ -46,6 +46,8 @@ class BimodalBreastUsConfig(tfds.core.BuilderConfig):
         image_size: side of the square stored images (paper §3.1: 336).
         phantom: phantom settings, used when ``source == "phantom"``; its ``image_size`` is
             replaced by this config's ``image_size``, which is the one that counts.
+        busi_duplicates: how BUSI's near-duplicates become pseudo-patients, used when
+            ``source == "busi"`` (``tf_bimodal.config.DataConfig.busi_duplicates``).
 
     Example:
         ``BimodalBreastUsConfig(name="phantom_64", source="phantom", image_size=64,
@@ -55,11 +57,17 @@ class BimodalBreastUsConfig(tfds.core.BuilderConfig):
     source: str = "clinical"
     image_size: int = DEFAULT_IMAGE_SIZE
     phantom: PhantomConfig = dataclasses.field(default_factory=PhantomConfig)
+    busi_duplicates: str = DataConfig.busi_duplicates
 
     def __post_init__(self):
         if self.source not in DATA_SOURCES:
             raise ValueError(
                 f"BimodalBreastUsConfig: source must be one of {DATA_SOURCES}, got {self.source!r}"
+            )
+        if self.busi_duplicates not in BUSI_DUPLICATE_RULES:
+            raise ValueError(
+                f"BimodalBreastUsConfig: busi_duplicates must be one of {BUSI_DUPLICATE_RULES}, "
+                f"got {self.busi_duplicates!r}"
             )
         if not isinstance(self.image_size, int) or self.image_size < MIN_IMAGE_SIZE:
             raise ValueError(
@@ -104,6 +112,8 @@ folder). Columns, comma separated, with a header row:
 busi: the public BUSI dataset (Al-Dhabyani et al. 2020) as published: `manual_dir` contains
 `Dataset_BUSI_with_GT/` (or is that folder), holding `benign/`, `malignant/` and `normal/`
 with `<class> (N).png` and its masks `<class> (N)_mask.png`, `<class> (N)_mask_1.png`, ...
+BUSI has no patient ids: near-duplicate images (one scan saved twice) are grouped into one
+pseudo-patient, and groups filed under two labels are left out (`busi_duplicates`).
 """
 
 
@@ -131,11 +141,15 @@ class BimodalBreastUs(tfds.core.GeneratorBasedBuilder):
     (:mod:`tf_bimodal.data.fingerprint`) is stored in ``metadata.json`` of the prepared data.
     """
 
-    VERSION = tfds.core.Version("1.2.0")
+    VERSION = tfds.core.Version("1.3.0")
     RELEASE_NOTES = {
         "1.0.0": "Clinical folders, BUSI and the synthetic phantom.",
         "1.1.0": "Phantom lesions range from markedly hypoechoic to nearly isoechoic.",
         "1.2.0": "Prepared data record the fingerprint of their source (metadata.json).",
+        "1.3.0": "BUSI: near-duplicate images are one pseudo-patient (busi_group_<class>_<N>); "
+                 "groups with two labels are left out by default (DataConfig.busi_duplicates). "
+                 "A phantom as hard as clinical images: look-alikes without a mask, burnt-in calipers "
+                 "and text, shadowing that hides the lower border, wider size and gain spread.",
     }
     BUILDER_CONFIGS = [
         BimodalBreastUsConfig(name="clinical", source="clinical"),
@@ -190,22 +204,25 @@ class BimodalBreastUs(tfds.core.GeneratorBasedBuilder):
             return {"train": self._generate_examples(source=source)}
         manual_dir = _manual_dir(dl_manager, source)
         # Stored with the prepared data (metadata.json), checked on every load.
-        self.info.metadata["source_fingerprint"] = source_fingerprint(source, manual_dir=manual_dir)
+        self.info.metadata["source_fingerprint"] = source_fingerprint(
+            source, manual_dir=manual_dir, busi_duplicates=self.builder_config.busi_duplicates
+        )
         if source == "clinical":
             records = readers.read_manifest(manual_dir)  # fail before any image is decoded
             examples = self._generate_examples(
                 source=source, manual_dir=manual_dir, records=records
             )
             return {"train": examples}
-        readers.find_busi_root(manual_dir)
-        return {"train": self._generate_examples(source=source, manual_dir=manual_dir)}
+        groups = readers.busi_groups(manual_dir, self.builder_config.busi_duplicates)
+        self.info.metadata["busi_duplicates"] = groups.summary()
+        return {"train": self._generate_examples(source=source, manual_dir=manual_dir, groups=groups)}
 
-    def _generate_examples(self, source: str, manual_dir: str | None = None, records=None):
+    def _generate_examples(self, source: str, manual_dir: str | None = None, records=None, groups=None):
         size = self.builder_config.image_size
         if source == "clinical":
             examples = readers.iter_clinical(manual_dir, size, records=records)
         elif source == "busi":
-            examples = readers.iter_busi(manual_dir, size)
+            examples = readers.iter_busi(manual_dir, size, groups=groups)
         else:
             examples = phantom_lib.iter_phantom(self.builder_config.phantom)
         for example in examples:

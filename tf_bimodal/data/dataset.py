@@ -32,7 +32,8 @@ def source_fingerprint(config: DataConfig) -> dict:
         DataError: a missing or empty ``manual_dir``, naming it.
     """
     phantom = dataclasses.replace(config.phantom, image_size=config.image_size)
-    return fingerprint_lib.source_fingerprint(config.source, manual_dir=config.manual_dir, phantom=phantom)
+    return fingerprint_lib.source_fingerprint(config.source, manual_dir=config.manual_dir, phantom=phantom,
+                                              busi_duplicates=config.busi_duplicates)
 
 
 def builder_config_name(config: DataConfig, fingerprint: dict | None = None) -> str:
@@ -77,6 +78,7 @@ def make_builder(config: DataConfig, fingerprint: dict | None = None) -> Bimodal
             source=config.source,
             image_size=config.image_size,
             phantom=dataclasses.replace(config.phantom, image_size=config.image_size),
+            busi_duplicates=config.busi_duplicates,
         )
     return BimodalBreastUs(config=builder_config, data_dir=config.data_dir)
 

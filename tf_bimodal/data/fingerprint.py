@@ -6,8 +6,10 @@ images. So every source has a fingerprint:
 
 * ``clinical``: the resolved ``manual_dir``, the SHA-256 of ``manifest.csv`` and the size and
   modification time of every file the manifest lists;
-* ``busi``: the resolved ``manual_dir`` and the size and modification time of every BUSI image
-  and mask file (``<class> (N).png``, ``<class> (N)_mask*.png``);
+* ``busi``: the resolved ``manual_dir``, the size and modification time of every BUSI image
+  and mask file (``<class> (N).png``, ``<class> (N)_mask*.png``) and the rule for its
+  near-duplicates (``DataConfig.busi_duplicates``: they decide the patient ids and which
+  images are kept);
 * ``phantom``: the generator settings and seed (:class:`~tf_bimodal.config.PhantomConfig`).
 
 Its ``digest`` goes into the builder config name (``busi_<digest>``), so another folder, or
@@ -30,10 +32,11 @@ import time
 
 import tensorflow as tf
 
+from tf_bimodal.config import BUSI_DUPLICATE_RULES, DataConfig
 from tf_bimodal.data import readers
 from tf_bimodal.data.errors import DataError
 
-FINGERPRINT_SCHEME = 1
+FINGERPRINT_SCHEME = 2
 """Bumped when what the fingerprint covers changes (then every source prepares afresh)."""
 
 DIGEST_LENGTH = 12
@@ -100,19 +103,21 @@ def _clinical_files(root: str) -> tuple[list[str], str]:
     return files, manifest_sha
 
 
-def source_fingerprint(source: str, manual_dir=None, phantom=None) -> dict:
+def source_fingerprint(source: str, manual_dir=None, phantom=None, busi_duplicates: str | None = None) -> dict:
     """The fingerprint of one data source (see the module docstring).
 
     Args:
         source: ``clinical``, ``busi`` or ``phantom``.
         manual_dir: the user's folder (``clinical``, ``busi``).
         phantom: the :class:`~tf_bimodal.config.PhantomConfig` (``phantom``).
+        busi_duplicates: the near-duplicate rule (``busi``; default
+            ``DataConfig.busi_duplicates``).
 
     Returns:
         A JSON-ready dict: ``digest`` (hex, the part that names the prepared data),
         ``source``, and for folders ``path`` (resolved), ``files``, ``bytes`` and ``newest``
-        (the latest modification time, ISO 8601, UTC), ``manifest_sha256`` for ``clinical``;
-        for the phantom its ``settings``.
+        (the latest modification time, ISO 8601, UTC), ``manifest_sha256`` for ``clinical``,
+        ``busi_duplicates`` for ``busi``; for the phantom its ``settings``.
 
     Raises:
         DataError: a missing or empty ``manual_dir`` (naming it), or a manifest or layout error
@@ -124,7 +129,11 @@ def source_fingerprint(source: str, manual_dir=None, phantom=None) -> dict:
         return {"digest": _digest(payload), "source": source, "settings": settings}
     root = check_manual_dir(manual_dir, source)
     manifest_sha = None
+    duplicate_rule = None
     if source == "busi":
+        duplicate_rule = busi_duplicates or DataConfig.busi_duplicates
+        if duplicate_rule not in BUSI_DUPLICATE_RULES:
+            raise ValueError(f"busi_duplicates must be one of {BUSI_DUPLICATE_RULES}, got {duplicate_rule!r}")
         files = _busi_files(root)
         if not files:
             raise DataError(root, "no BUSI images found ('<class> (N).png' in the class folders)")
@@ -134,7 +143,7 @@ def source_fingerprint(source: str, manual_dir=None, phantom=None) -> dict:
         raise ValueError(f"source must be 'clinical', 'busi' or 'phantom', got {source!r}")
     entries = sorted(_file_entry(path, root) for path in files)
     payload = {"scheme": FINGERPRINT_SCHEME, "source": source, "path": root, "files": entries,
-               "manifest_sha256": manifest_sha}
+               "manifest_sha256": manifest_sha, "busi_duplicates": duplicate_rule}
     newest = max(entry[2] for entry in entries)
     fingerprint = {
         "digest": _digest(payload),
@@ -146,6 +155,8 @@ def source_fingerprint(source: str, manual_dir=None, phantom=None) -> dict:
     }
     if manifest_sha is not None:
         fingerprint["manifest_sha256"] = manifest_sha
+    if duplicate_rule is not None:
+        fingerprint["busi_duplicates"] = duplicate_rule
     return fingerprint
 
 
@@ -156,7 +167,7 @@ def _digest(payload: dict) -> str:
 
 def describe(fingerprint: dict | None) -> str:
     """One line for summaries and reports, e.g. ``busi 3fa2c1d9e0ab: /data/BUSI, 780 files,
-    152.3 MB, newest 2026-11-29T10:00:00Z``."""
+    152.3 MB, newest 2026-11-29T10:00:00Z, near-duplicates drop_conflicts``."""
     if not fingerprint:
         return "unknown source fingerprint"
     if fingerprint.get("source") == "phantom":
@@ -167,8 +178,11 @@ def describe(fingerprint: dict | None) -> str:
             f"{settings.get('min_pairs_per_patient')}-{settings.get('max_pairs_per_patient')} pairs "
             f"each, seed {settings.get('seed')}, {settings.get('image_size')} px"
         )
-    return (
+    line = (
         f"{fingerprint['source']} {fingerprint['digest']}: {fingerprint['path']}, "
         f"{fingerprint['files']} files, {fingerprint['bytes'] / 1e6:.1f} MB, "
         f"newest {fingerprint['newest']}"
     )
+    if fingerprint.get("busi_duplicates"):
+        line += f", near-duplicates {fingerprint['busi_duplicates']}"
+    return line

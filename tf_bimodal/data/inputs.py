@@ -21,7 +21,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tf_bimodal.config import CLASSIFICATION_CROPS, AugmentConfig, CropConfig, DataConfig
+from tf_bimodal.config import AugmentConfig, CropConfig, DataConfig, crop_masks
 from tf_bimodal.data import pipeline
 from tf_bimodal.data.cropping import scaled_margin
 
@@ -261,15 +261,15 @@ def apply_crop_masks(arrays: dict, crop: str, masks_path: str | None = None) -> 
     Args:
         arrays: from :func:`load_arrays`.
         crop: ``predicted`` (the masks in ``masks_path``), ``manual`` (the ground truth) or
-            ``none`` (no crop).
+            ``none`` (no crop); a ``*_mask_shape`` crop takes the masks of its prefix
+            (:func:`tf_bimodal.config.crop_masks`).
         masks_path: a :func:`save_predicted_masks` file (``crop="predicted"`` only).
 
     Raises:
         FileNotFoundError: ``crop="predicted"`` without the segmentation's masks file.
         ValueError: an unknown ``crop``, or predicted masks missing images or of another size.
     """
-    if crop not in CLASSIFICATION_CROPS:
-        raise ValueError(f"crop must be one of {CLASSIFICATION_CROPS}, got {crop!r}")
+    crop = crop_masks(crop)  # raises for an unknown crop
     if crop == "none":
         return arrays, {"crop": "none", "masks": None}
     if crop == "manual":

@@ -135,8 +135,12 @@ def make_kfold_splits(image_ids, patient_ids, labels, config: SplitConfig | None
     ``StratifiedGroupKFold`` (shuffled with ``config.seed``), so that no patient is in two
     parts and each part keeps the overall class ratio as far as whole patients allow. Fold k
     tests on part k, validates on part (k + 1) mod K and trains on the remaining K - 2 parts:
-    with the default K = 5 that is 60/20/20 % of the pairs. The validation part drives early
-    stopping and the Youden threshold, so it must be disjoint from both training and test.
+    with the default K = 5 that is 60/20/20 % of the pairs. With ``config.val_fraction`` set,
+    fold k instead validates on about that share of the other parts' patients (drawn whole and
+    stratified, seeded with ``config.seed + k``) and trains on the rest: 70/10/20 % with
+    ``val_fraction=0.125``, more training images for small data sets. The validation part
+    drives early stopping and the Youden threshold, so it must be disjoint from both training
+    and test.
 
     Args:
         image_ids: one id per B/SE pair, unique.
@@ -172,11 +176,20 @@ def make_kfold_splits(image_ids, patient_ids, labels, config: SplitConfig | None
     ]
     splits = []
     for fold in range(num_folds):
-        val_part = (fold + 1) % num_folds
-        train_indices = [
-            i for p, indices in enumerate(parts) if p not in (fold, val_part) for i in indices
-        ]
-        assignment = {"train": train_indices, "val": parts[val_part], "test": parts[fold]}
+        if config.val_fraction is None:
+            val_part = (fold + 1) % num_folds
+            train_indices = [
+                i for p, indices in enumerate(parts) if p not in (fold, val_part) for i in indices
+            ]
+            val_indices = parts[val_part]
+        else:
+            rest = np.asarray([i for p, indices in enumerate(parts) if p != fold for i in indices])
+            inner = StratifiedGroupKFold(
+                n_splits=max(2, round(1.0 / config.val_fraction)), shuffle=True, random_state=config.seed + fold
+            )
+            keep, held = next(inner.split(np.zeros((len(rest), 1)), label_codes[rest], groups=group_codes[rest]))
+            train_indices, val_indices = rest[keep].tolist(), rest[held].tolist()
+        assignment = {"train": train_indices, "val": val_indices, "test": parts[fold]}
         split = _split_dict(fold, assignment, image_ids, patient_ids)
         check_no_patient_leak(split, dict(zip(image_ids, patient_ids)))
         splits.append(split)

@@ -69,3 +69,25 @@ def score_fold_union(truth, fold_predictions, threshold: float = 0.5) -> dict:
     """
     binary = (np.asarray(fold_predictions) > threshold).astype(np.uint8)
     return mean_scores(truth, fold_union(binary))
+
+
+def lesion_and_normal_scores(truth: np.ndarray, binary: np.ndarray) -> dict:
+    """Scores on the images with a lesion, and the share of lesion-free images predicted empty.
+
+    Data sets with lesion-free images (BUSI's ``normal`` class) score those 1 when the predicted
+    mask is empty and 0 otherwise, which lifts the mean Dice; published lesion Dice excludes them.
+
+    Returns:
+        ``{"test_lesion": scores or None, "test_normal": {"images", "empty_share"} or None}``.
+    """
+    if not len(truth):
+        return {"test_lesion": None, "test_normal": None}
+    has_lesion = truth.reshape(len(truth), -1).any(axis=1)
+    predicted_empty = ~binary.reshape(len(binary), -1).any(axis=1)
+    return {
+        "test_lesion": mean_scores(truth[has_lesion], binary[has_lesion]) if has_lesion.any() else None,
+        "test_normal": (
+            {"images": int((~has_lesion).sum()), "empty_share": float(predicted_empty[~has_lesion].mean())}
+            if (~has_lesion).any() else None
+        ),
+    }

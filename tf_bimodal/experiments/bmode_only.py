@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from tf_bimodal import layout
-from tf_bimodal.config import CropConfig, DataConfig
+from tf_bimodal.config import CropConfig, DataConfig, crop_shape
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import inputs
 from tf_bimodal.evaluation.classification import METRIC_NAMES, evaluate_predictions, summarize_folds
@@ -98,7 +98,8 @@ def evaluate_bmode_only(
     arrays["has_semode"] = np.zeros_like(arrays["has_semode"])
     arrays["semode"] = np.zeros_like(arrays["semode"])
     all_ids = list(arrays["image_id"])
-    crop_config = None if crop == "none" else CropConfig(margin=inputs.crop_margin(data))
+    crop_config = None if crop_shape(crop) is None else CropConfig(margin=inputs.crop_margin(data),
+                                                                   shape=crop_shape(crop))
     results = []
     for k in sorted(fold_models):
         fold_dir = layout.fold_dir(model_dir, k)

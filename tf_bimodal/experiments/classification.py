@@ -28,11 +28,19 @@ Youden index (§3.3.1), then classify the test images and vote per patient (§4.
 and malignant images take part: BUSI's ``normal`` images (no lesion) are excluded, since the
 task is benign versus malignant.
 
-Inputs (``crop``, §3.1, §4.2): crops around the W-MM-U-Net masks (``"predicted"``, read from
-``<output>/w_mm_unet/predicted_masks.npz``), around the ground-truth masks (``"manual"``), or
-the full images (``"none"``), resized to the model's input size. The crop margin is the
-paper's 50 pixels at its 336-pixel image size, scaled to the data's image size
-(:func:`tf_bimodal.data.inputs.crop_margin`).
+Inputs (``crop``, §3.1, §4.2, Fig. S2): rectangular crops around the W-MM-U-Net masks
+(``"predicted"``, read from ``<output>/w_mm_unet/predicted_masks.npz``) or around the
+ground-truth masks (``"manual"``), the same crops cut to the mask's shape
+(``"predicted_mask_shape"``, ``"manual_mask_shape"``: pixels farther than the margin from
+the mask set to 0), or the full images (``"none"``), resized to the model's input size. The
+crop margin is the paper's 50 pixels at its 336-pixel image size, scaled to the data's image
+size (:func:`tf_bimodal.data.inputs.crop_margin`).
+
+Seeds: fold ``k`` trains with ``config.seed + k`` (the driver's
+:class:`~tf_bimodal.experiments.cross_validation.Fold` seed) for the weights, the shuffling,
+the augmentation, the modality dropout and the EmbraceNet draws, as the segmenters do; a
+rerun of a fold draws the same. What is the paper's and what is our reading:
+``docs/fidelity.md``.
 """
 
 from __future__ import annotations
@@ -54,6 +62,8 @@ from tf_bimodal.config import (
     DataConfig,
     ExperimentConfig,
     SplitConfig,
+    crop_masks,
+    crop_shape,
     to_dict,
 )
 from tf_bimodal.data import inputs, pipeline
@@ -204,7 +214,9 @@ class ClassificationTask(FoldTask):
                     f"test {len(parts['test'])} images")
         strategy = runtime_lib.strategy_for(self.runtime)
         with strategy.scope():
-            classifier, records, normalization = build_classifier_for_training(model, config, self.loader)
+            classifier, records, normalization = build_classifier_for_training(
+                model, config, self.loader, seed=fold.seed
+            )
             compile_classifier(classifier, config)
         replicas = strategy.num_replicas_in_sync
         train_ds = inputs.classification_dataset(
@@ -243,7 +255,7 @@ class ClassificationTask(FoldTask):
         write_json(os.path.join(fold.folder, layout.FOLD_CONFIG_FILE), {
             "model": model, "fold": fold.fold, "classification": to_dict(config), "data": to_dict(self.data.config),
             "split": to_dict(self.split), "crop": self.crop_record, "normalization": normalization,
-            "backbone_weights": records,
+            "backbone_weights": records, "seed": fold.seed,
         })
         return {
             "patient_wise": metrics["patient"],
@@ -252,15 +264,22 @@ class ClassificationTask(FoldTask):
             "num_images": {part: len(ids) for part, ids in parts.items()},
             "num_patients": {part: len(set(predictions[part]["patient_id"])) for part in ("val", "test")},
             "best_epoch": training["best_epoch"],
+            "branch_best_epochs": training["branch_best_epochs"],
             "epochs_run": training["epochs_run"],
             "resumed_from_epoch": training["resumed_from_epoch"],
+            "seed": fold.seed,
             "normalization": normalization,
             "backbone_weights": records,
         }
 
     def fold_line(self, result: dict) -> str:
         patient = result["patient_wise"]
-        return (f"threshold {result['threshold']['threshold']:.3f}, best epoch {result['best_epoch']}; "
+        branches = result.get("branch_best_epochs")
+        if branches:
+            epochs = "best epochs " + ", ".join(f"{name} {epoch}" for name, epoch in branches.items())
+        else:
+            epochs = f"best epoch {result['best_epoch']}"
+        return (f"threshold {result['threshold']['threshold']:.3f}, {epochs}; "
                 "test patient-wise " + " ".join(f"{name} {patient[name]:.3f}" for name in METRIC_NAMES))
 
     def summarize(self, results: list[dict], timing: dict) -> dict:
@@ -295,8 +314,8 @@ class ClassificationTask(FoldTask):
             "crop": self.crop_record,
             "excluded_images": self.excluded,
             "folds": [
-                {name: r.get(name) for name in ("fold", "num_images", "num_patients", "best_epoch", "epochs_run",
-                                                "resumed_from_epoch", "seconds")}
+                {name: r.get(name) for name in ("fold", "seed", "num_images", "num_patients", "best_epoch",
+                                                "branch_best_epochs", "epochs_run", "resumed_from_epoch", "seconds")}
                 for r in results
             ],
             "roc_figure": roc_path,
@@ -337,7 +356,9 @@ def run_classification(
             ``multi_worker`` only the chief writes to ``output``.
         output: the experiment's folder.
         crop: ``"predicted"`` (W-MM-U-Net masks; needs ``<output>/w_mm_unet/predicted_masks.npz``),
-            ``"manual"`` (ground-truth masks) or ``"none"`` (full images).
+            ``"manual"`` (ground-truth masks), ``"none"`` (full images), or
+            ``"predicted_mask_shape"`` / ``"manual_mask_shape"`` (the same masks, the crop cut to
+            the mask's shape, Fig. S2); see ``CLASSIFICATION_CROPS``.
         folds: train only these folds (one fold per job); the summary is written once every
             fold is finished.
 
@@ -357,7 +378,8 @@ def run_classification(
     with experiment_runtime(experiment, output, "run_classification") as output:
         runtime, config = experiment.runtime, experiment.classification
         masks_path = layout.predicted_masks_path(output)
-        if crop == "predicted":
+        masks, shape = crop_masks(crop), crop_shape(crop)
+        if masks == "predicted":
             inputs.check_predicted_masks(masks_path, layout.CROP_SEGMENTER)  # fail before any expensive step
         experiment_data = load_experiment_data(data, split, output)
         logger.info(f"Classification {model} [{MODEL_DESCRIPTIONS[model]}] on {experiment_data.name} "
@@ -367,15 +389,17 @@ def run_classification(
         notice = preset_notice(config, experiment.name)
         if notice:
             logger.info(notice)
-        arrays, crop_record = inputs.apply_crop_masks(experiment_data.arrays, crop, masks_path)
+        arrays, crop_record = inputs.apply_crop_masks(experiment_data.arrays, masks, masks_path)
         usable, excluded = usable_images(arrays, model)
         check_semode(model, arrays, usable, experiment_data.name)
         margin = inputs.crop_margin(data)
-        crop_config = None if crop == "none" else CropConfig(margin=margin, shape=CropConfig().shape)
+        crop_config = None if shape is None else CropConfig(margin=margin, shape=shape)
         crop_record.update(
-            margin_px=None if crop == "none" else margin,
+            crop=crop,
+            masks_from=masks,
+            margin_px=None if shape is None else margin,
             margin_rule="50 px at 336 px (§3.1), scaled to the data's image size",
-            shape=None if crop == "none" else CropConfig().shape,
+            shape=shape,
             input_size=config.input_size,
         )
         for reason, count in excluded.items():
@@ -386,7 +410,7 @@ def run_classification(
         key = run_cache_key({
             "step": "classification", "model": model, "crop": crop, "config": to_dict(config),
             "batches": pipeline.BATCHES_REVISION,
-            "masks": masks_fingerprint(crop_record["masks"]) if crop == "predicted" else None,
+            "masks": masks_fingerprint(crop_record["masks"]) if masks == "predicted" else None,
         }, experiment_data, split, runtime)
         task = ClassificationTask(
             model, crop, config, experiment_data, arrays, set(arrays["image_id"][usable].tolist()), crop_config,

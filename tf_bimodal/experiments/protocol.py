@@ -43,6 +43,7 @@ from tf_bimodal.config import (
     ExperimentConfig,
     SplitConfig,
     TableRow,
+    crop_masks,
     to_dict,
 )
 from tf_bimodal.data import dataset as dataset_lib
@@ -85,7 +86,7 @@ def plan_steps(request: str, crop: str = "predicted") -> list[TableRow]:
     if request in SEGMENTATION_MODELS:
         return [_segmentation_row(request)]
     if request in CLASSIFICATION_MODELS:
-        return ([crop_step] if crop == "predicted" else []) + [_classification_row(request, crop)]
+        return ([crop_step] if crop_masks(crop) == "predicted" else []) + [_classification_row(request, crop)]
     if request == "table1":
         return list(TABLE1_ROWS)
     if request == "table2":

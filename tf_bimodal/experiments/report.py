@@ -10,7 +10,10 @@
 * **Table 2** (§4.2.1): per classifier, patient-wise mean ± SD over the folds of accuracy,
   precision, specificity, sensitivity, F1 and AUC, and in parentheses the same metric of the
   fold ensemble (each test patient's class by majority of the fold models' patient votes,
-  a tie going to malignant): the classification counterpart of the fold union;
+  a tie going to malignant): the classification counterpart of the fold union. The caption
+  says how the inputs were cropped (shape, margin, input size; §3.1, Fig. S2); classifiers
+  trained on other crops than the paper's rows (e.g. ``--crop predicted_mask_shape``) follow
+  the paper's rows, their crop named in the image column;
 * the **paired t-tests** (two-sided, over folds) of every row against the proposed method of
   its table (W-MM-U-Net automatic; MFF on W-MM-U-Net crops), as the paper's +/≈ marks next
   to each value, with "−" where the proposed method is significantly worse, and the p-values;
@@ -35,7 +38,15 @@ import numpy as np
 import tensorflow as tf
 
 from tf_bimodal import layout
-from tf_bimodal.config import TABLE1_ROWS, TABLE2_ROWS
+from tf_bimodal.config import (
+    CLASSIFICATION_CROPS,
+    CLASSIFICATION_MODELS,
+    TABLE1_ROWS,
+    TABLE2_ROWS,
+    TableRow,
+    crop_masks,
+    crop_shape,
+)
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import fingerprint as fingerprint_lib
 from tf_bimodal.data import inputs
@@ -70,6 +81,67 @@ METRIC_TITLES = {
 
 
 # --------------------------------------------------------------------------- reading results
+
+
+SEGMENTATION_OF_MASKS = {"predicted": "W-MM-U-Net", "manual": "Manual", "none": "-"}
+"""Table 2's segmentation column for the masks a crop is cut around."""
+
+CROP_WORDS = {"predicted": "W-MM-U-Net crops", "manual": "manual crops", "none": "full images"}
+"""How Figure 6 names the masks of a crop."""
+
+
+def crop_label(crop: str) -> str:
+    """A crop in words, e.g. ``W-MM-U-Net crops`` or ``manual crops, mask shape`` (Fig. S2)."""
+    words = CROP_WORDS[crop_masks(crop)]
+    return words + (", mask shape" if crop_shape(crop) == "mask" else "")
+
+
+def other_classification_rows() -> tuple[TableRow, ...]:
+    """Rows for the classification runs of other crops than Table 2's (``CLASSIFICATION_CROPS``
+    beyond the paper's rows, e.g. ``mff_crop_predicted_mask_shape``), in model then crop order.
+
+    The image and network columns are those of the model's Table 2 row on W-MM-U-Net crops,
+    the image column naming the crop's shape (rectangle unless said).
+    """
+    listed = {(row.model, row.crop) for row in TABLE2_ROWS}
+    base = {row.model: row for row in TABLE2_ROWS if row.crop == "predicted"}
+    rows = []
+    for model in CLASSIFICATION_MODELS:
+        for crop in CLASSIFICATION_CROPS:
+            if (model, crop) in listed:
+                continue
+            modality = base[model].modality
+            if crop_masks(crop) == "none":
+                modality = modality.replace("Cropped image", "Full image")
+            elif crop_shape(crop) == "mask":
+                modality = modality.replace("Cropped image", "Cropped image, mask shape")
+            rows.append(TableRow(layout.classification_run_name(model, crop), model, modality, base[model].network,
+                                 crop=crop))
+    return tuple(rows)
+
+
+def crop_caption(summaries: dict) -> str:
+    """What Table 2's inputs were, from the runs' crop records: shape, margin, input size."""
+    shapes, margins, sizes = set(), set(), set()
+    for summary in summaries.values():
+        record = summary.get("crop") or {}
+        if record.get("shape"):
+            shapes.add(record["shape"])
+            margins.add(record.get("margin_px"))
+        if record.get("input_size"):
+            sizes.add(record["input_size"])
+    if not shapes:
+        return ""
+    margin_text = ", ".join(f"{margin} px" for margin in sorted(m for m in margins if m is not None))
+    size_text = ", ".join(f"{size} px" for size in sorted(sizes))
+    text = (f"Crops (§3.1, Fig. S2): the mask's bounding box plus a margin of {margin_text} (50 px at 336 px, "
+            f"scaled to the data's image size), resized to {size_text}")
+    if shapes == {"mask"}:
+        return text + "; cut to the mask's shape (pixels farther than the margin from the mask set to 0)."
+    if "mask" in shapes:
+        return text + ("; rectangles, except the rows marked \"mask shape\", cut to the mask's shape (pixels "
+                       "farther than the margin from the mask set to 0).")
+    return text + "; rectangles."
 
 
 def _summaries(root: str, rows) -> dict:
@@ -189,6 +261,32 @@ def _tests_table(tests: dict, metrics) -> list[str]:
     return lines
 
 
+def automatic_weights_lines(weights: dict | None) -> list[str]:
+    """Table 1's note on W-MM-U-Net (automatic): how its modality weights were made (the
+    auto-weight pre-stage, one vector per fold, or end to end, per image; §3.2.2) and their
+    values, the mean over the folds and each fold's vector."""
+    if not weights or not weights.get("mean"):
+        return []
+    names = weights["path_names"]
+
+    def vector(values):
+        return ", ".join(f"{name} {value:.2f}" for name, value in zip(names, values))
+
+    if weights.get("weighting") == "prestage":
+        accuracy = [a for a in weights.get("prestage_val_accuracy") or [] if a is not None]
+        lines = ["", "W-MM-U-Net (automatic) weights: **auto-weight pre-stage** (§3.2.2), one vector per fold from a "
+                 "ResNet benign/malignant classifier trained on the fold's training images (mean |gradient| of its "
+                 "log-odds per input channel, normalised); mean over the folds: " + vector(weights["mean"]) + "."]
+        per_fold = [f"fold {index}: {vector(values)}" for index, values in enumerate(weights["per_fold"]) if values]
+        if per_fold:
+            lines.append("Per fold: " + "; ".join(per_fold) + ".")
+        if accuracy:
+            lines.append(f"Pre-stage validation accuracy {100 * float(np.mean(accuracy)):.1f} % (mean over the folds).")
+        return lines
+    return ["", "W-MM-U-Net (automatic) weights: **end to end** (the auto-weight ResNet inside the segmenter, one "
+            "vector per image), mean over the folds' test images: " + vector(weights["mean"]) + "."]
+
+
 # --------------------------------------------------------------------------- figures
 
 
@@ -226,10 +324,10 @@ def _figure5(root: str, data, summaries: dict) -> str | None:
     return path
 
 
-def _figure6(root: str, summaries: dict, synthetic: bool) -> str | None:
+def _figure6(root: str, summaries: dict, synthetic: bool, rows=TABLE2_ROWS) -> str | None:
     """Fig. 6: test ROC of the bimodal classifiers; one score per test image (mean over folds)."""
     curves = {}
-    for row in TABLE2_ROWS:
+    for row in rows:
         if row.name not in summaries or "+" not in row.modality:
             continue
         run_dir = os.path.join(root, row.name)
@@ -244,8 +342,7 @@ def _figure6(root: str, summaries: dict, synthetic: bool) -> str | None:
         if per_image:
             labels = np.array([v[0] for v in per_image.values()])
             scores = np.array([np.mean(v[1]) for v in per_image.values()])
-            crop = {"predicted": "W-MM-U-Net crops", "manual": "manual crops", "none": "full images"}[row.crop]
-            curves[f"{row.network}, {crop}"] = (labels, scores)
+            curves[f"{row.network}, {crop_label(row.crop)}"] = (labels, scores)
     if not curves:
         return None
     title = "Test ROC of the bimodal classifiers\n(image-wise, mean probability of the fold models)"
@@ -314,7 +411,8 @@ def _training_figures(root: str, segmenters: dict, classifiers: dict, synthetic:
 def write_report(root: str, data=None) -> str:
     """Write ``<root>/report.md`` (and the figures) from the results in ``root``; returns its path."""
     segmenters = _summaries(root, TABLE1_ROWS)
-    classifiers = _summaries(root, TABLE2_ROWS)
+    classification_rows = (*TABLE2_ROWS, *other_classification_rows())
+    classifiers = _summaries(root, classification_rows)
     protocol = read_json_or_none(os.path.join(root, layout.PROTOCOL_FILE)) or {"steps": {}}
     grid = read_json_or_none(os.path.join(root, layout.GRID_SEARCH_FOLDER, layout.SUMMARY_FILE))
     any_summary = next(iter({**segmenters, **classifiers}.values()), None) or grid or {}
@@ -346,13 +444,20 @@ def write_report(root: str, data=None) -> str:
                      f"{config['stackwise_num_filters']} + {config['bottleneck_filters']}, {config['loss']} loss, "
                      f"Adam lr {config['learning_rate']}, batch {config['batch_size']}, at most {config['epochs']} "
                      f"epochs (early stopping {config['early_stopping_patience']})")
+        lines.append("- **Multimodal U-Nets**: contraction blocks "
+                     f"`{config.get('contraction_block', 'conv_bn_relu')}`, hyper-dense across paths"
+                     + (" and levels" if config.get("dense_across_levels") else "")
+                     + f", skip fusion below the top `{config.get('skip_fusion', 'concat_average')}`, automatic "
+                     f"weights `{config.get('auto_weight', 'end_to_end')}`")
     first_cls = next(iter(classifiers.values()), None)
     if first_cls:
         config = first_cls["config"]["classification"]
         weights = first_cls["backbone_weights"]
         lines.append(f"- **Classification preset** `{first_cls['preset']}`: {config['input_size']} px crops, VGG-16 "
                      f"filters {config['stackwise_num_filters']}, {config['fc_units']}-d features, SGD lr "
-                     f"{config['learning_rate']}, momentum {config['momentum']}, batch {config['batch_size']}, at "
+                     f"{config['learning_rate']}, momentum {config['momentum']}, weight decay "
+                     f"{config.get('weight_decay')} ({config.get('weight_decay_mode', 'decoupled')}), batch "
+                     f"{config['batch_size']}, at "
                      f"most {config['epochs']} epochs, λ = {config['decision_loss_weight']}")
         used = sorted({str(s["backbone_weights"]["used"]) for s in classifiers.values()})
         lines.append(f"- **Backbone weights**: requested `{weights['requested']}`, used {', '.join(used)}"
@@ -379,10 +484,7 @@ def write_report(root: str, data=None) -> str:
             cells = [_cell(summary.get(m), union.get(m), tests.get(row.name, {}).get(m), bold=row.proposed)
                      for m in SEGMENTATION_METRICS]
             lines.append(f"| {row.modality} | {row.network} | " + " | ".join(cells) + " |")
-        weights = (segmenters.get("w_mm_unet") or {}).get("modality_weights")
-        if weights and weights.get("mean"):
-            lines += ["", "Automatic modality weights of W-MM-U-Net (mean over the folds' test images): "
-                      + ", ".join(f"{n} {w:.2f}" for n, w in zip(weights["path_names"], weights["mean"]))]
+        lines += automatic_weights_lines((segmenters.get("w_mm_unet") or {}).get("modality_weights"))
         if tests:
             lines += ["", "Paired t-tests:", ""] + _tests_table(tests, SEGMENTATION_METRICS)
         figure = _figure5(root, data, segmenters)
@@ -399,22 +501,22 @@ def write_report(root: str, data=None) -> str:
                   "(population SD) over the folds (%), in parentheses the fold ensemble (majority of the fold "
                   "models' patient votes). Marks: paired two-sided t-test over the folds against MFF (EmbraceNet) "
                   "on W-MM-U-Net crops, p ≤ 0.05: + the proposed model is better, − it is worse, ≈ no "
-                  "significant difference.", "",
+                  "significant difference. " + crop_caption(classifiers), "",
                   "| Image (modality) | Segmentation | Network | "
                   + " | ".join(f"{METRIC_TITLES[m]} (%)" for m in CLASSIFICATION_METRICS) + " |",
                   "|---|---|---|" + "---|" * len(CLASSIFICATION_METRICS)]
-        for row in TABLE2_ROWS:
+        for row in classification_rows:
             if row.name not in classifiers:
                 continue
             summary = classifiers[row.name]
             ensemble = fold_ensemble(os.path.join(root, row.name)) or {}
-            segmentation = {"predicted": "W-MM-U-Net", "manual": "Manual", "none": "-"}[row.crop]
+            segmentation = SEGMENTATION_OF_MASKS[crop_masks(row.crop)]
             cells = [_cell(summary.get(m), ensemble.get(m), tests.get(row.name, {}).get(m), bold=row.proposed)
                      for m in CLASSIFICATION_METRICS]
             lines.append(f"| {row.modality} | {segmentation} | {row.network} | " + " | ".join(cells) + " |")
         if tests:
             lines += ["", "Paired t-tests:", ""] + _tests_table(tests, CLASSIFICATION_METRICS)
-        figure = _figure6(root, classifiers, synthetic)
+        figure = _figure6(root, classifiers, synthetic, classification_rows)
         if figure:
             lines += ["", f"![Figure 6]({FIG6_FILE})"]
         lines.append("")
@@ -449,7 +551,7 @@ def write_report(root: str, data=None) -> str:
                   "| step | last request | its seconds | seconds of the run that made the results |",
                   "|---|---|---|---|"]
         total = 0.0
-        order = [row.name for row in (*TABLE1_ROWS, *TABLE2_ROWS)]
+        order = [row.name for row in (*TABLE1_ROWS, *classification_rows)]
         ranked = sorted(steps, key=lambda name: order.index(name) if name in order else len(order))
         for name in ranked:
             record = steps[name]

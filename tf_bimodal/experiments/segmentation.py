@@ -30,7 +30,7 @@ import numpy as np
 from tf_bimodal import layout
 from tf_bimodal.config import DataConfig, ExperimentConfig, SegmentationConfig, SplitConfig, to_dict
 from tf_bimodal.data import inputs
-from tf_bimodal.evaluation.segmentation import SD_DDOF, majority_vote, summarize_folds
+from tf_bimodal.evaluation.segmentation import SD_DDOF, lesion_and_normal_scores, majority_vote, summarize_folds
 from tf_bimodal.experiments.cross_validation import (
     ExperimentData,
     Fold,
@@ -40,7 +40,15 @@ from tf_bimodal.experiments.cross_validation import (
     load_experiment_data,
     run_cache_key,
 )
-from tf_bimodal.models.segmentation.factory import MODEL_INPUTS, build_segmenter, check_model_name, is_multimodal
+from tf_bimodal.io import read_json_or_none, write_json
+from tf_bimodal.models.segmentation.auto_weight import PRESTAGE_RULE
+from tf_bimodal.models.segmentation.factory import (
+    MODEL_INPUTS,
+    build_segmenter,
+    check_model_name,
+    is_multimodal,
+    model_weighting,
+)
 from tf_bimodal.schema import SYNTHETIC_NOTICE
 from tf_bimodal.training import runtime as runtime_lib
 from tf_bimodal.training.metrics import mean_scores
@@ -50,10 +58,24 @@ from tf_bimodal.training.segmentation import (
     fit_segmenter,
     mean_modality_weights,
     predict_masks,
+    train_auto_weight_prestage,
 )
 from tf_bimodal.training.tensorboard import fold_callbacks
 
 logger = logging.getLogger(__name__)
+
+AUTO_WEIGHT_FILE = "auto_weights.json"
+"""A fold's auto-weight pre-stage record (§3.2.2), kept so that a resumed fold rebuilds its
+W-MM-U-Net with the weights it started with."""
+
+WEIGHTING_RULES = {
+    "equal": "every modal path weighted 1/P in the weighted skip connection (MM-U-Net)",
+    "manual": "fixed manual weights (SegmentationConfig.manual_weights) in the weighted skip connection (§3.2.3)",
+    "prestage": PRESTAGE_RULE,
+    "auto": "learned end to end by the segmentation loss, one vector per image, applied in the weighted skip "
+            "connection (§3.2.2-3.2.3); mean over each fold's test images",
+}
+"""What the recorded modality weights are, per weighting (``summary.json``, Table 1)."""
 
 
 def save_fold_predictions(path: str, binary: np.ndarray) -> str:
@@ -138,6 +160,25 @@ class SegmentationTask(FoldTask):
         self.path_names = result.get("path_names")
         return True
 
+    def auto_weight_prestage(self, fold: Fold) -> dict:
+        """The fold's auto-weight pre-stage (§3.2.2): trained on every training image of the
+        fold that has a label (masks are not needed), selected on its validation images; the
+        record is kept in ``fold_<k>/auto_weights.json`` and reused by a resumed fold."""
+        path = os.path.join(fold.folder, AUTO_WEIGHT_FILE)
+        record = read_json_or_none(path)
+        if record is not None and record.get("path_names"):
+            logger.info(f"{fold.label}: reusing the auto-weight pre-stage weights of {path}")
+            return record
+        arrays = self.data.arrays
+        train_ids = [arrays["image_id"][i] for i in self.positions(fold.parts["train"], masked_only=False)]
+        val_ids = [arrays["image_id"][i] for i in self.positions(fold.parts["val"], masked_only=False)]
+        record = train_auto_weight_prestage(
+            self.model_arrays, train_ids, val_ids, self.config, self.model_size, seed=fold.seed,
+            input_keys=self.input_keys, label=fold.label,
+        )
+        write_json(path, record)
+        return record
+
     def train_fold(self, fold: Fold) -> dict:
         config, arrays, model_arrays = self.config, self.data.arrays, self.model_arrays
         train_ids = [arrays["image_id"][i] for i in self.positions(fold.parts["train"])]
@@ -148,9 +189,16 @@ class SegmentationTask(FoldTask):
                 f"fold {fold.fold} has {len(train_ids)} training and {len(val_ids)} validation images with a "
                 "mask; segmentation needs at least one of each"
             )
+        prestage = None
+        if model_weighting(self.model, config) == "prestage":
+            prestage = self.auto_weight_prestage(fold)
         strategy = runtime_lib.strategy_for(self.runtime)
         with strategy.scope():
-            segmenter = compile_segmenter(build_segmenter(self.model, config, self.model_size), config)
+            segmenter = compile_segmenter(
+                build_segmenter(self.model, config, self.model_size,
+                                modality_weights=prestage["weights"] if prestage else None),
+                config,
+            )
         self.path_names = getattr(segmenter, "path_names", None)
         replicas = strategy.num_replicas_in_sync
 
@@ -175,12 +223,14 @@ class SegmentationTask(FoldTask):
         if config.save_models:
             segmenter.save(os.path.join(fold.folder, layout.MODEL_FILE))
 
-        probabilities = predict_masks(segmenter, model_arrays, self.input_keys, self.image_size)
+        probabilities = predict_masks(segmenter, model_arrays, self.input_keys, self.image_size,
+                                      test_time_flip=config.test_time_flip)
         binary = (probabilities > config.threshold).astype(np.uint8)
         save_fold_predictions(os.path.join(fold.folder, layout.FOLD_MASKS_FILE), binary)
         self._add_votes(fold, binary)
         return {
             "test": mean_scores(self.truth[test_positions], binary[test_positions]) if len(test_positions) else None,
+            **lesion_and_normal_scores(self.truth[test_positions], binary[test_positions]),
             "val": mean_scores(self.truth[val_positions], binary[val_positions]),
             "num_images": {"train": len(train_ids), "val": len(val_ids), "test": int(len(test_positions))},
             "best_epoch": training["best_epoch"],
@@ -189,6 +239,8 @@ class SegmentationTask(FoldTask):
             "resumed_from_epoch": training["resumed_from_epoch"],
             "modality_weights": mean_modality_weights(segmenter, model_arrays, test_positions, self.input_keys),
             "path_names": list(self.path_names) if self.path_names is not None else None,
+            "auto_weight_prestage": prestage,
+            "encoder_weights": getattr(segmenter, "weights_record", None),
         }
 
     def fold_line(self, result: dict) -> str:
@@ -221,6 +273,25 @@ class SegmentationTask(FoldTask):
         config, splits = self.config, self.data.splits
         scored = [result["test"] for result in results if result["test"] is not None]
         scores = summarize_folds(scored) if scored else {}
+        lesion_scored = [result.get("test_lesion") for result in results if result.get("test_lesion")]
+        lesion_scores = summarize_folds(lesion_scored) if lesion_scored else None
+        normal = [result.get("test_normal") for result in results if result.get("test_normal")]
+        normal_summary = None
+        if normal:
+            shares = [n["empty_share"] for n in normal]
+            normal_summary = {
+                "images_per_fold": [n["images"] for n in normal],
+                "empty_share": {"mean": float(np.mean(shares)), "sd": float(np.std(shares, ddof=SD_DDOF)),
+                                "per_fold": shares},
+                "rule": "share of the test images with an empty ground-truth mask (no lesion) whose "
+                        f"predicted mask is empty at threshold {config.threshold}",
+            }
+        if lesion_scores and normal_summary:
+            logger.info(
+                f"{self.model} on lesion images: dice {lesion_scores['dice']['mean']:.3f} ± "
+                f"{lesion_scores['dice']['sd']:.3f}; images without a lesion predicted empty: "
+                f"{normal_summary['empty_share']['mean']:.0%}"
+            )
         shared_test = shares_test_set(splits)
         fold_union, fold_union_reason, masks, masks_rule = self._masks(shared_test, len(splits))
         masks_path = inputs.save_predicted_masks(
@@ -229,15 +300,24 @@ class SegmentationTask(FoldTask):
         )
         modality_weights = None
         if self.path_names is not None:
-            fold_weights = [result["modality_weights"] for result in results]
+            weighting = model_weighting(self.model, config)
+            prestages = [result.get("auto_weight_prestage") for result in results]
+            fold_weights = [
+                prestage["weights"] if prestage else result["modality_weights"]
+                for prestage, result in zip(prestages, results)
+            ]
             valid = [w for w in fold_weights if w is not None]
             modality_weights = {
+                "weighting": weighting,
                 "path_names": list(self.path_names),
                 "per_fold": fold_weights,
                 "mean": [float(v) for v in np.mean(valid, axis=0)] if valid else None,
-                "rule": "mean over each fold's test images of the weights the model applied "
-                        "in its weighted skip connection (§3.2.3)",
+                "rule": WEIGHTING_RULES[weighting],
             }
+            if weighting == "prestage":
+                modality_weights["prestage_val_accuracy"] = [
+                    prestage["val_accuracy"] if prestage else None for prestage in prestages
+                ]
         if scores:
             logger.info(f"{self.model}: " + ", ".join(
                 f"{n} {v['mean']:.3f} ± {v['sd'] if v['sd'] is not None else float('nan'):.3f}"
@@ -258,6 +338,9 @@ class SegmentationTask(FoldTask):
             "runtime": runtime_lib.describe(self.runtime),
             "shared_test_set": shared_test,
             **scores,
+            "lesion_images": lesion_scores,
+            "lesion_images_rule": "the same scores over the test images whose ground truth has a lesion",
+            "normal_images": normal_summary,
             "fold_union": fold_union,
             "fold_union_reason": fold_union_reason,
             "folds": results,

@@ -174,7 +174,7 @@ def export_experiment(
         classifier_run: the classification run folder (default ``mff``, the paper's MFF on
             W-MM-U-Net crops).
         segmenter_run: the segmentation run folder (default ``w_mm_unet``).
-        embracement: ``"expected"`` or ``"sample"``.
+        embracement: ``"expected"``, ``"sample"`` or ``"mc"``.
         parts: which SavedModels to write, a subset of ``SAVED_MODELS`` (default all three);
             only the runs they need are read.
 
@@ -266,7 +266,8 @@ def _segmenter_ensemble(source) -> tuple:
     if model_size != source.model_size:
         raise ValueError(f"export_experiment: {source.run}'s models take {model_size}-pixel images, its summary "
                          f"says {source.model_size}")
-    ensemble = SegmenterEnsemble(models, tuple(tensors), model_size, source.threshold)
+    ensemble = SegmenterEnsemble(models, tuple(tensors), model_size, source.threshold,
+                                 test_time_flip=source.test_time_flip)
     return ensemble, {
         "run": source.run,
         "model": source.model,
@@ -278,6 +279,7 @@ def _segmenter_ensemble(source) -> tuple:
         "model_size": model_size,
         "data_size": source.data_size,
         "threshold": source.threshold,
+        "test_time_flip": source.test_time_flip,
         "ensemble": f"fold union: a pixel is lesion where 2 * votes > K = {ensemble.num_models}, a vote being "
                     f"a fold model's probability > {source.threshold} (§3.4, majority_vote)",
     }
@@ -312,6 +314,8 @@ def _classifier_ensemble(source, embracement: str) -> tuple:
         "embracement_rule": {
             "expected": "deterministic expected value of the embracement (EmbraceNet inference='expected')",
             "sample": "modalities sampled per feature on every call: outputs vary between calls",
+            "mc": "decision probabilities averaged over the EmbraceNet's mc_samples seeded draws "
+                  "(EmbraceNet inference='mc'): deterministic",
         }[embracement] if has_embracenet else "the model has no EmbraceNet",
     }
 

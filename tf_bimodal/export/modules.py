@@ -69,9 +69,11 @@ class SegmenterEnsemble:
         input_names: the image inputs the models read (``("bmode", "semode")``).
         model_size: S.
         threshold: a pixel is lesion for one model if its probability is ``> threshold``.
+        test_time_flip: each model's probability is the mean over the images and their
+            left-right mirrors (mirrored back), as ``SegmentationConfig.test_time_flip``.
     """
 
-    def __init__(self, models, input_names, model_size: int, threshold: float):
+    def __init__(self, models, input_names, model_size: int, threshold: float, test_time_flip: bool = False):
         if not models:
             raise ValueError("SegmenterEnsemble: needs at least one fold model")
         unknown = sorted(set(input_names) - set(MODALITY_CHANNELS))
@@ -82,11 +84,19 @@ class SegmenterEnsemble:
         self.model_size = int(model_size)
         self.threshold = float(threshold)
         self.num_models = len(self.models)
+        self.test_time_flip = bool(test_time_flip)
 
     def fold_probabilities(self, images: dict) -> tf.Tensor:
         """float32 [N, S, S, K]: each fold model's lesion probability, folds on the last axis."""
         feed = {key: images[key] for key in self.input_names}
-        return tf.concat([_as_float32(model(feed, training=False)) for model in self.models], axis=-1)
+        if not self.test_time_flip:
+            return tf.concat([_as_float32(model(feed, training=False)) for model in self.models], axis=-1)
+        mirrored = {key: tf.reverse(value, axis=[2]) for key, value in feed.items()}
+        return tf.concat([
+            (_as_float32(model(feed, training=False))
+             + tf.reverse(_as_float32(model(mirrored, training=False)), axis=[2])) / 2.0
+            for model in self.models
+        ], axis=-1)
 
     def vote(self, fold_probabilities) -> tuple:
         """``(votes int32 [..., 1], mask uint8 [..., 1])`` of K probability maps on the last axis."""

@@ -45,6 +45,8 @@ class SegmenterSource:
         dataset: ``bimodal_breast_us/<config>`` the run trained on.
         source_fingerprint: the fingerprint of the data's source
             (:mod:`tf_bimodal.data.fingerprint`), as the run recorded it.
+        test_time_flip: whether the run predicted with the left-right mirror averaged in
+            (``summary["config"]["test_time_flip"]``); the export does the same.
     """
 
     run: str
@@ -58,6 +60,7 @@ class SegmenterSource:
     synthetic: bool
     dataset: str | None
     source_fingerprint: dict | None = None
+    test_time_flip: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +187,7 @@ def find_segmenter(root: str, run: str = "w_mm_unet") -> SegmenterSource:
         synthetic=bool(summary.get("synthetic", False)),
         dataset=summary.get("dataset"),
         source_fingerprint=summary.get("source_fingerprint"),
+        test_time_flip=bool(summary["config"].get("test_time_flip", False)),
     )
 
 

@@ -129,3 +129,20 @@ def strain_from_colour(rgb, min_saturation: float = 0.2):
     saturation = chroma / ops.where(maximum > 0, maximum, ops.ones_like(maximum))
     strain = ops.where(saturation >= min_saturation, strain, 0.5 * ops.ones_like(strain))
     return ops.cast(strain[..., None], dtype)
+
+
+def modal_path_names(input_names, input_channels, colour_mode: str = "channels"):
+    """Names of the modal paths :class:`ColourInputProcessing` makes of the inputs (§3.2.1).
+
+    ``("bmode", "semode"), (1, 3)`` -> ``["bmode", "semode_red", "semode_green",
+    "semode_blue"]`` in ``channels`` mode, ``["bmode", "semode_strain"]`` in ``strain`` mode.
+    """
+    names = []
+    for name, channels in zip(input_names, input_channels):
+        if channels == 1:
+            names.append(name)
+        elif colour_mode == "channels":
+            names.extend(f"{name}_{colour}" for colour in CHANNEL_NAMES)
+        else:
+            names.append(f"{name}_strain")
+    return names

@@ -11,21 +11,33 @@ For ``M`` modalities with feature vectors ``f_1 .. f_M`` (sizes may differ):
 2. **Embracement**: for every feature index ``k`` a modality ``r_k`` is drawn from the
    multinomial ``p = (p_1 .. p_M)`` restricted to the modalities available for the sample
    (``p_m * a_m`` renormalised, ``a`` the availability mask); the embraced vector is
-   ``e_k = d_{r_k, k}``.
+   ``e_k = d_{r_k, k}``. This is the rule of the reference implementations (TF1 and
+   PyTorch), which draw in training and at test time alike.
 
 Availability is per sample, which lets a model trained on B-mode + SE-mode classify an example
 that has only a B-mode image (e.g. BUSI): the SE-mode features are never selected.
 
-Inference (``training=False``) offers two rules, chosen by ``inference``:
+Training (``training=True``) always draws, from the layer's ``keras.random.SeedGenerator``.
+Inference (``training`` False or None) follows ``inference``:
 
-* ``"expected"`` (default): the deterministic expected value of the embracement,
-  ``e = sum_m p_m a_m d_m / sum_m p_m a_m``, the same rule dropout uses at inference (the
-  training-time sampling is replaced by its mean). Predictions are then reproducible, which
-  the evaluation protocol needs: the Youden threshold is chosen on validation predictions and
-  applied to test predictions (§3.3.1), and a saved model must reload to identical outputs.
-* ``"sample"``: draw modalities at inference too, as the reference implementation of Choi &
-  Lee does; outputs then vary from call to call (average several calls for a Monte-Carlo
-  estimate).
+* ``"sample"``: one fresh draw per call, exactly the reference implementation. Outputs vary
+  from call to call, so the validation predictions that choose the Youden threshold (§3.3.1)
+  and the test predictions it is applied to come from different draws, and a saved model
+  does not reload to the same outputs (Keras does not save a ``SeedGenerator``'s state).
+* ``"expected"``: the deterministic expected value of the embracement,
+  ``e = sum_m p_m a_m d_m / sum_m p_m a_m``, the rule dropout uses at inference. One pass,
+  reproducible; but the decision network then sees a mixture of the modalities' features
+  that it never saw in training, and ``DN(E[e])`` is not ``E[DN(e)]``.
+* ``"mc"``: ``mc_samples`` = K draws of the reference's rule, returned stacked along the batch
+  axis, sample-major: row ``k * N + n`` is draw ``k`` of sample ``n``, so the output has
+  ``K * N`` rows. The model applies its decision network to every row and averages the K
+  probabilities of each sample with
+  :class:`~tf_bimodal.layers.stacked_sample_mean.StackedSampleMean`: a Monte-Carlo estimate of
+  the reference's expected prediction. The draws are stateless and seeded by ``seed`` (0 when
+  None): the Gumbel-max trick with one fixed ``(K, embracement_size, M)`` noise tensor shared by
+  every sample, so a sample's K draws depend on nothing but the seed and its own
+  probabilities (not on its batch or its place in it), and a saved model reproduces its
+  outputs and the threshold chosen on them.
 """
 
 from __future__ import annotations
@@ -34,13 +46,19 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-INFERENCE_MODES = ("expected", "sample")
+from tf_bimodal.config import EMBRACENET_INFERENCE_MODES
+
+INFERENCE_MODES = EMBRACENET_INFERENCE_MODES
+"""``("sample", "expected", "mc")``, the rules at inference (module docstring)."""
 
 NO_MODALITY_MESSAGE = (
     "EmbraceNet: every sample needs at least one available modality with a positive "
     "selection probability; found a sample whose availability * selection_probabilities "
     "sums to 0"
 )
+
+IMPOSSIBLE_LOGIT = -1e9
+"""The logit of a modality with probability 0: below any logit plus Gumbel noise."""
 
 
 @keras.saving.register_keras_serializable(package="tf_bimodal")
@@ -49,12 +67,15 @@ class EmbraceNet(keras.layers.Layer):
 
     Args:
         embracement_size: size of the docked and of the embraced vectors (paper: 4096).
-        inference: rule at ``training=False``: ``"expected"`` (default, deterministic, see the
-            module docstring) or ``"sample"`` (stochastic, as the reference implementation).
+        inference: rule at inference (module docstring): ``"expected"`` (default here, the
+            one that keeps the batch), ``"sample"`` (as the reference) or ``"mc"`` (K stacked
+            seeded draws; needs a :class:`StackedSampleMean` after the decision network).
+        mc_samples: K of ``"mc"``, an int >= 1; default 16.
         docking_activation: activation of the docking layers (default ``"relu"``, as Choi &
             Lee).
         kernel_initializer: initializer of the docking kernels.
-        seed: int or None; seeds the ``keras.random.SeedGenerator`` of the embracement draws.
+        seed: int or None; seeds the ``keras.random.SeedGenerator`` of the training (and
+            ``"sample"``) draws, and is the fixed seed of the ``"mc"`` draws (0 when None).
 
     Call arguments:
         inputs: list of ``M`` tensors ``(batch, features_m)``.
@@ -62,10 +83,11 @@ class EmbraceNet(keras.layers.Layer):
             for each sample; default: all available.
         selection_probabilities: optional ``(batch, M)`` non-negative weights ``p``; default
             uniform. They are multiplied by ``availabilities`` and renormalised per sample.
-        training: sample (True) or apply the ``inference`` rule (False / None).
+        training: draw (True) or apply the ``inference`` rule (False / None).
 
     Returns:
-        ``(batch, embracement_size)`` embraced vector.
+        ``(batch, embracement_size)`` embraced vectors; with ``inference="mc"`` at inference
+        ``(mc_samples * batch, embracement_size)``, sample-major.
 
     Raises:
         ValueError: bad constructor arguments, fewer than 2 inputs, inputs that are not rank
@@ -78,6 +100,7 @@ class EmbraceNet(keras.layers.Layer):
         self,
         embracement_size: int = 4096,
         inference: str = "expected",
+        mc_samples: int = 16,
         docking_activation: str = "relu",
         kernel_initializer="glorot_uniform",
         seed: int | None = None,
@@ -92,8 +115,13 @@ class EmbraceNet(keras.layers.Layer):
             raise ValueError(
                 f"EmbraceNet: inference must be one of {INFERENCE_MODES}, got {inference!r}"
             )
+        if not isinstance(mc_samples, int) or isinstance(mc_samples, bool) or mc_samples < 1:
+            raise ValueError(f"EmbraceNet: mc_samples must be an int >= 1, got {mc_samples!r}")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise ValueError(f"EmbraceNet: seed must be an int or None, got {seed!r}")
         self.embracement_size = embracement_size
         self.inference = inference
+        self.mc_samples = mc_samples
         self.docking_activation = docking_activation
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.seed = seed
@@ -154,6 +182,31 @@ class EmbraceNet(keras.layers.Layer):
             # for a sample whose total is 0.
             return tf.identity(weights / ops.maximum(total, 1e-12))
 
+    def _drawn_toggles(self, probabilities, dtype):
+        """(batch, size, M) one-hot selections drawn from the layer's seed generator."""
+        logits = ops.log(ops.maximum(probabilities, 1e-30))
+        # A zero probability must never be drawn: give it a logit far below any other.
+        logits = ops.where(probabilities > 0.0, logits, IMPOSSIBLE_LOGIT)
+        choices = keras.random.categorical(logits, self.embracement_size, seed=self.seed_generator)
+        return ops.one_hot(choices, self.num_modalities, dtype=dtype)
+
+    def seeded_choices(self, probabilities):
+        """(K, batch, size) modality indices of the ``"mc"`` draws (Gumbel-max, stateless).
+
+        ``argmax_m(log p_m + g_{k, j, m})`` with standard Gumbel noise ``g`` drawn once, from
+        the fixed seed, for all samples: an exact draw from ``p`` per feature ``j`` and draw
+        ``k``, and the same draw for the same probabilities in any batch.
+        """
+        seed = tf.constant([0 if self.seed is None else self.seed, 0], tf.int32)
+        uniform = tf.random.stateless_uniform(
+            (self.mc_samples, 1, self.embracement_size, self.num_modalities), seed,
+            minval=1e-20, maxval=1.0, dtype=tf.float32,
+        )
+        gumbel = -ops.log(-ops.log(uniform))
+        logits = ops.log(ops.maximum(probabilities, 1e-30))
+        logits = ops.where(probabilities > 0.0, logits, IMPOSSIBLE_LOGIT)
+        return ops.argmax(logits[None, :, None, :] + gumbel, axis=-1)
+
     def call(self, inputs, availabilities=None, selection_probabilities=None, training=None):
         if len(inputs) != self.num_modalities:
             raise ValueError(
@@ -167,15 +220,13 @@ class EmbraceNet(keras.layers.Layer):
             batch_size, availabilities, selection_probabilities
         )
         if training or self.inference == "sample":
-            logits = ops.log(ops.maximum(probabilities, 1e-30))
-            # A zero probability must never be drawn: give it a logit far below any other.
-            logits = ops.where(probabilities > 0.0, logits, -1e9)
-            choices = keras.random.categorical(
-                logits, self.embracement_size, seed=self.seed_generator
-            )  # (batch, embracement_size)
-            toggles = ops.one_hot(choices, self.num_modalities, dtype=stacked.dtype)
-        else:
+            toggles = self._drawn_toggles(probabilities, stacked.dtype)
+        elif self.inference == "expected":
             toggles = ops.cast(probabilities, stacked.dtype)[:, None, :]
+        else:
+            toggles = ops.one_hot(self.seeded_choices(probabilities), self.num_modalities, dtype=stacked.dtype)
+            embraced = ops.sum(stacked[None] * toggles, axis=-1)  # (K, batch, size)
+            return ops.reshape(embraced, (-1, self.embracement_size))
         return ops.sum(stacked * toggles, axis=-1)
 
     def compute_output_shape(self, input_shape, *args, **kwargs):
@@ -186,6 +237,7 @@ class EmbraceNet(keras.layers.Layer):
         config.update(
             embracement_size=self.embracement_size,
             inference=self.inference,
+            mc_samples=self.mc_samples,
             docking_activation=self.docking_activation,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             seed=self.seed,

@@ -48,6 +48,24 @@ def apply_up_block(x, skip, filters: int, use_batch_norm: bool, name: str):
     return apply_conv_block(x, filters, use_batch_norm, name)
 
 
+def apply_average_up_block(x, skips, filters: int, use_batch_norm: bool, name: str):
+    """One expansion step with IVD-Net's skip fusion: 2x2 transposed convolution (stride 2),
+    then the average of the up-convolved features and the P skip feature maps,
+    ``(up + sum_p skips[p]) / (P + 1)``, then :func:`apply_conv_block`.
+
+    IVD-Net (ref. 25 of the paper) fuses each level's skips this way, the up-convolved
+    features counting as one more path; the convolutions then read ``filters`` channels rather
+    than the ``2 * filters`` of a concatenation. Every skip must have ``filters`` channels.
+
+    Layers: ``{name}_upconv``, ``{name}_skip_average``, ``{name}_conv1`` ... ``{name}_relu2``.
+    """
+    x = keras.layers.Conv2DTranspose(
+        filters, 2, strides=2, kernel_initializer="he_normal", name=f"{name}_upconv"
+    )(x)
+    x = keras.layers.Average(name=f"{name}_skip_average")([x, *skips])
+    return apply_conv_block(x, filters, use_batch_norm, name)
+
+
 def apply_segmentation_head(x, name: str = "mask"):
     """1x1 convolution to one channel with a sigmoid: the lesion probability per pixel.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
@@ -172,3 +173,12 @@ def resumable_callbacks(fold_dir: str, **early_stopping_kwargs) -> tuple[list, R
 def has_backup(fold_dir: str) -> bool:
     """Whether ``fold_dir`` holds the state of an interrupted fit."""
     return os.path.isfile(os.path.join(fold_dir, BACKUP_DIR, ResumableEarlyStopping.STATE_FILE))
+
+
+def cosine_schedule(learning_rate: float, epochs: int):
+    """The rate of epoch ``e`` (from 0): ``learning_rate * (1 + cos(pi * e / epochs)) / 2``."""
+
+    def rate(epoch, _current=None):
+        return float(learning_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs)))
+
+    return rate

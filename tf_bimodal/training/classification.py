@@ -4,16 +4,23 @@
   VGG-16 when asked for and available, else random, recorded either way, or an error when
   ``require_backbone_weights`` is set), the pixel normalisation that goes with them, and the
   classifier (§3.3.2);
-* :func:`compile_classifier`: SGD with momentum and weight decay (§3.4), the loss
+* :func:`compile_classifier`: SGD with momentum and weight decay (§3.4; L2 through the
+  gradient, as PyTorch's SGD, unless ``weight_decay_mode="decoupled"``), the loss
   ``l_i + lambda * l_d`` of Eq. (1) being the model's own (:class:`ClassifierTask`);
 * :func:`fit_classifier`: training with the weights of the lowest validation loss kept, and
-  resumable after an interruption;
+  resumable after an interruption; a model whose branches train independently (late
+  integration, §3.3.3) keeps each branch's own best epoch (:class:`BranchEarlyStopping`);
 * :func:`predict_probabilities`: the probability of malignancy of every image of a batch stream.
+
+Which of these choices are the paper's and which are our reading: ``docs/fidelity.md``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
 import sys
 
 import keras
@@ -23,7 +30,15 @@ import tensorflow as tf
 from tf_bimodal.config import ClassificationConfig
 from tf_bimodal.models.classification.backbone_weights import imagenet_vgg16, load_backbone_weights
 from tf_bimodal.models.classification.factory import backbone_names, build_backbone, build_classifier
-from tf_bimodal.training.callbacks import ProgressLogger, resumable_callbacks
+from tf_bimodal.models.classification.optimizer import classification_optimizer
+from tf_bimodal.training.callbacks import (
+    BACKUP_DIR,
+    HISTORY_FILE,
+    ProgressLogger,
+    ResumableCSVLogger,
+    cosine_schedule,
+    resumable_callbacks,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +69,8 @@ class CachedImagenet:
         return self.model
 
 
-def build_classifier_for_training(model: str, config: ClassificationConfig, loader=None) -> tuple:
+def build_classifier_for_training(model: str, config: ClassificationConfig, loader=None,
+                                  seed: int | None = None) -> tuple:
     """The classifier ``model`` with backbones initialised as ``config.backbone_weights`` asks.
 
     Call it inside the strategy's scope. When ImageNet weights are asked for but cannot be
@@ -67,6 +83,9 @@ def build_classifier_for_training(model: str, config: ClassificationConfig, load
             ``require_backbone_weights``, the backbone's shape, ``normalization``).
         loader: the ImageNet VGG-16 loader (default: a :class:`CachedImagenet`, so that all
             backbones of a run load or fail once).
+        seed: the seed of the model's own draws (EmbraceNet); default ``config.seed``, a
+            cross-validation fold ``k`` passes ``config.seed + k``
+            (:func:`~tf_bimodal.models.classification.factory.build_classifier`).
 
     Returns:
         ``(classifier, records, normalization)``: the uncompiled model, ``{backbone name:
@@ -89,23 +108,174 @@ def build_classifier_for_training(model: str, config: ClassificationConfig, load
             loader=loader,
             log=logger.info,
         )
+        freeze_vgg_blocks(backbone, config.frozen_blocks)
         backbones[name] = backbone
     normalization = config.normalization
     if normalization == "auto":
         used = {record["used"] for record in records.values()}
-        normalization = "caffe" if used == {"imagenet"} else "standardize"
-    return build_classifier(model, config, normalization, backbones=backbones), records, normalization
+        normalization = "caffe" if used and used <= {"imagenet", "hed"} else "standardize"
+    classifier = build_classifier(model, config, normalization, backbones=backbones, seed=seed)
+    return classifier, records, normalization
+
+
+def freeze_vgg_blocks(backbone: keras.Model, blocks: int) -> list[str]:
+    """Stop training the convolutions of the first ``blocks`` VGG-16 blocks
+    (``ClassificationConfig.frozen_blocks``); returns the layers frozen."""
+    frozen = [layer.name for layer in backbone.layers
+              if layer.name.startswith("block") and "_conv" in layer.name and int(layer.name[5]) <= blocks]
+    for name in frozen:
+        backbone.get_layer(name).trainable = False
+    return frozen
 
 
 def compile_classifier(classifier: keras.Model, config: ClassificationConfig) -> keras.Model:
-    """Compile with SGD (``learning_rate``, ``momentum``, ``weight_decay``; §3.4); the loss is
+    """Compile with SGD (``learning_rate``, ``momentum``, ``weight_decay`` as
+    ``weight_decay_mode`` says; §3.4,
+    :func:`~tf_bimodal.models.classification.optimizer.classification_optimizer`); the loss is
     the model's own (Eq. 1)."""
-    classifier.compile(
-        optimizer=keras.optimizers.SGD(
-            learning_rate=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-    )
+    classifier.compile(optimizer=classification_optimizer(config))
     return classifier
+
+
+def _write_json_atomic(path: str, payload: dict) -> None:
+    tmp_path = path + ".tmp"
+    with open(tmp_path, "w") as handle:
+        json.dump(payload, handle)
+    os.replace(tmp_path, path)
+
+
+class BranchEarlyStopping(keras.callbacks.Callback):
+    """Early stopping and best-epoch selection per branch of a model (§3.3.3 late integration).
+
+    "Separate classifiers are trained independently using images of different modalities"
+    (§3.3.3): each branch (``{name: [variables]}``, e.g.
+    :meth:`LateIntegrationClassifier.branch_weights`) is watched on its own validation loss
+    ``val_<name>_loss`` as Keras' ``EarlyStopping(restore_best_weights=True)`` watches one
+    model: an epoch that lowers a branch's loss makes it that branch's best epoch and saves
+    its weights; a branch whose loss has not improved for ``patience`` epochs is done. The fit
+    stops when every branch is done (or at its last epoch); then each branch gets back the
+    weights of its own best epoch. A branch done earlier goes on being updated meanwhile, but
+    its weights are replaced by its best ones at the end, and since the branches share no
+    weight and the loss is a sum over branches, nothing of those updates reaches the other
+    branch: the result is that of two fits with their own early stopping on the same batches.
+
+    Like :class:`~tf_bimodal.training.callbacks.ResumableEarlyStopping`, the state (per branch:
+    best value, best epoch, epochs without improvement, done) and the best weights are saved
+    in ``backup_dir`` after every epoch and reloaded when an interrupted fit resumes.
+
+    Attributes:
+        best_epochs: ``{name: epoch}`` counted from 0 (-1 before the first epoch).
+        last_epoch: the last epoch run, from 0, over interrupted and resumed parts.
+        resumed_from: the epoch a resumed fit went on from (None for a fresh one).
+
+    Raises:
+        ValueError: fewer than two branches, a branch without variables, or a variable in
+            two branches.
+        KeyError: (at an epoch's end) a branch whose ``val_<name>_loss`` is not logged.
+    """
+
+    STATE_FILE = "branch_early_stopping.json"
+    WEIGHTS_FILE = "branch_best_weights.npz"
+
+    def __init__(self, branches: dict, patience: int, backup_dir: str):
+        super().__init__()
+        if len(branches) < 2 or not all(branches.values()):
+            raise ValueError(
+                "BranchEarlyStopping: needs at least 2 branches, each with its variables, got "
+                f"{ {name: len(variables) for name, variables in branches.items()} }"
+            )
+        seen = set()
+        for name, variables in branches.items():
+            paths = {id(variable) for variable in variables}
+            if paths & seen:
+                raise ValueError(f"BranchEarlyStopping: branch {name!r} shares variables with another branch")
+            seen |= paths
+        self.branches = {name: list(variables) for name, variables in branches.items()}
+        self.patience = int(patience)
+        self.backup_dir = backup_dir
+        self._reset()
+
+    def _reset(self):
+        self.best = {name: math.inf for name in self.branches}
+        self.best_epochs = {name: -1 for name in self.branches}
+        self.wait = {name: 0 for name in self.branches}
+        self.done = {name: False for name in self.branches}
+        self.best_weights = {name: None for name in self.branches}
+        self.last_epoch = -1
+        self.resumed_from = None
+
+    @staticmethod
+    def monitor(name: str) -> str:
+        """The logged value branch ``name`` is selected on."""
+        return f"val_{name}_loss"
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+        state_path = os.path.join(self.backup_dir, self.STATE_FILE)
+        if not os.path.isfile(state_path):
+            return
+        with open(state_path) as handle:
+            state = json.load(handle)
+        for name, branch in state["branches"].items():
+            self.best[name] = math.inf if branch["best"] is None else branch["best"]
+            self.best_epochs[name] = branch["best_epoch"]
+            self.wait[name] = branch["wait"]
+            self.done[name] = branch["done"]
+        self.last_epoch = state["last_epoch"]
+        self.resumed_from = self.last_epoch + 1
+        weights_path = os.path.join(self.backup_dir, self.WEIGHTS_FILE)
+        if os.path.isfile(weights_path):
+            with np.load(weights_path) as stored:
+                for name, variables in self.branches.items():
+                    if f"{name}/0" in stored.files:
+                        self.best_weights[name] = [stored[f"{name}/{i}"] for i in range(len(variables))]
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        improved = []
+        for name, variables in self.branches.items():
+            if self.done[name]:
+                continue
+            monitor = self.monitor(name)
+            if monitor not in logs:
+                raise KeyError(f"BranchEarlyStopping: {monitor!r} is not logged; logged are {sorted(logs)}")
+            current = float(logs[monitor])
+            self.wait[name] += 1
+            if current < self.best[name] or self.best_weights[name] is None:
+                self.best[name] = min(current, self.best[name])
+                self.best_epochs[name] = epoch
+                self.best_weights[name] = [np.array(variable.numpy()) for variable in variables]
+                self.wait[name] = 0
+                improved.append(name)
+            elif self.wait[name] >= self.patience:
+                self.done[name] = True
+        self.last_epoch = epoch
+        if all(self.done.values()):
+            self.model.stop_training = True
+        self._save(improved)
+
+    def _save(self, improved):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        if improved:
+            weights_path = os.path.join(self.backup_dir, self.WEIGHTS_FILE)
+            tmp_path = weights_path + ".tmp.npz"
+            np.savez(tmp_path, **{f"{name}/{i}": weight for name, weights in self.best_weights.items()
+                                  if weights is not None for i, weight in enumerate(weights)})
+            os.replace(tmp_path, weights_path)
+        _write_json_atomic(os.path.join(self.backup_dir, self.STATE_FILE), {
+            "branches": {
+                name: {"best": None if math.isinf(self.best[name]) else self.best[name],
+                       "best_epoch": self.best_epochs[name], "wait": self.wait[name], "done": self.done[name]}
+                for name in self.branches
+            },
+            "last_epoch": self.last_epoch,
+        })
+
+    def on_train_end(self, logs=None):
+        for name, variables in self.branches.items():
+            if self.best_weights[name] is not None:
+                for variable, value in zip(variables, self.best_weights[name]):
+                    variable.assign(value)
 
 
 def fit_classifier(
@@ -120,29 +290,53 @@ def fit_classifier(
 ) -> dict:
     """Train a compiled classifier, keeping the weights of its lowest-validation-loss epoch.
 
-    Training runs for at most ``config.epochs`` epochs and stops when the validation loss has
-    not improved for ``config.early_stopping_patience`` epochs. The history goes to
-    ``fold_dir/history.csv`` and the fit is resumable: killed, the next call with the same
-    ``fold_dir`` goes on from its last finished epoch
+    Training runs for at most ``config.epochs`` epochs and stops when the validation loss of
+    Eq. (1) has not improved for ``config.early_stopping_patience`` epochs. A model with
+    independent branches (one with a ``branch_weights()`` method: late integration, §3.3.3)
+    is selected per branch instead (:class:`BranchEarlyStopping`): each branch keeps its own
+    best epoch on its own validation loss, and training stops when every branch has stopped
+    improving. The history goes to ``fold_dir/history.csv`` and the fit is resumable: killed,
+    the next call with the same ``fold_dir`` goes on from its last finished epoch
     (:func:`~tf_bimodal.training.callbacks.resumable_callbacks`).
 
     Returns:
-        ``{"best_epoch", "epochs_run", "resumed_from_epoch"}`` (epochs counted from 1).
+        ``{"best_epoch", "epochs_run", "resumed_from_epoch", "branch_best_epochs"}`` (epochs
+        counted from 1); for a per-branch selection ``best_epoch`` is None and
+        ``branch_best_epochs`` is ``{branch: epoch}``, else ``branch_best_epochs`` is None.
     """
-    callbacks, early_stopping = resumable_callbacks(
-        fold_dir, monitor=MONITOR, patience=config.early_stopping_patience
-    )
-    callbacks += [ProgressLogger(label, config.epochs, log=logger.info, started=started), *extra_callbacks]
+    progress = ProgressLogger(label, config.epochs, log=logger.info, started=started)
+    branches = classifier.branch_weights() if hasattr(classifier, "branch_weights") else None
+    if branches is None:
+        callbacks, early_stopping = resumable_callbacks(
+            fold_dir, monitor=MONITOR, patience=config.early_stopping_patience
+        )
+    else:
+        # resumable_callbacks' three, with the per-branch selection in place of the single one.
+        backup_dir = os.path.join(fold_dir, BACKUP_DIR)
+        early_stopping = BranchEarlyStopping(branches, config.early_stopping_patience, backup_dir)
+        callbacks = [
+            ResumableCSVLogger(os.path.join(fold_dir, HISTORY_FILE), backup_dir),
+            early_stopping,
+            keras.callbacks.BackupAndRestore(backup_dir, double_checkpoint=True, delete_checkpoint=True),
+        ]
+    if config.lr_schedule == "cosine":
+        callbacks.append(keras.callbacks.LearningRateScheduler(cosine_schedule(config.learning_rate, config.epochs)))
     classifier.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
-        verbose=PROGRESS_BAR if sys.stdout.isatty() else 0,
+        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=[*callbacks, progress, *extra_callbacks],
+        shuffle=False, verbose=PROGRESS_BAR if sys.stdout.isatty() else 0,
     )
     resumed_from = early_stopping.resumed_from
-    return {
-        "best_epoch": int(early_stopping.best_epoch) + 1,
+    result = {
+        "best_epoch": None,
         "epochs_run": int(early_stopping.last_epoch) + 1,
         "resumed_from_epoch": None if resumed_from is None else resumed_from + 1,
+        "branch_best_epochs": None,
     }
+    if branches is None:
+        result["best_epoch"] = int(early_stopping.best_epoch) + 1
+    else:
+        result["branch_best_epochs"] = {name: int(epoch) + 1 for name, epoch in early_stopping.best_epochs.items()}
+    return result
 
 
 def predict_probabilities(classifier: keras.Model, ds: tf.data.Dataset) -> dict:

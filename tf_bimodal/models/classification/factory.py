@@ -1,4 +1,7 @@
-"""Build any classifier of Table 2 by name from a ``ClassificationConfig`` (§3.3, §4.2)."""
+"""Build any classifier of Table 2 by name from a ``ClassificationConfig`` (§3.3, §4.2).
+
+What follows the paper and what is our reading is listed in ``docs/fidelity.md``.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +43,8 @@ def build_backbone(config: ClassificationConfig, name: str = "backbone") -> VGG1
     )
 
 
-def build_classifier(model: str, config: ClassificationConfig, normalization: str, backbones=None):
+def build_classifier(model: str, config: ClassificationConfig, normalization: str, backbones=None,
+                     seed: int | None = None):
     """A new, uncompiled classifier ``model`` (one of ``CLASSIFICATION_MODELS``).
 
     Args:
@@ -50,6 +54,10 @@ def build_classifier(model: str, config: ClassificationConfig, normalization: st
         backbones: optional dict of already initialised backbones by name (``"backbone"``,
             or ``"bmode_backbone"`` and ``"semode_backbone"`` for the two-backbone models);
             see :func:`backbone_names`.
+        seed: the seed of the model's own random draws (the EmbraceNet embracement of
+            ``mff``); default ``config.seed``. A cross-validation passes its fold's seed
+            (``config.seed + k``), so every fold draws differently and a rerun of a fold draws
+            the same.
 
     Returns:
         The ``keras.Model``.
@@ -63,14 +71,16 @@ def build_classifier(model: str, config: ClassificationConfig, normalization: st
     for name in backbone_names(model):
         backbones.setdefault(name, build_backbone(config, name))
     decision = dict(decision_units=config.decision_units, decision_dropout=config.decision_dropout)
+    seed = config.seed if seed is None else seed
     if model == "mff":
         return MFFClassifier(
             backbones["backbone"],
             embracement_size=config.embracement_size,
             decision_loss_weight=config.decision_loss_weight,
             embracenet_inference=config.embracenet_inference,
+            embracenet_mc_samples=config.embracenet_mc_samples,
             normalization=normalization,
-            seed=config.seed,
+            seed=seed,
             name=model,
             **decision,
         )

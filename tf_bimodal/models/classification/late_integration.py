@@ -39,8 +39,12 @@ class LateIntegrationClassifier(ClassifierTask):
     (own backbone, own softmax ``{modality}_predictions``); ``"decision"`` is the mean of the
     two probability vectors. The branches share no weight and the loss is the plain sum of
     their cross-entropies, so each branch's gradient (and its SGD update, weight decay
-    included) is exactly that of training it alone on the same batches: fitting this model
-    *is* training the two classifiers independently.
+    included) is exactly that of training it alone on the same batches. Model selection is
+    per branch too: :func:`tf_bimodal.training.classification.fit_classifier` gives each
+    branch its own early stopping on its own validation loss (``val_bmode_loss``,
+    ``val_semode_loss``) and restores each branch's own best epoch (:meth:`branch_weights`),
+    so fitting this model *is* training the two classifiers independently
+    (``docs/fidelity.md``).
 
     Args:
         bmode_backbone, semode_backbone: two distinct :class:`VGG16Backbone` s with
@@ -83,6 +87,15 @@ class LateIntegrationClassifier(ClassifierTask):
             {"bmode": 1.0, "semode": 1.0, "decision": 0.0},
             {name: column for column, name in enumerate(MODALITY_CHANNELS)},
         )
+
+    def branch_weights(self) -> dict:
+        """``{modality: [variables]}``: each branch's backbone and softmax head, the weights a
+        per-branch early stopping saves and restores. No weight belongs to both branches,
+        and together they are all the model's weights."""
+        return {
+            name: [*backbone.weights, *self.get_layer(f"{name}_predictions").weights]
+            for name, backbone in (("bmode", self.bmode_backbone), ("semode", self.semode_backbone))
+        }
 
     def get_config(self):
         config = super().get_config()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from tf_bimodal.layers.embracenet import EmbraceNet
+from tf_bimodal.layers.stacked_sample_mean import StackedSampleMean
 from tf_bimodal.models.classification.classifier_task import (
     ClassifierTask,
     apply_decision_network,
@@ -29,7 +30,10 @@ class MFFClassifier(ClassifierTask):
       ``embracement_size`` and embraces them into one vector, restricted per sample to the
       modalities marked available.
     * **Decision network (DN)**: three FC layers and a softmax (``decision_*``), giving the
-      decision loss ``l_d``.
+      decision loss ``l_d``. Its probabilities pass through ``decision_draw_mean``
+      (:class:`~tf_bimodal.layers.stacked_sample_mean.StackedSampleMean`), which averages the
+      K embracements of ``embracenet_inference="mc"`` and passes a single one through, so
+      the graph is the same for every rule and an exported model may switch rules.
 
     Training minimises ``l = l_i + lambda * l_d`` (Eq. 1, ``decision_loss_weight`` = lambda),
     updating IFN, EmbraceNet and DN together.
@@ -42,11 +46,16 @@ class MFFClassifier(ClassifierTask):
         decision_units: the two hidden widths of the decision network.
         decision_dropout: dropout after each hidden decision layer.
         decision_loss_weight: lambda of Eq. (1) (default 1).
-        embracenet_inference: ``"expected"`` (deterministic, default) or ``"sample"``; see
-            :class:`tf_bimodal.layers.embracenet.EmbraceNet`.
+        embracenet_inference: EmbraceNet's rule at inference: ``"mc"`` (default, the paper
+            preset: the decision probabilities averaged over ``embracenet_mc_samples`` seeded
+            draws), ``"sample"`` (one fresh draw per call, as the reference implementation) or
+            ``"expected"`` (the expected embracement); see
+            :class:`tf_bimodal.layers.embracenet.EmbraceNet`. Training always draws.
+        embracenet_mc_samples: K of ``"mc"`` (default 16).
         normalization: ``"standardize"`` or ``"caffe"`` (ImageNet weights).
         num_classes: 2 (benign, malignant).
-        seed: seed of the EmbraceNet draws.
+        seed: seed of the EmbraceNet draws (training, ``"sample"``) and the fixed seed of its
+            ``"mc"`` draws.
 
     Inputs: dict with each modality ``(batch, S, S, channels)`` (values in [0, 1], ``S`` the
     backbone's input size) and ``"availability"`` ``(batch, M)``.
@@ -64,7 +73,8 @@ class MFFClassifier(ClassifierTask):
         decision_units=(1024, 256),
         decision_dropout: float = 0.5,
         decision_loss_weight: float = 1.0,
-        embracenet_inference: str = "expected",
+        embracenet_inference: str = "mc",
+        embracenet_mc_samples: int = 16,
         normalization: str = "standardize",
         num_classes: int = 2,
         seed: int | None = None,
@@ -91,14 +101,12 @@ class MFFClassifier(ClassifierTask):
             features.append(modality_features)
             outputs[name] = apply_softmax_head(modality_features, num_classes, name=f"{name}_predictions")
         embraced = EmbraceNet(
-            embracement_size, inference=embracenet_inference, seed=seed, name="embracenet"
+            embracement_size, inference=embracenet_inference, mc_samples=embracenet_mc_samples, seed=seed,
+            name="embracenet",
         )(features, availabilities=inputs["availability"])
-        outputs = {
-            "decision": apply_decision_network(
-                embraced, decision_units, num_classes, decision_dropout, name="decision"
-            ),
-            **outputs,
-        }
+        decision = apply_decision_network(embraced, decision_units, num_classes, decision_dropout, name="decision")
+        decision = StackedSampleMean(dtype="float32", name="decision_draw_mean")(decision, inputs["availability"])
+        outputs = {"decision": decision, **outputs}
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===
@@ -109,6 +117,7 @@ class MFFClassifier(ClassifierTask):
         self.decision_dropout = decision_dropout
         self.decision_loss_weight = decision_loss_weight
         self.embracenet_inference = embracenet_inference
+        self.embracenet_mc_samples = embracenet_mc_samples
         self.normalization = normalization
         self.num_classes = num_classes
         self.seed = seed
@@ -127,6 +136,7 @@ class MFFClassifier(ClassifierTask):
             decision_dropout=self.decision_dropout,
             decision_loss_weight=self.decision_loss_weight,
             embracenet_inference=self.embracenet_inference,
+            embracenet_mc_samples=self.embracenet_mc_samples,
             normalization=self.normalization,
             num_classes=self.num_classes,
             seed=self.seed,

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from tf_bimodal.config import SEGMENTATION_MODELS, SegmentationConfig
-from tf_bimodal.models.segmentation.multimodal_unet import MultimodalUNet, modal_path_names
+from tf_bimodal.layers.colour_input import modal_path_names
+from tf_bimodal.models.pretrained import load_pretrained_vgg16
+from tf_bimodal.models.segmentation.multimodal_unet import MultimodalUNet
 from tf_bimodal.models.segmentation.unet import UNet
+from tf_bimodal.models.segmentation.vgg_unet import VGG16UNet
 from tf_bimodal.schema import MODALITY_CHANNELS
 
 """Channels of each image feature of the example schema (``tf_bimodal.schema``)."""
@@ -19,6 +24,10 @@ MODEL_INPUTS = {
 """The example keys each model reads."""
 
 MODEL_WEIGHTING = {"mm_unet": "equal", "w_mm_unet_manual": "manual", "w_mm_unet": "auto"}
+"""The weighting of each multimodal model; ``w_mm_unet``'s ``auto`` becomes ``prestage`` or
+stays ``auto`` (end to end) by ``SegmentationConfig.auto_weight`` (:func:`model_weighting`)."""
+
+logger = logging.getLogger(__name__)
 
 
 def check_model_name(model_name: str) -> str:
@@ -31,6 +40,15 @@ def check_model_name(model_name: str) -> str:
 def is_multimodal(model_name: str) -> bool:
     """Whether the model needs the SE-mode image as well as the B-mode image."""
     return len(MODEL_INPUTS[check_model_name(model_name)]) > 1
+
+
+def model_weighting(model_name: str, config: SegmentationConfig) -> str | None:
+    """The ``MultimodalUNet`` weighting ``model_name`` is built with under ``config``
+    (None for the single-modal U-Nets)."""
+    weighting = MODEL_WEIGHTING.get(check_model_name(model_name))
+    if weighting == "auto" and config.auto_weight == "prestage":
+        return "prestage"
+    return weighting
 
 
 def default_manual_weights(input_names, input_channels, colour_mode: str = "channels"):
@@ -46,23 +64,58 @@ def default_manual_weights(input_names, input_channels, colour_mode: str = "chan
     return weights
 
 
-def build_segmenter(model_name: str, config: SegmentationConfig, image_size=None):
+def build_segmenter(model_name: str, config: SegmentationConfig, image_size=None, modality_weights=None):
     """The model ``model_name`` (one of ``SEGMENTATION_MODELS``) built from ``config``.
 
-    ``unet_bmode`` / ``unet_semode``: :class:`UNet` on the B-mode image / the SE colour image.
+    ``unet_bmode`` / ``unet_semode``: :class:`UNet` on the B-mode image / the SE colour image,
+    or with ``config.encoder == "vgg16"`` a :class:`VGG16UNet` (initialised from
+    ``config.encoder_weights``; the provenance record is its ``weights_record`` attribute).
     ``mm_unet``, ``w_mm_unet_manual``, ``w_mm_unet``: :class:`MultimodalUNet` on
     ``[bmode, semode]`` with ``weighting`` equal, manual (``config.manual_weights`` or
-    :func:`default_manual_weights`) and auto.
+    :func:`default_manual_weights`) and automatic: with ``config.auto_weight="prestage"``
+    the fixed weights of the auto-weight pre-stage (``modality_weights``, made by
+    :func:`tf_bimodal.training.segmentation.train_auto_weight_prestage`), with
+    ``"end_to_end"`` the auto-weight ResNet inside the model. The contraction block, the skip
+    fusion and the dense connections across levels come from ``config``.
 
     Args:
         model_name: which model.
         config: the ``SegmentationConfig``.
         image_size: side used when ``config.image_size`` is None; None leaves it open.
+        modality_weights: the pre-stage's weights, one per modal path, for ``w_mm_unet``
+            under ``auto_weight="prestage"``. Without them (a benchmark, a hyperparameter
+            search) equal weights stand in, with a warning: the architecture and its cost are
+            the same.
+
+    Raises:
+        ValueError: an unknown model, or ``modality_weights`` for a model that takes none.
     """
-    check_model_name(model_name)
+    weighting = model_weighting(model_name, config)
+    if modality_weights is not None and weighting != "prestage":
+        raise ValueError(
+            "build_segmenter: modality_weights are the auto-weight pre-stage's, for w_mm_unet with "
+            f"auto_weight='prestage'; got them for {model_name!r} (weighting {weighting!r})"
+        )
     size = config.image_size or image_size
     input_names = MODEL_INPUTS[model_name]
     input_channels = [MODALITY_CHANNELS[name] for name in input_names]
+    if len(input_names) == 1 and config.encoder == "vgg16":
+        model = VGG16UNet(
+            input_channels=input_channels[0],
+            encoder_depth=config.encoder_depth,
+            decoder_filters=config.decoder_filters,
+            frozen_blocks=config.frozen_blocks,
+            normalization="caffe" if config.encoder_weights != "none" else "standardize",
+            use_batch_norm=config.use_batch_norm,
+            image_size=size,
+            input_name=input_names[0],
+            name=model_name,
+        )
+        if config.encoder_weights != "none":
+            model.weights_record = load_pretrained_vgg16(model, config.encoder_weights)
+        else:
+            model.weights_record = {"requested": "none", "used": "random", "reason": None, "layers": 0}
+        return model
     if len(input_names) == 1:
         return UNet(
             input_channels=input_channels[0],
@@ -73,12 +126,15 @@ def build_segmenter(model_name: str, config: SegmentationConfig, image_size=None
             input_name=input_names[0],
             name=model_name,
         )
-    weighting = MODEL_WEIGHTING[model_name]
-    modality_weights = None
     if weighting == "manual":
         modality_weights = config.manual_weights or default_manual_weights(
             input_names, input_channels, config.colour_mode
         )
+    elif weighting == "prestage" and modality_weights is None:
+        num_paths = len(modal_path_names(input_names, input_channels, config.colour_mode))
+        modality_weights = [1.0 / num_paths] * num_paths
+        logger.warning(f"build_segmenter: {model_name} without auto-weight pre-stage weights; equal weights "
+                       "stand in (train_auto_weight_prestage makes them)")
     return MultimodalUNet(
         input_names=input_names,
         input_channels=input_channels,
@@ -91,5 +147,7 @@ def build_segmenter(model_name: str, config: SegmentationConfig, image_size=None
         use_batch_norm=config.use_batch_norm,
         image_size=size,
         dense_across_levels=config.dense_across_levels,
+        contraction_block=config.contraction_block,
+        skip_fusion=config.skip_fusion,
         name=model_name,
     )
