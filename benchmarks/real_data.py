@@ -54,21 +54,29 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _mean_sd(entry) -> dict | None:
+DATA_KEYS = ("dataset", "dataset_version", "num_images", "num_patients", "benign", "malignant", "normal",
+             "busi_duplicates")
+"""What of the data summary (``workflow.describe_data``) the record keeps."""
+
+
+def _mean_sd(entry, per_fold=None) -> dict | None:
     if not entry:
         return None
-    return {"mean": entry["mean"], "sd": entry["sd"], "per_fold": entry.get("per_fold")}
+    return {"mean": entry["mean"], "sd": entry["sd"], "per_fold": per_fold}
+
+
+def _fold_values(summary: dict, part: str, metric: str) -> list | None:
+    values = [(fold.get(part) or {}).get(metric) for fold in summary.get("folds", [])]
+    return values if values and all(v is not None for v in values) else None
 
 
 def segmentation_numbers(summary: dict) -> dict:
     lesion = summary.get("lesion_images") or {}
     return {
-        "lesion_dice": _mean_sd(lesion.get("dice")),
-        "lesion_iou": _mean_sd(lesion.get("iou")),
-        "lesion_precision": _mean_sd(lesion.get("precision")),
-        "lesion_recall": _mean_sd(lesion.get("recall")),
+        **{f"lesion_{name}": _mean_sd(lesion.get(name), _fold_values(summary, "test_lesion", name))
+           for name in ("dice", "iou", "precision", "recall")},
         "normal_images_predicted_empty": (summary.get("normal_images") or {}).get("empty_share"),
-        "all_images_dice": _mean_sd(summary.get("dice")),
+        "all_images_dice": _mean_sd(summary.get("dice"), _fold_values(summary, "test", "dice")),
         "fold_union": summary.get("fold_union"),
         "fold_union_reason": summary.get("fold_union_reason"),
         "best_epochs": [fold.get("best_epoch") for fold in summary.get("folds", [])],
@@ -81,7 +89,8 @@ def classification_numbers(summary: dict) -> dict:
     numbers = {}
     for level in ("image_wise", "patient_wise"):
         metrics = summary.get(level) or {}
-        numbers[level] = {name: _mean_sd(metrics.get(name)) for name in wanted if isinstance(metrics.get(name), dict)}
+        numbers[level] = {name: _mean_sd(metrics.get(name), _fold_values(summary, level, name))
+                          for name in wanted if isinstance(metrics.get(name), dict)}
     numbers["backbone_weights"] = summary.get("backbone_weights")
     numbers["best_epochs"] = [fold.get("best_epoch") for fold in summary.get("folds", [])]
     return numbers
@@ -123,7 +132,7 @@ def main(argv=None) -> dict:
         "models": {},
     }
     summary = workflow.describe_data(data, split, args.output)
-    record["data"] = {key: summary.get(key) for key in ("num_examples", "per_label", "duplicates") if key in summary}
+    record["data"] = {key: summary[key] for key in DATA_KEYS if key in summary}
     for model in args.models:
         crop = "manual"
         began = time.perf_counter()
