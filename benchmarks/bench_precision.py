@@ -1,7 +1,8 @@
-"""Training step time of the ``cpu``-preset models under each Keras precision policy.
+"""Training step time of the W-MM-U-Net and the MFF under each Keras precision policy.
 
-For the W-MM-U-Net of the ``cpu`` segmentation preset (64 x 64, batch 8) and the MFF of the
-``cpu`` classification preset (64 x 64 crops, batch 16), each precision runs in a fresh
+For the W-MM-U-Net and the MFF of a preset (``--preset cpu``: the ``cpu`` presets' sizes and
+batches; ``--preset paper``: the paper's 336-px models, batch ``--batch``, default 2),
+each precision runs in a fresh
 subprocess that builds and compiles the model as the runners do (inside
 ``runtime.precision`` and the strategy's scope), takes two untimed steps (tracing, warm-up)
 and then times ``--steps`` ``train_on_batch`` steps on random inputs. The best and the median
@@ -13,6 +14,12 @@ Usage::
 
     python benchmarks/bench_precision.py
     python benchmarks/bench_precision.py --precisions float32 mixed_bfloat16 --steps 15 --rounds 3
+    python benchmarks/bench_precision.py --preset paper --steps 3
+
+Every training step's loss is recorded (the same fixed batch, the same initial weights in
+every precision), so the loss curves of the precisions can be compared. The float32 and
+bfloat16 matmul peaks of the machine (``tf_bimodal.training.runtime.matmul_rates``) are
+measured at the start and the end of the run.
 
 This is a script, not a test.
 """
@@ -35,7 +42,8 @@ if REPO_ROOT not in sys.path:
 MODELS = ("w_mm_unet", "mff")
 
 
-def run_one(model_name: str, precision: str, steps: int, strategy: str) -> dict:
+def run_one(model_name: str, precision: str, steps: int, strategy: str, preset: str = "cpu",
+            batch: int | None = None) -> dict:
     """Build, warm up and time ``steps`` training steps in this process."""
     import keras
     import numpy as np
@@ -50,11 +58,11 @@ def run_one(model_name: str, precision: str, steps: int, strategy: str) -> dict:
         if model_name == "mff":
             from tf_bimodal.models.classification.factory import build_classifier
 
-            config = CLASSIFICATION_PRESETS["cpu"]
+            config = CLASSIFICATION_PRESETS[preset]
             model = build_classifier("mff", config, "standardize")
             model.compile(optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum,
                                                          weight_decay=config.weight_decay))
-            size, batch = config.input_size, config.batch_size
+            size, batch = config.input_size, batch or config.batch_size
             inputs = {"bmode": rng.uniform(size=(batch, size, size, 1)),
                       "semode": rng.uniform(size=(batch, size, size, 3)), "availability": np.ones((batch, 2))}
             targets = np.arange(batch) % 2
@@ -62,9 +70,11 @@ def run_one(model_name: str, precision: str, steps: int, strategy: str) -> dict:
             from tf_bimodal.models.segmentation.factory import build_segmenter
             from tf_bimodal.training.segmentation import compile_segmenter
 
-            config = SEGMENTATION_PRESETS["cpu"]
-            size, batch = config.image_size, config.batch_size
-            model = compile_segmenter(build_segmenter(model_name, config, size), config)
+            config = SEGMENTATION_PRESETS[preset]
+            size, batch = config.image_size, batch or config.batch_size
+            # The pre-stage's weights come from a classifier trained first; fixed ones here.
+            weights = [0.25] * 4 if config.auto_weight == "prestage" else None
+            model = compile_segmenter(build_segmenter(model_name, config, size, modality_weights=weights), config)
             inputs = {"bmode": rng.uniform(size=(batch, size, size, 1)),
                       "semode": rng.uniform(size=(batch, size, size, 3))}
             targets = (rng.uniform(size=(batch, size, size, 1)) > 0.7)
@@ -72,14 +82,16 @@ def run_one(model_name: str, precision: str, steps: int, strategy: str) -> dict:
         targets = targets.astype("float32") if model_name != "mff" else targets
         for _ in range(2):  # trace + one warm step
             model.train_on_batch(inputs, targets)
-        times, cpu_times = [], []
+        times, cpu_times, losses = [], [], []
         for _ in range(steps):
             started, cpu_started = time.perf_counter(), time.process_time()
             loss = model.train_on_batch(inputs, targets)
             times.append(time.perf_counter() - started)
             cpu_times.append(time.process_time() - cpu_started)
+            losses.append(float(np.ravel(loss)[0]))
     return {
         "model": model_name,
+        "preset": preset,
         "precision": precision,
         "strategy": type(runtime_lib.strategy_for(runtime)).__name__,
         "batch_size": batch,
@@ -90,7 +102,8 @@ def run_one(model_name: str, precision: str, steps: int, strategy: str) -> dict:
         "cpu_seconds_per_step_median": float(np.median(cpu_times)),
         "examples_per_second": batch / float(np.median(times)),
         "loss_scale_optimizer": type(model.optimizer).__name__ == "LossScaleOptimizer",
-        "final_loss": float(np.ravel(loss)[0]),
+        "final_loss": losses[-1],
+        "losses": losses,
         "load_average_1min_at_end": os.getloadavg()[0],
     }
 
@@ -100,6 +113,8 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"],
                         choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    parser.add_argument("--preset", default="cpu", choices=("cpu", "paper"))
+    parser.add_argument("--batch", type=int, default=None, help="images per step (default: cpu preset's; paper: 2)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=1, help="repeat every setting, alternating them")
     parser.add_argument("--strategy", default="auto")
@@ -107,15 +122,20 @@ def main(argv=None):
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(run_one(args.one[0], args.one[1], args.steps, args.strategy)))
+        print(json.dumps(run_one(args.one[0], args.one[1], args.steps, args.strategy, args.preset, args.batch)))
         return 0
+    from tf_bimodal.training.runtime import matmul_rates
+
+    batch = args.batch or (2 if args.preset == "paper" else None)
+    peaks = [matmul_rates()]
     results = []
     # Rounds alternate the settings, so that a change in the machine's load falls on all.
     settings = [(m, p) for _ in range(args.rounds) for m in args.models for p in args.precisions]
     for model_name, precision in settings:
         done = subprocess.run(
             [sys.executable, os.path.abspath(__file__), "--one", model_name, precision,
-             "--steps", str(args.steps), "--strategy", args.strategy],
+             "--steps", str(args.steps), "--strategy", args.strategy, "--preset", args.preset]
+            + (["--batch", str(batch)] if batch else []),
             capture_output=True, text=True, check=False,
         )
         if done.returncode:
@@ -128,9 +148,21 @@ def main(argv=None):
               f"CPU {1000 * result['cpu_seconds_per_step_median']:7.1f} ms/step "
               f"({result['examples_per_second']:.1f} examples/s, batch {result['batch_size']}, "
               f"{result['image_size']} px, load {result['load_average_1min_at_end']:.1f})", flush=True)
+    peaks.append(matmul_rates())
+    peak = {name: max(rates[name] for rates in peaks) / 1e9 for name in peaks[0]}
+    print(f"matmul peak (2048 x 2048, best of start and end): float32 {peak['float32']:.0f} GFLOP/s, "
+          f"bfloat16 {peak['bfloat16']:.0f} GFLOP/s")
+    for model_name in args.models:
+        steps = {r["precision"]: r["seconds_per_step_median"] for r in results if r["model"] == model_name}
+        if "float32" in steps and "mixed_bfloat16" in steps:
+            speedup = steps["float32"] / steps["mixed_bfloat16"]
+            print(f"{model_name}: mixed_bfloat16 step {speedup:.2f}x as fast as float32")
     if args.json:
+        arguments = argv if argv is not None else sys.argv[1:]
+        record = {"command": "python benchmarks/bench_precision.py " + " ".join(arguments),
+                  "matmul_peak_gflops": peak, "results": results}
         with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
+            json.dump(record, handle, indent=2)
     return 0
 
 

@@ -91,7 +91,9 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--strategy", choices=STRATEGIES, default=runtime.strategy,
                        help="tf.distribute strategy (default: %(default)s)")
     group.add_argument("--precision", choices=PRECISIONS, default=runtime.precision,
-                       help="Keras dtype policy (default: %(default)s)")
+                       help="Keras dtype policy; auto measures this machine: mixed_bfloat16 where bfloat16 "
+                            "matmuls run >= 2x float32 (or on GPUs from compute capability 8.0), mixed_float16 "
+                            "on 7.x GPUs, else float32 (default: %(default)s)")
     group.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
 
 

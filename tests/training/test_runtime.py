@@ -230,6 +230,45 @@ def test_precision_sets_and_restores_the_policy():
     assert keras.config.dtype_policy().name == before
 
 
+@pytest.mark.skipif(bool(GPUS), reason="the CPU measurement")
+def test_precision_auto_measures_the_cpu_and_follows_its_rule():
+    measured = runtime_lib.measure_precision()
+    assert measured["device"] == "CPU"
+    rates = measured["matmul_gflops"]
+    assert rates["float32"] > 0 and rates["bfloat16"] > 0
+    assert measured["bfloat16_speedup"] == pytest.approx(rates["bfloat16"] / rates["float32"], rel=0.02)
+    expected = "mixed_bfloat16" if measured["bfloat16_speedup"] >= runtime_lib.AUTO_BFLOAT16_MIN_SPEEDUP else "float32"
+    assert measured["precision"] == expected
+    assert runtime_lib.resolve_precision(RuntimeConfig(precision="auto")).precision == expected
+
+
+@pytest.mark.parametrize("measured, expected", [("mixed_bfloat16", "mixed_bfloat16"), ("float32", "float32")])
+def test_precision_auto_becomes_the_measured_policy_everywhere(monkeypatch, measured, expected):
+    monkeypatch.setattr(runtime_lib, "measure_precision", lambda: {"precision": measured, "device": "CPU"})
+    auto = RuntimeConfig(precision="auto", tensorboard=False)
+    assert runtime_lib.resolve_precision(auto) == RuntimeConfig(precision=expected, tensorboard=False)
+    for fixed in ("float32", "mixed_bfloat16"):  # only auto is measured
+        assert runtime_lib.resolve_precision(RuntimeConfig(precision=fixed)).precision == fixed
+    with runtime_lib.precision(auto):
+        assert keras.config.dtype_policy().name == expected
+    assert runtime_lib.describe(auto)["precision"] == expected
+
+
+def test_precision_auto_is_resolved_before_the_cache_key(monkeypatch):
+    from tf_bimodal.experiments.cross_validation import run_cache_key
+    from tf_bimodal.workflow import resolve
+
+    monkeypatch.setattr(runtime_lib, "measure_precision", lambda: {"precision": "mixed_bfloat16", "device": "CPU"})
+    assert resolve("quick", RuntimeConfig(precision="auto")).runtime.precision == "mixed_bfloat16"
+
+    class Data:
+        config, fingerprint, version = DataConfig(), {"digest": "f"}, "1"
+
+    keys = {precision: run_cache_key({"model": "m"}, Data(), SplitConfig(), RuntimeConfig(precision=precision))
+            for precision in ("auto", "mixed_bfloat16", "float32")}
+    assert keys["auto"] == keys["mixed_bfloat16"] != keys["float32"]
+
+
 def test_clear_session_keeps_the_policy_that_keras_own_drops():
     runtime = RuntimeConfig(precision="mixed_bfloat16")
     with runtime_lib.precision(runtime):

@@ -170,8 +170,10 @@ def run_cache_key(step: dict, experiment_data: ExperimentData, split: SplitConfi
         "split": to_dict(split),
         "dataset_version": experiment_data.version,
     }
-    if runtime is not None and runtime.precision != "float32":
-        payload["precision"] = runtime.precision
+    if runtime is not None:
+        runtime = runtime_lib.resolve_precision(runtime)
+        if runtime.precision != "float32":
+            payload["precision"] = runtime.precision
     return cache_key(payload)
 
 

@@ -272,7 +272,7 @@ def _run_grid_search(data, split, experiment, output, grid_dir) -> dict:
     for model_name in grid.models:
         project_dir = os.path.join(grid_dir, "tuner", model_name)
         _check_tuner_project(project_dir, _tuner_settings(
-            model_name, dataset_name, split, grid, base, epochs, runtime.precision
+            model_name, dataset_name, split, grid, base, epochs, runtime_lib.resolve_precision(runtime).precision
         ))
         hypermodel = SegmentationHyperModel(
             model_name, base, grid, model_arrays, train_ids, val_ids, model_size, started=started, runtime=runtime,

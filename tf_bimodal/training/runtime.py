@@ -56,14 +56,20 @@ of every global batch. Two rules follow:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
+import logging
 import os
+import time
 import warnings
 
 import keras
 import tensorflow as tf
 
 from tf_bimodal.config import RuntimeConfig
+
+logger = logging.getLogger(__name__)
 
 TF_CONFIG_EXAMPLE = (
     '{"cluster": {"worker": ["host0:12345", "host1:12345"]}, "task": {"type": "worker", "index": 0}}'
@@ -254,6 +260,94 @@ def strategy_for(runtime: RuntimeConfig | None = None) -> tf.distribute.Strategy
 
 # --------------------------------------------------------------------------- precision
 
+AUTO_BFLOAT16_MIN_SPEEDUP = 2.0
+"""``precision="auto"`` on a CPU picks ``mixed_bfloat16`` when a bfloat16 matmul runs at least
+this many times as fast as a float32 one. A model step gains less than its matmuls (casts,
+batch norm and other memory-bound ops do not speed up): on a 2-core AMD EPYC with AVX512_BF16
+and no AMX the matmul ratio was 1.25 and the ``cpu`` models' steps 0.95x-1.3x; on an Intel
+Xeon with AMX it was 2.4-3.2."""
+
+_MATMUL_SIDE = 2048
+
+
+def matmul_rates(side: int = _MATMUL_SIDE, rounds: int = 3, repeats: int = 4) -> dict:
+    """Best FLOP/s of a ``side`` x ``side`` ``tf.matmul`` on the CPU in float32 and bfloat16.
+
+    The two dtypes alternate, ``rounds`` times ``repeats`` products each, and each keeps its
+    best: other load on the machine can only slow a product down, and alternating spreads a
+    change of load over both.
+    """
+    best = {"float32": float("inf"), "bfloat16": float("inf")}
+    with tf.device("/CPU:0"):
+        operands = {name: tf.cast(tf.random.uniform((side, side)), name) for name in best}
+        matmul = tf.function(lambda x: tf.matmul(x, x))
+        for operand in operands.values():
+            matmul(operand).numpy()  # trace and warm up
+        for _ in range(rounds):
+            for name, operand in operands.items():
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    matmul(operand).numpy()
+                    best[name] = min(best[name], time.perf_counter() - start)
+    return {name: 2.0 * side**3 / seconds for name, seconds in best.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def measure_precision() -> dict:
+    """What ``precision="auto"`` chooses on this machine, and why (measured once per process).
+
+    With GPUs: ``mixed_bfloat16`` when every GPU has compute capability 8.0 or more (bfloat16
+    tensor cores, no loss scaling), ``mixed_float16`` from 7.0 (float16 tensor cores), else
+    ``float32``. Without: ``mixed_bfloat16`` when the CPU's bfloat16 matmul is at least
+    ``AUTO_BFLOAT16_MIN_SPEEDUP`` times as fast as its float32 one (AMX, or a wide
+    AVX512_BF16 unit), measured on ``2048 x 2048`` matmuls (:func:`matmul_rates`); a CPU without bfloat16
+    instructions emulates them, far slower, and stays on ``float32``.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capabilities = [tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0)
+                        for gpu in gpus]
+        lowest = min(tuple(capability) for capability in capabilities)
+        choice = "mixed_bfloat16" if lowest >= (8, 0) else "mixed_float16" if lowest >= (7, 0) else "float32"
+        measured = {"precision": choice, "device": "GPU", "compute_capability": list(lowest)}
+        logger.info(f"Precision auto: {choice} ({_describe_measurement(measured)})")
+        return measured
+    rates = matmul_rates()
+    float32, bfloat16 = rates["float32"], rates["bfloat16"]
+    ratio = bfloat16 / float32
+    measured = {
+        "precision": "mixed_bfloat16" if ratio >= AUTO_BFLOAT16_MIN_SPEEDUP else "float32",
+        "device": "CPU",
+        "matmul_gflops": {"float32": round(float32 / 1e9, 1), "bfloat16": round(bfloat16 / 1e9, 1)},
+        "bfloat16_speedup": round(ratio, 2),
+        "min_speedup": AUTO_BFLOAT16_MIN_SPEEDUP,
+    }
+    logger.info(f"Precision auto: {measured['precision']} ({_describe_measurement(measured)})")
+    return measured
+
+
+def resolve_precision(runtime: RuntimeConfig) -> RuntimeConfig:
+    """``runtime`` with ``precision="auto"`` replaced by what :func:`measure_precision` chooses.
+
+    Other precisions pass unchanged. With ``strategy="multi_worker"`` the strategy is created
+    first (it must precede every other TensorFlow op in the process).
+    """
+    if runtime.precision != "auto":
+        return runtime
+    if runtime.strategy == "multi_worker":
+        strategy_for(dataclasses.replace(runtime, precision="float32"))
+    measured = measure_precision()
+    return dataclasses.replace(runtime, precision=measured["precision"])
+
+
+def _describe_measurement(measured: dict) -> str:
+    if measured["device"] == "GPU":
+        return f"GPU compute capability {'.'.join(map(str, measured['compute_capability']))}"
+    rates = measured["matmul_gflops"]
+    return (f"CPU matmul {rates['bfloat16']:.0f} GFLOP/s in bfloat16 against {rates['float32']:.0f} in float32, "
+            f"{measured['bfloat16_speedup']:.2f}x; mixed bfloat16 from {measured['min_speedup']:.1f}x")
+
+
 
 @contextlib.contextmanager
 def precision(runtime: RuntimeConfig | None = None):
@@ -279,7 +373,7 @@ def precision(runtime: RuntimeConfig | None = None):
     long as in float32 on a 2-core AVX-512 machine), while ``mixed_bfloat16`` took 0.95 and
     0.75 of float32's time there (``benchmarks/bench_precision.py``).
     """
-    name = _runtime(runtime).precision
+    name = resolve_precision(_runtime(runtime)).precision
     if name == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
         warnings.warn(
             "precision 'mixed_float16' without a GPU: TensorFlow's float16 CPU kernels are far "
@@ -301,7 +395,7 @@ def clear_session(runtime: RuntimeConfig | None = None):
     model built after a plain ``clear_session`` inside :func:`precision` would be float32.
     """
     keras.backend.clear_session()
-    keras.config.set_dtype_policy(_runtime(runtime).precision)
+    keras.config.set_dtype_policy(resolve_precision(_runtime(runtime)).precision)
 
 
 # --------------------------------------------------------------------------- record
@@ -319,7 +413,7 @@ def describe(runtime: RuntimeConfig | None = None) -> dict:
 
     ``replicas`` counts all replicas of all workers: each global batch is split over them.
     """
-    runtime = _runtime(runtime)
+    runtime = resolve_precision(_runtime(runtime))
     strategy = strategy_for(runtime)
     workers = 1
     if runtime.strategy == "multi_worker":
