@@ -27,6 +27,7 @@ This is a script, not a test.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -43,7 +44,7 @@ MODELS = ("w_mm_unet", "mff")
 
 
 def run_one(model_name: str, precision: str, steps: int, strategy: str, preset: str = "cpu",
-            batch: int | None = None) -> dict:
+            batch: int | None = None, filters: int | None = None) -> dict:
     """Build, warm up and time ``steps`` training steps in this process."""
     import keras
     import numpy as np
@@ -71,6 +72,9 @@ def run_one(model_name: str, precision: str, steps: int, strategy: str, preset: 
             from tf_bimodal.training.segmentation import compile_segmenter
 
             config = SEGMENTATION_PRESETS[preset]
+            if filters:  # the first level's width F: F, 2F, ... per path, bottleneck 2x the last
+                widths = tuple(filters * 2**level for level in range(len(config.stackwise_num_filters)))
+                config = dataclasses.replace(config, stackwise_num_filters=widths, bottleneck_filters=2 * widths[-1])
             size, batch = config.image_size, batch or config.batch_size
             # The pre-stage's weights come from a classifier trained first; fixed ones here.
             weights = [0.25] * 4 if config.auto_weight == "prestage" else None
@@ -95,6 +99,7 @@ def run_one(model_name: str, precision: str, steps: int, strategy: str, preset: 
         "precision": precision,
         "strategy": type(runtime_lib.strategy_for(runtime)).__name__,
         "batch_size": batch,
+        "stackwise_num_filters": list(config.stackwise_num_filters),
         "image_size": size,
         "steps_timed": steps,
         "seconds_per_step_best": float(np.min(times)),
@@ -115,6 +120,8 @@ def main(argv=None):
                         choices=["float32", "mixed_bfloat16", "mixed_float16"])
     parser.add_argument("--preset", default="cpu", choices=("cpu", "paper"))
     parser.add_argument("--batch", type=int, default=None, help="images per step (default: cpu preset's; paper: 2)")
+    parser.add_argument("--filters", type=int, default=None,
+                        help="segmenters: first-level width F (F, 2F, ...), e.g. 32 as IVD-Net (default: preset's)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=1, help="repeat every setting, alternating them")
     parser.add_argument("--strategy", default="auto")
@@ -122,7 +129,8 @@ def main(argv=None):
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(run_one(args.one[0], args.one[1], args.steps, args.strategy, args.preset, args.batch)))
+        print(json.dumps(run_one(args.one[0], args.one[1], args.steps, args.strategy, args.preset, args.batch,
+                                 args.filters)))
         return 0
     from tf_bimodal.training.runtime import matmul_rates
 
@@ -135,7 +143,7 @@ def main(argv=None):
         done = subprocess.run(
             [sys.executable, os.path.abspath(__file__), "--one", model_name, precision,
              "--steps", str(args.steps), "--strategy", args.strategy, "--preset", args.preset]
-            + (["--batch", str(batch)] if batch else []),
+            + (["--batch", str(batch)] if batch else []) + (["--filters", str(args.filters)] if args.filters else []),
             capture_output=True, text=True, check=False,
         )
         if done.returncode:

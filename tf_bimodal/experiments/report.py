@@ -449,6 +449,11 @@ def write_report(root: str, data=None) -> str:
                      + (" and levels" if config.get("dense_across_levels") else "")
                      + f", skip fusion below the top `{config.get('skip_fusion', 'concat_average')}`, automatic "
                      f"weights `{config.get('auto_weight', 'end_to_end')}`")
+        if config.get("encoder", "unet") == "vgg16":
+            lines.append(f"- **Single-modal U-Nets**: VGG-16 blocks 1-{config.get('encoder_depth')} as the contraction "
+                         f"path (weights `{config.get('encoder_weights')}`, {config.get('frozen_blocks')} block(s) "
+                         f"frozen), expansion filters {config.get('decoder_filters')}; the multimodal U-Nets' paths "
+                         "start from random weights")
     first_cls = next(iter(classifiers.values()), None)
     if first_cls:
         config = first_cls["config"]["classification"]

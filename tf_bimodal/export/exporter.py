@@ -98,12 +98,19 @@ def _embracenet_layers(layer):
     return found
 
 
-def _set_embracement(models, embracement: str) -> int:
-    """Set every EmbraceNet's inference rule; returns how many layers there are."""
+def _set_embracement(models, embracement: str | None) -> str | None:
+    """Set every EmbraceNet's inference rule (None: keep the trained one); returns the rule
+    the models now use, or None when they have no EmbraceNet."""
     layers = [layer for model in models for layer in _embracenet_layers(model)]
+    if not layers:
+        return None
     for layer in layers:
-        layer.inference = embracement
-    return len(layers)
+        layer.inference = embracement or layer.inference
+    rules = sorted({layer.inference for layer in layers})
+    if len(rules) > 1:
+        raise ValueError(f"export_experiment: the fold models' EmbraceNets use different inference rules {rules}; "
+                         "pass embracement= to choose one")
+    return rules[0]
 
 
 def _shape(shape: tf.TensorShape):
@@ -133,7 +140,7 @@ def export_experiment(
     export_dir: str,
     classifier_run: str = "mff",
     segmenter_run: str = "w_mm_unet",
-    embracement: str = "expected",
+    embracement: str | None = None,
     parts=SAVED_MODELS,
 ) -> dict:
     """Export a trained experiment as three SavedModels and ``export.json`` (§3.1-§3.3).
@@ -161,10 +168,12 @@ def export_experiment(
       mask exists at serving time), which ``export.json`` records. SE-mode is always
       present, so ``availability`` is ``[1, 1]``.
 
-    Every model is called with ``training=False``; EmbraceNet uses ``embracement``:
-    ``"expected"`` (default, deterministic: the same inputs give the same outputs) or
-    ``"sample"`` (modalities drawn per feature on every call, the reference implementation's
-    stochastic inference).
+    Every model is called with ``training=False``; EmbraceNet uses ``embracement``: None
+    (default) keeps the rule the classifier was trained and thresholded with
+    (``ClassificationConfig.embracenet_inference``: ``mc`` in the ``paper`` and ``cpu``
+    presets); ``"expected"`` and ``"mc"`` are deterministic (the same inputs give the same
+    outputs); ``"sample"`` draws the modalities per feature on every call, the reference
+    implementation's stochastic inference (docs/embracenet_inference.md).
 
     Args:
         root: the experiment folder (``<output>/<dataset>-<preset>``, see
@@ -174,7 +183,7 @@ def export_experiment(
         classifier_run: the classification run folder (default ``mff``, the paper's MFF on
             W-MM-U-Net crops).
         segmenter_run: the segmentation run folder (default ``w_mm_unet``).
-        embracement: ``"expected"``, ``"sample"`` or ``"mc"``.
+        embracement: None (the trained rule), ``"expected"``, ``"sample"`` or ``"mc"``.
         parts: which SavedModels to write, a subset of ``SAVED_MODELS`` (default all three);
             only the runs they need are read.
 
@@ -187,7 +196,7 @@ def export_experiment(
         ValueError: an unknown ``embracement`` or part, or a run the pipeline cannot serve (a crop
             shape other than ``rectangle``, models of unexpected sizes).
     """
-    if embracement not in INFERENCE_MODES:
+    if embracement is not None and embracement not in INFERENCE_MODES:
         raise ValueError(f"export_experiment: embracement must be one of {INFERENCE_MODES}, got {embracement!r}")
     parts = tuple(parts)
     if not parts or set(parts) - set(SAVED_MODELS):
@@ -285,10 +294,11 @@ def _segmenter_ensemble(source) -> tuple:
     }
 
 
-def _classifier_ensemble(source, embracement: str) -> tuple:
+def _classifier_ensemble(source, embracement: str | None) -> tuple:
     """The fold classifiers of ``source`` as a :class:`ClassifierEnsemble`, and their record."""
     models = load_fold_models(source.model_paths)
-    has_embracenet = _set_embracement(models, embracement) > 0
+    embracement = _set_embracement(models, embracement)
+    has_embracenet = embracement is not None
     tensors = _model_inputs(models[0])
     input_size = int(next(tensor for name, tensor in tensors.items() if name != "availability").shape[1])
     if input_size != source.input_size:
