@@ -104,10 +104,12 @@ def test_paper_preset_is_ivdnet_form_with_prestage_weights():
     paper = SEGMENTATION_PRESETS["paper"]
     assert (paper.dense_across_levels, paper.contraction_block, paper.skip_fusion, paper.auto_weight) == (
         True, "ivdnet", "ivdnet", "prestage")
-    for name in ("cpu", "quick"):  # the small presets keep the earlier, cheaper choices
-        small = SEGMENTATION_PRESETS[name]
-        assert (small.dense_across_levels, small.contraction_block, small.skip_fusion, small.auto_weight) == (
-            False, "conv_bn_relu", "concat_average", "end_to_end")
+    cpu = SEGMENTATION_PRESETS["cpu"]  # the paper's choices but U-Net's cheaper blocks
+    assert (cpu.dense_across_levels, cpu.contraction_block, cpu.skip_fusion, cpu.auto_weight) == (
+        True, "conv_bn_relu", "ivdnet", "prestage")
+    quick = SEGMENTATION_PRESETS["quick"]  # the earlier, cheapest choices, for tests
+    assert (quick.dense_across_levels, quick.contraction_block, quick.skip_fusion, quick.auto_weight) == (
+        False, "conv_bn_relu", "concat_average", "end_to_end")
     assert model_weighting("w_mm_unet", paper) == "prestage"
     assert model_weighting("w_mm_unet", TINY_CONFIG) == "auto"
     assert model_weighting("unet_bmode", paper) is None
