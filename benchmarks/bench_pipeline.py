@@ -103,7 +103,6 @@ def main(argv=None):
     config = SEGMENTATION_PRESETS["cpu"]
     arrays = inputs.resize_arrays(inputs.load_arrays(ds), config.image_size)
     ids = list(arrays["image_id"])
-    weights = [0.25] * 4 if config.auto_weight == "prestage" else None  # the pre-stage's, fixed here
     for model_name, batch_size, what in (("unet_bmode", config.batch_size, "training"),
                                          ("w_mm_unet", config.batch_size, "training"),
                                          ("unet_bmode", 4, "grid search, batch 4")):
@@ -112,8 +111,8 @@ def main(argv=None):
         pipeline_ds = inputs.segmentation_dataset(arrays, ids, keys, batch_size, True, augment=config.augment, seed=0)
         produced = _iterate(pipeline_ds, args.epochs)
         keras.utils.set_random_seed(0)
-        model = compile_segmenter(build_segmenter(model_name, run, config.image_size,
-                                                  modality_weights=weights if model_name == "w_mm_unet" else None), run)
+        # Under the pre-stage, build_segmenter stands in equal weights (the step costs the same).
+        model = compile_segmenter(build_segmenter(model_name, run, config.image_size), run)
         consumed = _train_rate(model, pipeline_ds, args.steps)
         name = f"segmentation ({model_name}, cpu preset, {config.image_size} px, augmented, {what})"
         results["pipelines"][name] = {

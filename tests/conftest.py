@@ -4,6 +4,7 @@ package's progress lines."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import pathlib
@@ -12,6 +13,15 @@ import socket
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_script(path: pathlib.Path):
+    """A script of the repository (not installed: ``run_experiments.py``, a benchmark, a
+    notebook tool) imported as a module named after its file."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 BUSI_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "busi_sample"
 
 

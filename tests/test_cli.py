@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import pytest
 
 from tf_bimodal.cli import build_parser
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_script
 
 
 def _run(*args, cwd, timeout=300):
@@ -71,10 +70,7 @@ def test_console_script_is_declared():
 
 def _run_experiments():
     """The ``run_experiments.py`` script as a module (it is not installed)."""
-    spec = importlib.util.spec_from_file_location("run_experiments", REPO_ROOT / "run_experiments.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO_ROOT / "run_experiments.py")
 
 
 @pytest.mark.parametrize("crop", ["predicted_mask_shape", "manual_mask_shape", "none"])

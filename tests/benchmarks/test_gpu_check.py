@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import json
 import math
 import os
@@ -12,19 +11,12 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_script
 
 SCRIPT = REPO_ROOT / "benchmarks" / "gpu_check.py"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gpu_check = _module()
+gpu_check = load_script(SCRIPT)
 
 
 TINY_RUN = os.environ.get("TF_BIMODAL_GPU_CHECK_TINY") == "1"

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import json
 import shutil
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_script
 
 SCRIPT = REPO_ROOT / "notebooks" / "colab_badges.py"
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
@@ -19,14 +18,7 @@ BADGE_IMAGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-
 PLACEHOLDERS = ("<your account>", "<repository URL>")
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("colab_badges", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-colab_badges = _load_script()
+colab_badges = load_script(SCRIPT)
 
 
 @pytest.fixture
