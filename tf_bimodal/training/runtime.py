@@ -262,10 +262,11 @@ def strategy_for(runtime: RuntimeConfig | None = None) -> tf.distribute.Strategy
 
 AUTO_BFLOAT16_MIN_SPEEDUP = 2.0
 """``precision="auto"`` on a CPU picks ``mixed_bfloat16`` when a bfloat16 matmul runs at least
-this many times as fast as a float32 one. A model step gains less than its matmuls (casts,
+this many times as fast as a float32 one. A model step gains at most about what its matmuls gain (casts,
 batch norm and other memory-bound ops do not speed up): on a 2-core AMD EPYC with AVX512_BF16
-and no AMX the matmul ratio was 1.25 and the ``cpu`` models' steps 0.95x-1.3x; on an Intel
-Xeon with AMX it was 2.4-3.2."""
+and no AMX the 2048 x 2048 ratio was 1.85-1.92 and the steps 1.2-1.9x faster (README,
+"Benchmarks"), so ``auto`` stays on float32 there; an Intel Xeon with AMX measured 2.4-3.2 at
+4096 x 4096."""
 
 _MATMUL_SIDE = 2048
 
