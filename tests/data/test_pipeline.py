@@ -361,3 +361,32 @@ def test_fused_step_is_reproducible_and_the_mask_crop_is_not_fused():
     shaped = CropConfig(margin=6, shape="mask")
     for a, b in zip(crop_batches(True, crop=shaped), crop_batches(False, crop=shaped)):
         np.testing.assert_array_equal(a["bmode"], b["bmode"])
+
+
+def test_fused_step_reads_float_images_as_uint8_ones_and_leaves_out_an_unasked_mask():
+    """Float images in [0, 1] give the uint8 batches; without "mask" in keys none is sampled."""
+    as_float = lesion_dataset().map(
+        lambda e: {**e, "bmode": tf.cast(e["bmode"], tf.float32) / 255.0,
+                   "semode": tf.cast(e["semode"], tf.float32) / 255.0}
+    )
+    for a, b in zip(crop_batches(True), crop_batches(True, ds=as_float)):
+        for key in ("bmode", "semode"):
+            np.testing.assert_allclose(a[key], b[key], atol=1e-6)
+        np.testing.assert_array_equal(a["mask"], b["mask"])
+    images_only = make_dataset(
+        lesion_dataset(), 4, training=True, augment_config=AugmentConfig(), seed=5,
+        crop=CropConfig(margin=6), output_size=32, keys=("image_id", "bmode", "semode"),
+    )
+    for a, b in zip(images_only, crop_batches(True)):
+        assert set(a) == {"image_id", "bmode", "semode"}
+        np.testing.assert_array_equal(a["bmode"].numpy(), b["bmode"])
+
+
+def test_fused_step_needs_the_in_memory_cache():
+    """With ``cache`` other than True the two steps run (the fused step holds the examples)."""
+    uncached = make_dataset(
+        lesion_dataset(), 4, training=True, augment_config=AugmentConfig(), seed=5,
+        crop=CropConfig(margin=6), output_size=32, cache=False,
+    )
+    for a, b in zip(uncached, crop_batches(False)):
+        np.testing.assert_array_equal(a["bmode"].numpy(), b["bmode"])

@@ -201,6 +201,23 @@ def test_with_data_sharding_sets_data_policy_and_keeps_the_batches():
     assert [b.tolist() for b in sharded.as_numpy_iterator()] == [b.tolist() for b in ds.as_numpy_iterator()]
 
 
+def test_fit_datasets_repeat_with_the_batches_of_one_iterator_per_epoch():
+    """Repeated, a pipeline gives every epoch the batches a new iterator would (reshuffled)."""
+    def batches():  # a fresh pipeline each time: its shuffle counts its own passes
+        ds = tf.data.Dataset.range(10).shuffle(10, seed=0, reshuffle_each_iteration=True).batch(4)
+        return ds.apply(tf.data.experimental.assert_cardinality(3))
+
+    arguments = runtime_lib.fit_datasets(batches(), batches().take(2))
+    assert arguments["steps_per_epoch"] == 3 and arguments["validation_steps"] == 2
+    repeated = arguments["x"].as_numpy_iterator()
+    ds = batches()
+    epochs = [[b.tolist() for b in ds.as_numpy_iterator()] for _ in range(3)]
+    assert [[next(repeated).tolist() for _ in range(3)] for _ in range(3)] == epochs
+    assert epochs[0] != epochs[1]  # reshuffled: the repeat is not one epoch three times
+    unknown = ds.filter(lambda x: tf.reduce_all(x >= 0))
+    assert runtime_lib.fit_datasets(unknown) == {"x": unknown, "validation_data": None}
+
+
 # --------------------------------------------------------------------------- precision
 
 

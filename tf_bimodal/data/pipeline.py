@@ -65,6 +65,9 @@ def transform_matrix(height, width, flip, angle, scale, translation) -> tf.Tenso
     ``ImageProjectiveTransformV3`` expects, the result maps *output* pixel coordinates
     ``(x, y)`` to the *input* coordinates sampled there.
 
+    Every argument may also be a batch (``translation`` then (B, 2)); the result is then
+    (B, 8).
+
     Returns:
         float32 (8,): ``[a0, a1, a2, b0, b1, b2, 0, 0]``.
     """
@@ -72,8 +75,8 @@ def transform_matrix(height, width, flip, angle, scale, translation) -> tf.Tenso
     width = tf.cast(width, tf.float32)
     angle = tf.cast(angle, tf.float32)
     scale = tf.cast(scale, tf.float32)
-    dy = tf.cast(translation[0], tf.float32)
-    dx = tf.cast(translation[1], tf.float32)
+    translation = tf.cast(translation, tf.float32)
+    dy, dx = translation[..., 0], translation[..., 1]
     flip_sign = tf.where(tf.cast(flip, tf.bool), -1.0, 1.0)
     center_x = (width - 1.0) / 2.0
     center_y = (height - 1.0) / 2.0
@@ -84,7 +87,8 @@ def transform_matrix(height, width, flip, angle, scale, translation) -> tf.Tenso
     shifted_x, shifted_y = center_x + dx, center_y + dy
     a2 = center_x - a0 * shifted_x - a1 * shifted_y
     b2 = center_y - b0 * shifted_x - b1 * shifted_y
-    return tf.stack([a0, a1, a2, b0, b1, b2, 0.0, 0.0])
+    zero = tf.zeros_like(a2)
+    return tf.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=-1)
 
 
 def apply_transform(image, transform, interpolation: str) -> tf.Tensor:
@@ -142,21 +146,20 @@ def _adjust_intensity(image, intensity):
     return tf.clip_by_value((image - mean) * factor + mean + delta, 0.0, 1.0)
 
 
-def draw_augmentation(seed, config: AugmentConfig, height, width) -> dict:
-    """The random parameters of one :func:`augment` call, drawn from a stateless ``seed``.
+def _draw_values(seed, config: AugmentConfig) -> tf.Tensor:
+    """float32 (9,): every random value of one :func:`augment` call, drawn from ``seed``.
 
-    Returns:
-        ``{"transform": (8,) float32, "bmode_intensity": (2,), "semode_intensity": (2,)}``:
-        the :func:`transform_matrix` of the flip / rotation / scale / shift, and per modality
-        the brightness shift and contrast factor.
+    ``[flip draw, angle, scale, shift y, shift x, B brightness, B contrast, SE brightness,
+    SE contrast]``; the shift is a fraction of the side, the image flips where the flip draw
+    is below 1/2.
     """
     seed = _as_stateless_seed(seed)
     seeds = tf.random.experimental.stateless_split(seed, 6)
     flip_seed, angle_seed, scale_seed, shift_seed, bmode_seed, semode_seed = tf.unstack(seeds)
     if config.flip_left_right:
-        flip = tf.random.stateless_uniform([], flip_seed) < 0.5
+        flip = tf.random.stateless_uniform([], flip_seed)
     else:
-        flip = tf.constant(False)
+        flip = tf.constant(1.0)
     max_angle = math.radians(config.max_rotation_deg)
     angle = tf.random.stateless_uniform([], angle_seed, -max_angle, max_angle)
     scale = tf.random.stateless_uniform(
@@ -165,12 +168,38 @@ def draw_augmentation(seed, config: AugmentConfig, height, width) -> dict:
     shift = tf.random.stateless_uniform(
         [2], shift_seed, -config.max_translation, config.max_translation
     )
-    translation = shift * tf.cast(tf.stack([height, width]), tf.float32)
+    return tf.concat(
+        [
+            tf.stack([flip, angle, scale]),
+            shift,
+            _intensity_parameters(bmode_seed, config),
+            _intensity_parameters(semode_seed, config),
+        ],
+        axis=0,
+    )
+
+
+def _augmentation_from_values(values, height, width) -> dict:
+    """:func:`draw_augmentation`'s dict from :func:`_draw_values` (one (9,) or a batch (B, 9))."""
+    translation = values[..., 3:5] * tf.cast(tf.stack([height, width]), tf.float32)
     return {
-        "transform": transform_matrix(height, width, flip, angle, scale, translation),
-        "bmode_intensity": _intensity_parameters(bmode_seed, config),
-        "semode_intensity": _intensity_parameters(semode_seed, config),
+        "transform": transform_matrix(
+            height, width, values[..., 0] < 0.5, values[..., 1], values[..., 2], translation
+        ),
+        "bmode_intensity": values[..., 5:7],
+        "semode_intensity": values[..., 7:9],
     }
+
+
+def draw_augmentation(seed, config: AugmentConfig, height, width) -> dict:
+    """The random parameters of one :func:`augment` call, drawn from a stateless ``seed``.
+
+    Returns:
+        ``{"transform": (8,) float32, "bmode_intensity": (2,), "semode_intensity": (2,)}``:
+        the :func:`transform_matrix` of the flip / rotation / scale / shift, and per modality
+        the brightness shift and contrast factor.
+    """
+    return _augmentation_from_values(_draw_values(seed, config), height, width)
 
 
 def augment(example: dict, seed, config: AugmentConfig | None = None) -> dict:
@@ -386,50 +415,71 @@ def _sampling_grid(transforms, output_size):
     return t[0] * cols + t[1] * rows + t[2], t[3] * cols + t[4] * rows + t[5]
 
 
-def _bilinear(images, x, y):
-    """Bilinear samples of (B, H, W, C) ``images`` at (B, h, w) points, fill 0 outside.
+def _image_words(images) -> tf.Tensor:
+    """(N, H, W, C) images as (N, H, W, K) uint32 words, so a pixel is gathered in few loads.
 
-    As ``ImageProjectiveTransformV3`` with ``fill_mode="CONSTANT"``: pixel centres at integer
-    coordinates, and a neighbour outside the image contributes the fill value 0.
+    uint8 images: four channels per word (channels padded with 0 to a multiple of four);
+    float images: one float32 channel per word (bits kept). :func:`_from_words` undoes it.
+    """
+    if images.dtype == tf.uint8:
+        pad = -int(images.shape[-1]) % 4
+        if pad:
+            images = tf.pad(images, [[0, 0], [0, 0], [0, 0], [0, pad]])
+        shape = tf.concat([tf.shape(images)[:-1], [images.shape[-1] // 4, 4]], axis=0)
+        return tf.bitcast(tf.reshape(images, shape), tf.uint32)
+    return tf.bitcast(tf.image.convert_image_dtype(images, tf.float32), tf.uint32)
+
+
+def _from_words(words, channels: int, as_bytes: bool) -> tf.Tensor:
+    """float32 (..., channels) in [0, 1] from gathered (..., K) :func:`_image_words` words."""
+    if not as_bytes:
+        return tf.bitcast(words, tf.float32)[..., :channels]
+    parts = [
+        tf.bitwise.bitwise_and(tf.bitwise.right_shift(words, tf.constant(8 * k, tf.uint32)), 255)
+        for k in range(4)
+    ]
+    values = tf.reshape(tf.stack(parts, axis=-1), tf.concat([tf.shape(words)[:-1], [-1]], axis=0))
+    return tf.cast(values[..., :channels], tf.float32) / 255.0
+
+
+def _sample(words, mask, index, x, y, channels: int, as_bytes: bool):
+    """Bilinear images and nearest-neighbour mask of stacked examples at (B, h, w) points.
+
+    ``words`` (N, H, W, K) are every example's images (:func:`_image_words`), ``mask``
+    (N, H, W) its mask or None to sample none; ``index`` (B,) picks the example each row of
+    ``x``, ``y`` reads, so only the output pixels are ever copied. As
+    ``ImageProjectiveTransformV3`` with ``fill_mode="CONSTANT"``: pixel centres at integer
+    coordinates, and a neighbour outside the image contributes the fill value 0. The mask
+    reads the nearest pixel, ``floor(x + 0.5)``, ``floor(y + 0.5)``.
 
     Returns:
-        A list of float32 (B, h, w, C) samples in [0, 1], one per image, and the (B, h, w, 1)
-        weight that came from inside the image (1 away from the border).
+        float32 (B, h, w, channels) images in [0, 1], the (B, h, w, 1) mask in {0, 1}, and
+        the (B, h, w, 1) weight that came from inside the image (1 away from the border).
     """
-    height, width = (int(d) for d in images[0].shape[1:3])
-    batch = tf.shape(x)[0]
-    offsets = tf.reshape(tf.range(batch) * (height * width), [-1, 1, 1])
-    flat = [tf.reshape(image, [-1, image.shape[-1]]) for image in images]
+    height, width = (int(d) for d in words.shape[1:3])
+    offsets = tf.reshape(tf.cast(index, tf.int32) * (height * width), [-1, 1, 1])
+    flat = tf.reshape(words, [-1, words.shape[-1]])
+
+    def pixel(xi, yi):
+        inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
+        flat_index = offsets + tf.clip_by_value(yi, 0, height - 1) * width
+        return inside, flat_index + tf.clip_by_value(xi, 0, width - 1)
+
     x0, y0 = tf.floor(x), tf.floor(y)
     fx, fy = x - x0, y - y0
     x0, y0 = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
-    samples = [0.0 for _ in images]
-    coverage = 0.0
+    images, coverage = 0.0, 0.0
     for dy, weight_y in ((0, 1.0 - fy), (1, fy)):
         for dx, weight_x in ((0, 1.0 - fx), (1, fx)):
-            xi, yi = x0 + dx, y0 + dy
-            inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
+            inside, at = pixel(x0 + dx, y0 + dy)
             weight = tf.where(inside, weight_x * weight_y, 0.0)[..., tf.newaxis]
-            index = offsets + tf.clip_by_value(yi, 0, height - 1) * width
-            index += tf.clip_by_value(xi, 0, width - 1)
             coverage += weight
-            for k, values in enumerate(flat):
-                # uint8 to [0, 1] as normalize does, after the gather: only the output's pixels.
-                samples[k] += weight * tf.image.convert_image_dtype(tf.gather(values, index), tf.float32)
-    return samples, coverage
-
-
-def _nearest_mask(mask, x, y):
-    """Nearest-neighbour samples of a (B, H, W, 1) mask as float32 {0, 1}, 0 outside."""
-    height, width = (int(d) for d in mask.shape[1:3])
-    offsets = tf.reshape(tf.range(tf.shape(x)[0]) * (height * width), [-1, 1, 1])
-    xi = tf.cast(tf.floor(x + 0.5), tf.int32)
-    yi = tf.cast(tf.floor(y + 0.5), tf.int32)
-    inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
-    index = offsets + tf.clip_by_value(yi, 0, height - 1) * width + tf.clip_by_value(xi, 0, width - 1)
-    values = tf.gather(tf.reshape(mask, [-1, mask.shape[-1]]), index)
-    lesion = tf.not_equal(values, tf.zeros([], values.dtype)) & inside[..., tf.newaxis]
-    return tf.cast(lesion, tf.float32)
+            images += weight * _from_words(tf.gather(flat, at), channels, as_bytes)
+    if mask is None:
+        return images, None, coverage
+    inside, at = pixel(tf.cast(tf.floor(x + 0.5), tf.int32), tf.cast(tf.floor(y + 0.5), tf.int32))
+    lesion = tf.not_equal(tf.gather(tf.reshape(mask, [-1]), at), tf.zeros([], mask.dtype)) & inside
+    return images, tf.cast(lesion, tf.float32)[..., tf.newaxis], coverage
 
 
 def _per_example(values):
@@ -438,14 +488,18 @@ def _per_example(values):
 
 
 @tf.function(jit_compile=True)
-def _fused_resample(drawn, images, means, has_semode, outline, margin, output_size, adjust):
-    """The body of :func:`augment_and_crop_batch` after the random draws, XLA-compiled.
+def _fused_resample(values, images, index, means, has_semode, outline, margin, output_size, channels, adjust):
+    """Augmentation, crop and resize of the examples ``index`` of ``images``, XLA-compiled.
 
-    The draws stay outside: XLA's random-number kernels need not match TensorFlow's, and the
-    draws must be those of :func:`augment`.
+    ``images`` is ``(words, mask or None, as_bytes)`` as :func:`_in_memory` holds them.
+
+    The random draws (``values``, from :func:`_draw_values`) stay outside: XLA's
+    random-number kernels need not match TensorFlow's, and the draws must be those of
+    :func:`augment`.
     """
-    bmode, semode, mask = images
-    height, width = (int(d) for d in bmode.shape[1:3])
+    words, mask, as_bytes = images
+    height, width = (int(d) for d in words.shape[1:3])
+    drawn = _augmentation_from_values(values, height, width)
     transform = drawn["transform"]
     if outline is not None:
         boxes = _augmented_boxes(transform, *outline, margin, height, width)
@@ -454,9 +508,9 @@ def _fused_resample(drawn, images, means, has_semode, outline, margin, output_si
             tf.constant([[0.0, 0.0, float(height), float(width)]]), [tf.shape(transform)[0], 1]
         )
     x, y = _sampling_grid(_crop_transforms(transform, boxes, output_size), output_size)
-    (bmode, semode), inside = _bilinear([bmode, semode], x, y)
-    out = {"mask": _nearest_mask(mask, x, y)}
-    for key, part in (("bmode", bmode), ("semode", semode)):
+    sampled, mask, inside = _sample(words, mask, index, x, y, sum(channels), as_bytes)
+    out = {} if mask is None else {"mask": mask}
+    for key, part in zip(IMAGE_KEYS, tf.split(sampled, list(channels), axis=-1)):
         if adjust:
             delta, factor = (_per_example(drawn[f"{key}_intensity"][:, i]) for i in range(2))
             offset = _per_example(means[key]) * (1.0 - factor) + delta
@@ -468,8 +522,52 @@ def _fused_resample(drawn, images, means, has_semode, outline, margin, output_si
     return out
 
 
+def _in_memory(ds: tf.data.Dataset, crop: CropConfig | None):
+    """Every example of ``ds`` in one batch, its images ready for :func:`_sample`.
+
+    Per example, once: the image means (for the contrast change) and, with ``crop``, the
+    lesion outline (:func:`_lesion_outline`, its lesion points only, padded to the longest
+    outline of ``ds``). B-mode and SE-mode become one (N, H, W, K)
+    tensor of :func:`_image_words` (``_words``), the mask one (N, H, W) tensor (``_mask``).
+
+    Returns:
+        The stacked examples without their images, with ``_words``, ``_mask``, the image
+        ``_channels`` and ``_as_bytes`` (whether the words hold uint8 channels); None for an
+        empty ``ds``.
+    """
+    chunks = list(ds.map(lambda example: _prepare_fused(example, crop)).batch(4096))
+    if not chunks:
+        return None
+    stacked = {key: tf.concat([chunk[key] for chunk in chunks], axis=0) for key in chunks[0]}
+    images = [stacked.pop(key) for key in IMAGE_KEYS]
+    as_bytes = all(image.dtype == tf.uint8 for image in images)
+    if not as_bytes:
+        images = [tf.image.convert_image_dtype(image, tf.float32) for image in images]
+    if "_lesion_valid" in stacked:
+        # The outline's lesion points first, then as few of the empty rows' as the longest
+        # outline leaves: the crop box of every batch needs only these.
+        valid = stacked["_lesion_valid"]
+        order = tf.argsort(tf.cast(valid, tf.int32), axis=1, direction="DESCENDING", stable=True)
+        keep = max(int(tf.reduce_max(tf.reduce_sum(tf.cast(valid, tf.int32), axis=1))), 1)
+        stacked["_lesion_valid"] = tf.gather(valid, order[:, :keep], batch_dims=1)
+        stacked["_lesion_points"] = tf.gather(stacked["_lesion_points"], order[:, :keep], batch_dims=1)
+    stacked["_words"] = _image_words(tf.concat(images, axis=-1))
+    stacked["_mask"] = stacked.pop("mask")[..., 0]
+    stacked["_channels"] = tuple(int(image.shape[-1]) for image in images)
+    stacked["_as_bytes"] = as_bytes
+    return stacked
+
+
+def draw_values_batch(seeds, config: AugmentConfig) -> tf.Tensor:
+    """(B, 9) float32: :func:`_draw_values` of each of (B, 2) stateless ``seeds``.
+
+    Per example, so that each draws what :func:`augment` draws from the same seed.
+    """
+    return tf.map_fn(lambda seed: _draw_values(seed, config), seeds, fn_output_signature=tf.float32)
+
+
 def augment_and_crop_batch(
-    batch: dict, seeds, config: AugmentConfig, crop: CropConfig | None, output_size
+    stacked: dict, index, values, config: AugmentConfig, crop: CropConfig | None, output_size, keys=None
 ) -> dict:
     """:func:`augment` then the lesion crop and resize, as one resampling per batch.
 
@@ -478,52 +576,50 @@ def augment_and_crop_batch(
     example, but samples only the output pixels: the crop box of the augmented mask comes
     from the lesion outline (see :func:`_augmented_boxes`), the crop and resize are folded
     into the augmentation's matrix, and B-mode, SE-mode (bilinear) and mask (nearest) are
-    each sampled once, at the output size, in one XLA-compiled step (about 1.4x faster than
-    the same ops uncompiled inside ``tf.data``). One resampling instead of two also blurs
-    less. Intensity changes are applied to the sampled values: they are
-    affine, so they commute with bilinear sampling, and pixels from outside the image stay 0
-    as in :func:`augment` (up to where the clip to [0, 1] acts on mixed edge pixels).
+    sampled together, at the output size, straight from the examples held in memory, in one
+    XLA-compiled step. The full-size images are never copied into a batch. One resampling
+    instead of two also blurs less. Intensity changes are applied to the sampled values: they
+    are affine, so they commute with bilinear sampling, and pixels from outside the image stay
+    0 as in :func:`augment` (up to where the clip to [0, 1] acts on mixed edge pixels).
 
     Args:
-        batch: a batch of examples as :func:`make_dataset` builds it for this step: uint8 or
-            float images of one static size, the ``_*_mean`` of each image and, with
-            ``crop``, the ``_lesion_*`` outline.
-        seeds: (B, 2) int stateless seeds, one per example, as :func:`augment` takes them.
-        config: the ``AugmentConfig`` to draw from.
+        stacked: every example, as :func:`_in_memory` holds them.
+        index: (B,) int, the examples of this batch.
+        values: (B, 9) float32, their random draws (:func:`draw_values_batch`).
+        config: the ``AugmentConfig`` the draws came from.
         crop: a rectangle ``CropConfig``, or None to resize the whole augmented image.
         output_size: (height, width) of the output.
+        keys: the example keys to return (None: all).
 
     Returns:
-        The batch with float32 ``bmode``, ``semode`` in [0, 1] and ``mask`` in {0, 1} at
-        ``output_size``; the private keys removed.
+        The batch's examples with float32 ``bmode``, ``semode`` in [0, 1] and ``mask`` in
+        {0, 1} at ``output_size``; the private keys removed.
     """
-    batch = dict(batch)
-    height, width = (int(d) for d in batch["bmode"].shape[1:3])
-    drawn = tf.map_fn(
-        lambda seed: draw_augmentation(seed, config, height, width),
-        seeds,
-        fn_output_signature={
-            "transform": tf.float32, "bmode_intensity": tf.float32, "semode_intensity": tf.float32
-        },
-    )
+    batch = {key: tf.gather(value, index) for key, value in stacked.items() if not key.startswith("_")}
     outline = None
     if crop is not None:
-        outline = (batch.pop("_lesion_points"), batch.pop("_lesion_valid"))
-    means = {key: batch.pop(f"_{key}_mean") for key in IMAGE_KEYS}
+        outline = (tf.gather(stacked["_lesion_points"], index), tf.gather(stacked["_lesion_valid"], index))
+    means = {key: tf.gather(stacked[f"_{key}_mean"], index) for key in IMAGE_KEYS}
     has_semode = tf.cast(batch.get("has_semode", tf.ones_like(means["bmode"], tf.bool)), tf.bool)
     batch.update(
         _fused_resample(
-            drawn,
-            (batch["bmode"], batch["semode"], batch["mask"]),
+            values,
+            (
+                stacked["_words"],
+                stacked["_mask"] if keys is None or "mask" in keys else None,
+                stacked["_as_bytes"],
+            ),
+            index,
             means,
             has_semode,
             outline,
             None if crop is None else crop.margin,
             tuple(output_size),
+            stacked["_channels"],
             config.max_brightness > 0 or config.max_contrast > 0,
         )
     )
-    return batch
+    return batch if keys is None else {key: batch[key] for key in keys}
 
 
 def _can_fuse(ds: tf.data.Dataset, training, augment_config, crop, output_size) -> bool:
@@ -572,8 +668,11 @@ def make_dataset(
     fuses augmentation, crop and resize into one resampling per batch at the output size
     (:func:`augment_and_crop_batch`): the same random draws, a box within about a pixel of the
     two-step result, and far less work when the output is smaller than the images (at the
-    paper's 336 px images and a 64 px input, about 1/30 of the pixels). ``fuse=False`` keeps
-    the two steps; the mask-shaped crop, and images whose size is not static, always do.
+    paper's 336 px images and a 64 px input, about 1/30 of the pixels). The selected examples
+    are then held in memory as one stacked tensor (the cache) and each batch samples its
+    output pixels from it by index, so full-size images are never copied into batches.
+    ``fuse=False`` keeps the two steps; the mask-shaped crop, images whose size is not static,
+    and a ``cache`` other than True always do.
 
     Args:
         ds: dataset of example dicts (``tf_bimodal.schema``), unbatched.
@@ -614,28 +713,35 @@ def make_dataset(
     if crop is not None and output_size is None:
         output_size = _static_size(ds)
 
-    fused = fuse and _can_fuse(ds, training, augment_config, crop, output_size)
+    fused = fuse and cache is True and _can_fuse(ds, training, augment_config, crop, output_size)
     if image_ids is not None:
         ds = select_ids(ds, image_ids)
-    if fused:
-        ds = ds.map(lambda example: _prepare_fused(example, crop), num_parallel_calls=AUTOTUNE)
+    stacked = _in_memory(ds, crop) if fused else None
+    if stacked is not None:
+        # The examples stay where they are; shuffled indices select them batch by batch.
+        indices = tf.data.Dataset.range(int(stacked["_words"].shape[0]))
+        indices = indices.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(
+            2, drop_remainder=True
+        )
+        ds = tf.data.Dataset.zip(indices, seeds).batch(batch_size, drop_remainder=False)
+        # The draws and the resampling in two parallel maps: the draws run op by op, the
+        # resampling compiled, and each overlaps the other's next batch.
+        ds = ds.map(
+            lambda index, pairs: (index, draw_values_batch(pairs, augment_config)),
+            num_parallel_calls=AUTOTUNE,
+        )
+        ds = ds.map(
+            lambda index, values: augment_and_crop_batch(
+                stacked, index, values, augment_config, crop, output_size, keys
+            ),
+            num_parallel_calls=AUTOTUNE,
+        )
+        return ds.prefetch(AUTOTUNE)
     if cache:
         ds = ds.cache() if cache is True else ds.cache(cache)
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if fused:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(
-            2, drop_remainder=True
-        )
-        ds = tf.data.Dataset.zip(ds, seeds).batch(batch_size, drop_remainder=False).map(
-            lambda batch, pairs: augment_and_crop_batch(
-                batch, pairs, augment_config, crop, output_size
-            ),
-            num_parallel_calls=AUTOTUNE,
-        )
-        if keys is not None:
-            ds = ds.map(lambda batch: {key: batch[key] for key in keys})
-        return ds.prefetch(AUTOTUNE)
     ds = ds.map(normalize, num_parallel_calls=AUTOTUNE)
     if training and augment_config is not None:
         # One fresh stateless seed pair per example and epoch, reproducible from ``seed``.

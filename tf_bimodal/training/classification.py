@@ -31,6 +31,7 @@ from tf_bimodal.config import ClassificationConfig
 from tf_bimodal.models.classification.backbone_weights import imagenet_vgg16, load_backbone_weights
 from tf_bimodal.models.classification.factory import backbone_names, build_backbone, build_classifier
 from tf_bimodal.models.classification.optimizer import classification_optimizer
+from tf_bimodal.training import runtime as runtime_lib
 from tf_bimodal.training.callbacks import (
     BACKUP_DIR,
     HISTORY_FILE,
@@ -322,8 +323,9 @@ def fit_classifier(
     if config.lr_schedule == "cosine":
         callbacks.append(keras.callbacks.LearningRateScheduler(cosine_schedule(config.learning_rate, config.epochs)))
     classifier.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=[*callbacks, progress, *extra_callbacks],
-        shuffle=False, verbose=PROGRESS_BAR if sys.stdout.isatty() else 0,
+        **runtime_lib.fit_datasets(train_ds, val_ds), epochs=config.epochs,
+        callbacks=[*callbacks, progress, *extra_callbacks], shuffle=False,
+        verbose=PROGRESS_BAR if sys.stdout.isatty() else 0,
     )
     resumed_from = early_stopping.resumed_from
     result = {

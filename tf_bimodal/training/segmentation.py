@@ -21,6 +21,7 @@ from tf_bimodal.models.segmentation.auto_weight import (
     prestage_weights,
 )
 from tf_bimodal.schema import MODALITY_CHANNELS
+from tf_bimodal.training import runtime as runtime_lib
 from tf_bimodal.training.callbacks import ProgressLogger, cosine_schedule, resumable_callbacks
 from tf_bimodal.training.losses import segmentation_loss
 from tf_bimodal.training.metrics import SegmentationScore
@@ -100,7 +101,7 @@ def fit_segmenter(
     callbacks += list(extra_callbacks)
     # The input pipeline shuffles (seeded); Keras cannot shuffle a tf.data.Dataset anyway.
     history = model.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
+        **runtime_lib.fit_datasets(train_ds, val_ds), epochs=config.epochs, callbacks=callbacks, shuffle=False,
         verbose=PROGRESS_BAR if sys.stdout.isatty() else 0,
     )
     values = history.history
@@ -228,7 +229,7 @@ def train_auto_weight_prestage(
         monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
     )
     history = classifier.fit(
-        batches(train_ids, True), validation_data=batches(val_ids, False), epochs=config.auto_weight_epochs,
+        **runtime_lib.fit_datasets(batches(train_ids, True), batches(val_ids, False)), epochs=config.auto_weight_epochs,
         callbacks=[early_stopping], shuffle=False, verbose=0,
     ).history
     val_losses = history["val_loss"]

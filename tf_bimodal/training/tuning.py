@@ -163,7 +163,7 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
             monitor=MONITOR, mode="max", patience=config.early_stopping_patience, restore_best_weights=True
         )
         history = model.fit(
-            train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=[early_stopping, *callbacks],
+            **runtime_lib.fit_datasets(train_ds, val_ds), epochs=config.epochs, callbacks=[early_stopping, *callbacks],
             shuffle=False, verbose=0,
         )
         started = self._trial_started or time.time()
