@@ -29,6 +29,6 @@ Modules and subpackages:
         JSON files and progress logging.
 """
 
-__version__ = "0.3.1"
+__version__ = "0.3.2"
 
 __all__ = ["__version__"]

@@ -491,7 +491,8 @@ def _per_example(values):
 def _fused_resample(values, images, index, means, has_semode, outline, margin, output_size, channels, adjust):
     """Augmentation, crop and resize of the examples ``index`` of ``images``, XLA-compiled.
 
-    ``images`` is ``(words, mask or None, as_bytes)`` as :func:`_in_memory` holds them.
+    ``images`` is ``(words, mask or None, as_bytes)`` and ``means``, ``has_semode`` and
+    ``outline`` are those of every example, as :func:`_in_memory` holds them.
 
     The random draws (``values``, from :func:`_draw_values`) stay outside: XLA's
     random-number kernels need not match TensorFlow's, and the draws must be those of
@@ -501,7 +502,10 @@ def _fused_resample(values, images, index, means, has_semode, outline, margin, o
     height, width = (int(d) for d in words.shape[1:3])
     drawn = _augmentation_from_values(values, height, width)
     transform = drawn["transform"]
+    means = {key: tf.gather(value, index) for key, value in means.items()}
+    has_semode = tf.gather(has_semode, index)
     if outline is not None:
+        outline = [tf.gather(part, index) for part in outline]
         boxes = _augmented_boxes(transform, *outline, margin, height, width)
     else:
         boxes = tf.tile(
@@ -595,12 +599,13 @@ def augment_and_crop_batch(
         The batch's examples with float32 ``bmode``, ``semode`` in [0, 1] and ``mask`` in
         {0, 1} at ``output_size``; the private keys removed.
     """
-    batch = {key: tf.gather(value, index) for key, value in stacked.items() if not key.startswith("_")}
+    wanted = [key for key in stacked if not key.startswith("_") and (keys is None or key in keys)]
+    batch = {key: tf.gather(stacked[key], index) for key in wanted}
     outline = None
     if crop is not None:
-        outline = (tf.gather(stacked["_lesion_points"], index), tf.gather(stacked["_lesion_valid"], index))
-    means = {key: tf.gather(stacked[f"_{key}_mean"], index) for key in IMAGE_KEYS}
-    has_semode = tf.cast(batch.get("has_semode", tf.ones_like(means["bmode"], tf.bool)), tf.bool)
+        outline = (stacked["_lesion_points"], stacked["_lesion_valid"])
+    means = {key: stacked[f"_{key}_mean"] for key in IMAGE_KEYS}
+    has_semode = tf.cast(stacked.get("has_semode", tf.ones_like(means["bmode"], tf.bool)), tf.bool)
     batch.update(
         _fused_resample(
             values,

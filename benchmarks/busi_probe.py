@@ -1,0 +1,115 @@
+"""Frozen pre-trained VGG-16 features on BUSI: how far a linear read-out of them gets.
+
+Benign against malignant on the B-mode images of a BUSI folder, from crops around the manual
+masks, without training the backbone: the full-width VGG-16 backbone with the ``hed``
+convolutions (the weights that install from the package index,
+``tf_bimodal.models.pretrained``; "caffe" input normalization, as the classifier uses with
+them), global average and global max pooling of the last convolution of each block in
+``--blocks``, averaged over the crop and its left-right mirror, then an L2 logistic
+regression whose strength is chosen by an inner 4-fold cross-validation of the training part.
+The outer five folds are ``StratifiedGroupKFold`` over the reader's pseudo-patients (the
+near-duplicate groups of ``iter_busi``; label-conflicting groups left out), so no scan is on
+both sides of a split. It answers whether these weights carry what the published AUC of about
+0.90 needs; the README's real-data section quotes its result.
+
+Usage::
+
+    python benchmarks/busi_probe.py --manual-dir ../shared/data/busi_dev [--size 160] [--blocks 3,4,5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manual-dir", required=True, help="folder with Dataset_BUSI_with_GT")
+    parser.add_argument("--size", type=int, default=160, help="crop side in pixels (default 160)")
+    parser.add_argument("--blocks", default="3,4,5", help="VGG-16 blocks whose features are read (default 3,4,5)")
+    parser.add_argument("--image-size", type=int, default=336, help="images are read at this size (default 336)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the outer folds")
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    args = parser.parse_args(argv)
+    blocks = sorted({int(b) for b in args.blocks.split(",")})
+    if not blocks or blocks[0] < 1 or blocks[-1] > 5:
+        parser.error(f"--blocks must name blocks 1 to 5, got {args.blocks!r}")
+
+    import dataclasses
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tf_bimodal.config import CLASSIFICATION_PRESETS, CropConfig
+    from tf_bimodal.data.cropping import crop_pair, scaled_margin
+    from tf_bimodal.data.readers import iter_busi
+    from tf_bimodal.layers.image_normalization import ImageNormalization
+    from tf_bimodal.models.classification.backbone_weights import load_backbone_weights
+    from tf_bimodal.models.classification.factory import build_backbone
+
+    started = time.perf_counter()
+    rows = [row for row in iter_busi(args.manual_dir, args.image_size) if row["label"] != "normal"]
+    labels = np.array([int(row["label"] == "malignant") for row in rows])
+    groups = np.array([row["patient_id"] for row in rows])
+    margin = scaled_margin(args.image_size, CropConfig.margin)
+    crops = np.stack([
+        crop_pair(row["bmode"], np.repeat(row["bmode"], 3, axis=-1), row["mask"], margin=margin,
+                  shape="rectangle", output_size=args.size)[0].numpy()
+        for row in rows
+    ]).astype(np.float32)
+    print(f"{len(rows)} lesion images ({labels.sum()} malignant) in {len(set(groups))} pseudo-patients; "
+          f"crops of {args.size} px", flush=True)
+
+    config = dataclasses.replace(CLASSIFICATION_PRESETS["paper"], input_size=args.size)
+    backbone = build_backbone(config)
+    record = load_backbone_weights(backbone, "hed", allow_fallback=False, log=print)
+    inputs = keras.Input((args.size, args.size, 1))
+    normalized = ImageNormalization("caffe")(keras.layers.Concatenate()([inputs, inputs, inputs]))
+    conv = keras.Model(backbone.input, [backbone.get_layer(f"block{b}_conv{2 if b < 3 else 3}").output
+                                        for b in blocks])
+    pooled = [keras.layers.Concatenate()([keras.layers.GlobalAveragePooling2D()(f),
+                                          keras.layers.GlobalMaxPooling2D()(f)])
+              for f in conv(normalized)]
+    features = keras.Model(inputs, keras.layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0])
+    both = features.predict(np.concatenate([crops, crops[:, :, ::-1]]), batch_size=16, verbose=0)
+    values = (both[: len(crops)] + both[len(crops):]) / 2
+    print(f"features: {values.shape[1]} per image, {time.perf_counter() - started:.0f} s so far", flush=True)
+
+    aucs = []
+    folds = StratifiedGroupKFold(5, shuffle=True, random_state=args.seed)
+    for fold, (train, test) in enumerate(folds.split(values, labels, groups)):
+        model = make_pipeline(StandardScaler(), LogisticRegressionCV(
+            Cs=np.logspace(-4, 0, 9), cv=4, max_iter=3000, scoring="roc_auc"))
+        model.fit(values[train], labels[train])
+        aucs.append(float(roc_auc_score(labels[test], model.predict_proba(values[test])[:, 1])))
+        print(f"fold {fold}: AUC {aucs[-1]:.3f} ({len(test)} test images)", flush=True)
+    elapsed = time.perf_counter() - started
+    print(f"AUC {np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f} over 5 folds ({elapsed / 60:.1f} min)")
+    results = {
+        "date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(), "tensorflow": tf.__version__,
+        "command": "python benchmarks/busi_probe.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "images": len(rows), "malignant": int(labels.sum()), "pseudo_patients": len(set(groups)),
+        "size": args.size, "blocks": blocks, "weights": record.get("source", record),
+        "auc": {"mean": float(np.mean(aucs)), "sd": float(np.std(aucs, ddof=1)), "per_fold": aucs},
+        "wall_seconds": round(elapsed, 1),
+    }
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()
