@@ -9,7 +9,9 @@ Runs, one after the other and each timed from the first to the last fold:
   fold union where the split scheme defines one.
 * ``vgg16_bmode`` with ``crop="manual"``: the B-mode VGG-16 of Table 2 on benign vs
   malignant crops around the ground-truth masks (§3.1). Reported: AUC, accuracy, sensitivity
-  and specificity, mean ± SD over the folds (per image: BUSI has no patient ids).
+  and specificity, mean ± SD over the folds (per image: BUSI has no patient ids). With
+  ``--classifier linear`` it is the linear read-out of frozen pre-trained features
+  (``tf_bimodal.config.LINEAR_READOUT``) instead of the preset's VGG-16.
 
 BUSI has near-duplicate images and no patient ids; the data set groups near-duplicates into
 pseudo-patients (:mod:`tf_bimodal.data.duplicates`), so a split never puts one scan on both
@@ -21,6 +23,7 @@ Usage (about 40 minutes on 2 CPU cores)::
 
     python benchmarks/real_data.py --manual-dir ../shared/data/busi_dev
     python benchmarks/real_data.py --manual-dir /data/BUSI --models unet_bmode --split paper
+    python benchmarks/real_data.py --models vgg16_bmode --classifier linear --json busi_dev_linear.json
 
 Writes the key numbers, the settings, the machine and the wall times to ``--json``
 (default ``benchmarks/results/busi_dev.json``); the runs themselves (reports, summaries,
@@ -30,6 +33,7 @@ logs) stay under ``--output``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -109,22 +113,30 @@ def main(argv=None) -> dict:
     parser.add_argument("--output", default=os.path.join(REPO_ROOT, "runs", "real_data"))
     parser.add_argument("--data-dir", default=None, help="TFDS data dir (default: TFDS's)")
     parser.add_argument("--json", default=os.path.join(REPO_ROOT, "benchmarks", "results", "busi_dev.json"))
+    parser.add_argument("--classifier", default="trained", choices=("trained", "linear"),
+                        help="the VGG-16: the preset's, trained (default), or the linear read-out of frozen "
+                             "pre-trained features (tf_bimodal.config.LINEAR_READOUT)")
     args = parser.parse_args(argv)
 
     from tf_bimodal import workflow
-    from tf_bimodal.config import DataConfig, RuntimeConfig, SplitConfig, to_dict
+    from tf_bimodal.config import LINEAR_READOUT, DataConfig, RuntimeConfig, SplitConfig, to_dict
     from tf_bimodal.experiments.protocol import experiment_dir
 
     data = DataConfig(source="busi", manual_dir=os.path.abspath(args.manual_dir), data_dir=args.data_dir)
     split = SplitConfig(scheme=args.split, seed=args.seed,
                         val_fraction=args.val_fraction if args.split == "kfold" else None)
     experiment = workflow.resolve(args.preset, RuntimeConfig(tensorboard=False))
+    if args.classifier == "linear":
+        experiment = dataclasses.replace(
+            experiment, classification=dataclasses.replace(experiment.classification, **LINEAR_READOUT)
+        )
     started = datetime.datetime.now(datetime.timezone.utc)
     record = {
         "date": started.strftime("%Y-%m-%d"),
         "command": "python benchmarks/real_data.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "manual_dir": data.manual_dir,
         "preset": args.preset,
+        "classifier": args.classifier,
         "split": to_dict(split),
         "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]},
         "segmentation_config": to_dict(experiment.segmentation),

@@ -332,3 +332,22 @@ def test_backbone_weights_policy_fields():
         ClassificationConfig(backbone_weights="none", require_backbone_weights=True)
     with pytest.raises(ValueError, match="backbone_weights must be 'imagenet', 'hed', 'none' or the path"):
         ClassificationConfig(backbone_weights="")
+
+
+def test_pooled_features_and_the_logistic_head_are_checked():
+    config = ClassificationConfig(backbone_features="pooled", head_fit="logistic", frozen_blocks=5, augment=False)
+    assert config.pooled_blocks == (3, 4, 5)
+    assert ClassificationConfig(pooled_blocks=(9,)).backbone_features == "fc"  # unused, so unchecked
+    with pytest.raises(ValueError, match="backbone_features must be one of"):
+        ClassificationConfig(backbone_features="conv")
+    with pytest.raises(ValueError, match="pooled_blocks must name blocks 1 to 5"):
+        ClassificationConfig(backbone_features="pooled", pooled_blocks=(0, 3))
+    with pytest.raises(ValueError, match="head_fit must be one of"):
+        ClassificationConfig(head_fit="svm")
+    with pytest.raises(ValueError, match=r"needs frozen_blocks=5 \(all\) and augment=False, got frozen_blocks=4"):
+        ClassificationConfig(head_fit="logistic", frozen_blocks=4, augment=False)
+    with pytest.raises(ValueError, match="augment=True"):
+        ClassificationConfig(head_fit="logistic", frozen_blocks=5)
+    overridden = apply_overrides(resolve_experiment("cpu"), ["classification.backbone_features=pooled",
+                                                             "classification.pooled_blocks=4,5"])
+    assert overridden.classification.pooled_blocks == (4, 5)

@@ -265,6 +265,7 @@ class ClassificationTask(FoldTask):
             "num_patients": {part: len(set(predictions[part]["patient_id"])) for part in ("val", "test")},
             "best_epoch": training["best_epoch"],
             "branch_best_epochs": training["branch_best_epochs"],
+            "head_fit": training.get("head_fit"),
             "epochs_run": training["epochs_run"],
             "resumed_from_epoch": training["resumed_from_epoch"],
             "seed": fold.seed,
@@ -275,7 +276,9 @@ class ClassificationTask(FoldTask):
     def fold_line(self, result: dict) -> str:
         patient = result["patient_wise"]
         branches = result.get("branch_best_epochs")
-        if branches:
+        if result.get("head_fit"):
+            epochs = f"logistic head, C {result['head_fit']['C']:g}"
+        elif branches:
             epochs = "best epochs " + ", ".join(f"{name} {epoch}" for name, epoch in branches.items())
         else:
             epochs = f"best epoch {result['best_epoch']}"

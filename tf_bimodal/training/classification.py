@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -96,8 +97,14 @@ def build_classifier_for_training(model: str, config: ClassificationConfig, load
     Raises:
         BackboneWeightsUnavailable: ImageNet weights required but not loadable (a
             ``RuntimeError`` saying how to provide a weights file).
-        ValueError: a ``backbone_weights`` path with no file, or a file that does not load.
+        ValueError: a ``backbone_weights`` path with no file, or a file that does not load;
+            ``head_fit="logistic"`` for a model other than a single-modal VGG-16.
     """
+    if config.head_fit == "logistic" and model not in SINGLE_MODAL_MODELS:
+        raise ValueError(
+            f"head_fit='logistic' fits the class layer of a single-modal VGG-16 {SINGLE_MODAL_MODELS}; "
+            f"{model!r} has layers after the backbones to train: use head_fit='sgd'"
+        )
     loader = loader or CachedImagenet()
     backbones, records = {}, {}
     for name in backbone_names(model):
@@ -300,11 +307,18 @@ def fit_classifier(
     the next call with the same ``fold_dir`` goes on from its last finished epoch
     (:func:`~tf_bimodal.training.callbacks.resumable_callbacks`).
 
+    With ``config.head_fit == "logistic"`` only the class layer is fitted, once
+    (:func:`fit_logistic_head`), and ``val_ds`` is not used.
+
     Returns:
         ``{"best_epoch", "epochs_run", "resumed_from_epoch", "branch_best_epochs"}`` (epochs
         counted from 1); for a per-branch selection ``best_epoch`` is None and
         ``branch_best_epochs`` is ``{branch: epoch}``, else ``branch_best_epochs`` is None.
+        A logistic head has no epochs (``best_epoch`` None, ``epochs_run`` 0) and adds
+        ``head_fit``, see :func:`fit_logistic_head`.
     """
+    if config.head_fit == "logistic":
+        return fit_logistic_head(classifier, train_ds, label=label)
     progress = ProgressLogger(label, config.epochs, log=logger.info, started=started)
     branches = classifier.branch_weights() if hasattr(classifier, "branch_weights") else None
     if branches is None:
@@ -339,6 +353,79 @@ def fit_classifier(
     else:
         result["branch_best_epochs"] = {name: int(epoch) + 1 for name, epoch in early_stopping.best_epochs.items()}
     return result
+
+
+SINGLE_MODAL_MODELS = ("vgg16_bmode", "vgg16_semode")
+"""The classifiers whose class layer alone can be fitted on a frozen backbone (``head_fit``)."""
+
+LOGISTIC_STRENGTHS = tuple(float(c) for c in np.logspace(-4, 0, 9))
+"""The inverse L2 strengths ``C`` that :func:`fit_logistic_head` chooses from."""
+
+
+def fit_logistic_head(classifier: keras.Model, train_ds: tf.data.Dataset, label: str = "") -> dict:
+    """Fit a single-modal classifier's class layer as a logistic regression on frozen features.
+
+    The features that reach the ``predictions`` layer are computed once for every training
+    image (``train_ds``, unaugmented); an L2 logistic regression on the standardised features
+    is fitted, its strength chosen from :data:`LOGISTIC_STRENGTHS` by a stratified 4-fold
+    cross-validation of the training images (ROC AUC), and written into the softmax layer:
+    standardisation folded into the weights, the malignant logit ``w . x + b`` against a
+    benign logit of 0, so the model's softmax gives the regression's probability exactly. The
+    rest of the model is left as it is (a frozen pre-trained backbone).
+
+    Returns:
+        ``{"best_epoch": None, "epochs_run": 0, "resumed_from_epoch": None,
+        "branch_best_epochs": None, "head_fit": {"method", "C", "cv_auc", "features",
+        "images"}}``.
+
+    Raises:
+        ValueError: a model without a ``predictions`` layer of two classes, or training
+            images of one class only.
+    """
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.preprocessing import StandardScaler
+
+    names = {layer.name for layer in classifier.layers}
+    if "predictions" not in names or classifier.get_layer("predictions").units != 2:
+        raise ValueError(
+            f"fit_logistic_head: {classifier.name!r} has no two-class 'predictions' layer; head_fit='logistic' "
+            "is for the single-modal VGG-16 classifiers"
+        )
+    head = classifier.get_layer("predictions")
+    features_model = keras.Model(classifier.inputs, head.input)
+    features, labels = [], []
+    for inputs, batch_labels in train_ds:
+        features.append(np.asarray(features_model(inputs, training=False), np.float64))
+        labels.append(np.asarray(batch_labels).astype(np.int64))
+    features, labels = np.concatenate(features), np.concatenate(labels)
+    counts = np.bincount(labels, minlength=2)
+    if counts.min() < 2:
+        raise ValueError(
+            f"fit_logistic_head: the training images hold {counts[0]} benign and {counts[1]} malignant; "
+            "a logistic head needs at least 2 of each"
+        )
+    scaler = StandardScaler().fit(features)
+    folds = StratifiedKFold(min(4, int(counts.min())), shuffle=True, random_state=0)
+    regression = LogisticRegressionCV(Cs=list(LOGISTIC_STRENGTHS), cv=folds, scoring="roc_auc", max_iter=3000)
+    with warnings.catch_warnings():
+        # scikit-learn 1.8-1.9 announce new defaults that leave an L2 fit as it is.
+        warnings.simplefilter("ignore", FutureWarning)
+        regression.fit(scaler.transform(features), labels)
+    weights = regression.coef_[0] / scaler.scale_
+    kernel = np.zeros(head.kernel.shape, np.float32)
+    kernel[:, 1] = weights
+    bias = np.array([0.0, regression.intercept_[0] - float(np.dot(weights, scaler.mean_))], np.float32)
+    head.set_weights([kernel, bias])
+    strength = float(np.ravel(regression.C_)[0])
+    cv_auc = float(np.max(np.mean(regression.scores_[1], axis=0)))
+    logger.info(f"{label}: logistic head on {features.shape[1]} frozen features of {len(labels)} images, "
+                f"C {strength:g} (cross-validated AUC {cv_auc:.3f})")
+    return {
+        "best_epoch": None, "epochs_run": 0, "resumed_from_epoch": None, "branch_best_epochs": None,
+        "head_fit": {"method": "logistic", "C": strength, "cv_auc": cv_auc, "features": int(features.shape[1]),
+                     "images": int(len(labels))},
+    }
 
 
 def predict_probabilities(classifier: keras.Model, ds: tf.data.Dataset) -> dict:

@@ -43,6 +43,23 @@ def test_backbone_output_and_adaptive_pooling():
     assert big.get_layer("fc1").kernel.shape == (7 * 7 * 2, 4)
 
 
+def test_pooled_features_are_global_average_and_max_of_the_blocks_read():
+    backbone = tiny_backbone(features="pooled", pooled_blocks=[2, 4])
+    names = {layer.name for layer in backbone.layers}
+    assert {"block2_avg", "block2_max", "block4_avg", "block4_max", "pooled_features"} <= names
+    assert not names & {"block4_pool", "block5_conv1", "fc1", "flatten"}  # nothing after block 4
+    images = np.random.default_rng(0).uniform(size=(2, SIZE, SIZE, 3)).astype("float32")
+    features = np.asarray(backbone(images))
+    assert features.shape == (2, 2 * (4 + 8))
+    conv = keras.Model(backbone.input, backbone.get_layer("block4_conv1").output)(images).numpy()
+    np.testing.assert_allclose(features[:, 8:16], conv.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(features[:, 16:24], conv.max(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    clone = check_config_round_trip(backbone)
+    assert clone.features == "pooled" and clone.pooled_blocks == [2, 4]
+    standard = VGG16Backbone(image_shape=(SIZE, SIZE, 3), fc_units=16, features="pooled")
+    assert standard.is_standard_vgg16  # no fully connected layers for the ImageNet weights to miss
+
+
 HARNESS_CASES = [
     # constructor arguments, input shape, expected feature shape, mixed-precision policies checked
     # (the factory test checks the flattening backbone, nested in every classifier)
@@ -51,6 +68,8 @@ HARNESS_CASES = [
     (dict(stackwise_num_filters=[2, 2, 4], stackwise_num_repeats=[1, 1, 1], fc_units=4, image_shape=(20, 20, 1),
           pooled_size=3, fc_dropout=0.0, kernel_initializer="he_normal"), (20, 20, 1), (None, 4),
      ("float16", "bfloat16")),
+    (dict(stackwise_num_filters=[2, 4, 4], stackwise_num_repeats=[1, 1, 1], image_shape=(16, 16, 3),
+          features="pooled", pooled_blocks=[1, 3]), (16, 16, 3), (None, 12), ("bfloat16",)),
 ]
 
 
@@ -84,6 +103,9 @@ INVALID_BACKBONES = [
     (dict(fc_units=0), "fc_units"),
     (dict(fc_dropout=1.0), "fc_dropout"),
     (dict(pooled_size=0), "pooled_size"),
+    (dict(features="conv"), "features must be"),
+    (dict(features="pooled", pooled_blocks=[3, 6]), "pooled_blocks must name blocks 1 to 5"),
+    (dict(features="pooled", pooled_blocks=[]), "pooled_blocks"),
 ]
 
 

@@ -83,15 +83,25 @@ class VGG16Backbone(keras.Model):
         kernel_initializer: initializer of all kernels (default ``"glorot_uniform"`` as
             ``keras.applications``; ``"he_normal"`` trains a deep plain network from scratch
             more reliably).
+        features: ``"fc"`` (default: the fully connected features above) or ``"pooled"``:
+            no fully connected layers; the output is the global average and the global max
+            (layers ``block{b}_avg`` and ``block{b}_max``) of the last convolution of each
+            block in ``pooled_blocks``, concatenated (``pooled_features``), and the blocks
+            after the last of them are left out. Pre-trained convolutions read this way need
+            no training of their own.
+        pooled_blocks: the blocks (from 1) that ``"pooled"`` features read (default 3, 4, 5;
+            checked only with ``"pooled"``).
 
     Input: float images ``(batch, *image_shape)``, already normalised (see
     :class:`tf_bimodal.layers.image_normalization.ImageNormalization`).
-    Output: ``(batch, fc_units)`` features (after ``fc2``'s ReLU and dropout).
+    Output: ``(batch, fc_units)`` features (after ``fc2``'s ReLU and dropout); with
+    ``"pooled"``, ``(batch, 2 * sum of the pooled blocks' filters)``.
 
     Raises:
         ValueError: lists of different lengths or with non-positive entries, an input side
-            smaller than ``2 ** num_stages``, ``fc_units < 1``, a dropout outside ``[0, 1)``
-            or ``pooled_size < 1``.
+            smaller than ``2 ** num_stages``, ``fc_units < 1``, a dropout outside ``[0, 1)``,
+            ``pooled_size < 1``, an unknown ``features`` or a ``pooled_blocks`` entry that
+            names no block.
     """
 
     def __init__(
@@ -103,6 +113,8 @@ class VGG16Backbone(keras.Model):
         pooled_size: int | None = None,
         fc_dropout: float = 0.5,
         kernel_initializer="glorot_uniform",
+        features: str = "fc",
+        pooled_blocks=(3, 4, 5),
         **kwargs,
     ):
         filters = _positive_int_list(stackwise_num_filters, "stackwise_num_filters")
@@ -131,6 +143,13 @@ class VGG16Backbone(keras.Model):
             raise ValueError(
                 f"VGG16Backbone: pooled_size must be None or a positive int, got {pooled_size!r}"
             )
+        if features not in ("fc", "pooled"):
+            raise ValueError(f"VGG16Backbone: features must be 'fc' or 'pooled', got {features!r}")
+        pooled_blocks = _positive_int_list(pooled_blocks, "pooled_blocks")
+        if features == "pooled" and max(pooled_blocks) > len(filters):
+            raise ValueError(
+                f"VGG16Backbone: pooled_blocks must name blocks 1 to {len(filters)}, got {pooled_blocks}"
+            )
         if not isinstance(kernel_initializer, str):
             # A config must hold plain values; every layer deserializes its own instance.
             kernel_initializer = keras.initializers.serialize(
@@ -140,26 +159,39 @@ class VGG16Backbone(keras.Model):
         # === Functional model ===
         inputs = keras.Input(shape=image_shape, name="images")
         x = inputs
+        pooled = []
         for stage, (stage_filters, stage_repeats) in enumerate(zip(filters, repeats)):
             x = apply_vgg_block(
                 x,
                 num_layers=stage_repeats,
                 filters=stage_filters,
                 kernel_initializer=kernel_initializer,
+                max_pool=False,
                 name=f"block{stage + 1}",
             )
-        if pooled_size is not None:
-            x = AdaptiveAveragePooling2D(pooled_size, name="adaptive_pool")(x)
-        x = keras.layers.Flatten(name="flatten")(x)
-        x = keras.layers.Dense(
-            fc_units, activation="relu", kernel_initializer=kernel_initializer, name="fc1"
-        )(x)
-        x = keras.layers.Dropout(fc_dropout, name="fc1_dropout")(x)
-        x = keras.layers.Dense(
-            fc_units, activation="relu", kernel_initializer=kernel_initializer, name="fc2"
-        )(x)
-        features = keras.layers.Dropout(fc_dropout, name="fc2_dropout")(x)
-        super().__init__(inputs=inputs, outputs=features, **kwargs)
+            if features == "pooled" and stage + 1 in pooled_blocks:
+                pooled += [
+                    keras.layers.GlobalAveragePooling2D(name=f"block{stage + 1}_avg")(x),
+                    keras.layers.GlobalMaxPooling2D(name=f"block{stage + 1}_max")(x),
+                ]
+                if stage + 1 == max(pooled_blocks):
+                    break
+            x = keras.layers.MaxPooling2D((2, 2), strides=(2, 2), name=f"block{stage + 1}_pool")(x)
+        if features == "pooled":
+            outputs = keras.layers.Concatenate(name="pooled_features")(pooled)
+        else:
+            if pooled_size is not None:
+                x = AdaptiveAveragePooling2D(pooled_size, name="adaptive_pool")(x)
+            x = keras.layers.Flatten(name="flatten")(x)
+            x = keras.layers.Dense(
+                fc_units, activation="relu", kernel_initializer=kernel_initializer, name="fc1"
+            )(x)
+            x = keras.layers.Dropout(fc_dropout, name="fc1_dropout")(x)
+            x = keras.layers.Dense(
+                fc_units, activation="relu", kernel_initializer=kernel_initializer, name="fc2"
+            )(x)
+            outputs = keras.layers.Dropout(fc_dropout, name="fc2_dropout")(x)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===
         self.stackwise_num_filters = filters
@@ -169,6 +201,8 @@ class VGG16Backbone(keras.Model):
         self.pooled_size = pooled_size
         self.fc_dropout = fc_dropout
         self.kernel_initializer = kernel_initializer
+        self.features = features
+        self.pooled_blocks = pooled_blocks
 
     @property
     def is_standard_vgg16(self) -> bool:
@@ -176,7 +210,7 @@ class VGG16Backbone(keras.Model):
         return (
             tuple(self.stackwise_num_filters) == VGG16_FILTERS
             and tuple(self.stackwise_num_repeats) == VGG16_REPEATS
-            and self.fc_units == VGG16_FC_UNITS
+            and (self.fc_units == VGG16_FC_UNITS or self.features == "pooled")
         )
 
     def get_config(self):
@@ -190,6 +224,8 @@ class VGG16Backbone(keras.Model):
             "pooled_size": self.pooled_size,
             "fc_dropout": self.fc_dropout,
             "kernel_initializer": self.kernel_initializer,
+            "features": self.features,
+            "pooled_blocks": list(self.pooled_blocks),
         }
 
     @classmethod
