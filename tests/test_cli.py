@@ -63,6 +63,18 @@ def test_overrides_are_checked_before_any_work(tmp_path):
     assert not (tmp_path / "tfds").exists() and not (tmp_path / "runs").exists()
 
 
+def test_linear_readout_comes_before_the_weights_options_and_set():
+    from tf_bimodal.cli import settings_overrides
+    from tf_bimodal.config import LINEAR_READOUT, apply_overrides, resolve_experiment
+
+    args = build_parser().parse_args(["train", "vgg16_bmode", "--linear-readout", "--set", "classification.input_size=96"])
+    experiment = apply_overrides(resolve_experiment("cpu"), settings_overrides(args))
+    config = experiment.classification
+    assert (config.head_fit, config.backbone_features, config.backbone_weights) == ("logistic", "pooled", "hed")
+    assert config.stackwise_num_filters == LINEAR_READOUT["stackwise_num_filters"] and config.input_size == 96
+    assert not build_parser().parse_args(["train", "vgg16_bmode"]).linear_readout
+
+
 def test_console_script_is_declared():
     setup = (REPO_ROOT / "setup.cfg").read_text()
     assert "tf-bimodal = tf_bimodal.cli:main" in setup

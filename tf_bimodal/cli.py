@@ -26,6 +26,7 @@ from tf_bimodal.config import (
     CLASSIFICATION_CROPS,
     DATA_SOURCES,
     DEFAULT_PRESET,
+    LINEAR_READOUT,
     PRECISIONS,
     PRESETS,
     REQUESTS,
@@ -33,6 +34,7 @@ from tf_bimodal.config import (
     DataConfig,
     RuntimeConfig,
     SplitConfig,
+    format_override,
 )
 from tf_bimodal.layout import DEFAULT_OUTPUT
 
@@ -88,6 +90,9 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
                             "(default: the preset's)")
     group.add_argument("--require-backbone-weights", action="store_true",
                        help="fail when the backbone weights cannot be loaded, instead of starting from random ones")
+    group.add_argument("--linear-readout", action="store_true",
+                       help="single-modal VGG-16s only: the frozen hed VGG-16 read out by a logistic regression "
+                            "(tf_bimodal.config.LINEAR_READOUT; before --backbone-weights and --set)")
     group.add_argument("--strategy", choices=STRATEGIES, default=runtime.strategy,
                        help="tf.distribute strategy (default: %(default)s)")
     group.add_argument("--precision", choices=PRECISIONS, default=runtime.precision,
@@ -166,8 +171,11 @@ def runtime_config(args) -> RuntimeConfig:
 
 
 def settings_overrides(args) -> list[str]:
-    """The ``section.key=value`` overrides of parsed settings options (weights options first)."""
+    """The ``section.key=value`` overrides of parsed settings options: ``--linear-readout``,
+    then the weights options, then ``--set``, so that a later one can change an earlier one."""
     overrides = []
+    if args.linear_readout:
+        overrides += [format_override("classification", key, value) for key, value in LINEAR_READOUT.items()]
     if args.backbone_weights is not None:
         overrides.append(f"classification.backbone_weights={args.backbone_weights}")
     if args.require_backbone_weights:
