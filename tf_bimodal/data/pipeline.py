@@ -29,10 +29,11 @@ DEFAULT_SHUFFLE_BUFFER = 1024
 
 AUTOTUNE = tf.data.AUTOTUNE
 
-BATCHES_REVISION = 2
+BATCHES_REVISION = 3
 """Raised whenever the training batches that a seed gives for a crop or resize change
-(2: augmentation, crop and resize fused into one resampling), so that cached runs trained
-on other batches are not reused."""
+(2: augmentation, crop and resize fused into one resampling; 3: the fused step sampling the
+examples held in memory, the same draws with values that differ by float rounding), so that
+cached runs trained on other batches are not reused."""
 
 
 # --------------------------------------------------------------------------- normalization

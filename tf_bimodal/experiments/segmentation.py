@@ -29,7 +29,7 @@ import numpy as np
 
 from tf_bimodal import layout
 from tf_bimodal.config import DataConfig, ExperimentConfig, SegmentationConfig, SplitConfig, to_dict
-from tf_bimodal.data import inputs
+from tf_bimodal.data import inputs, pipeline
 from tf_bimodal.evaluation.segmentation import SD_DDOF, lesion_and_normal_scores, majority_vote, summarize_folds
 from tf_bimodal.experiments.cross_validation import (
     ExperimentData,
@@ -422,8 +422,10 @@ def run_segmentation(
         logger.info(f"  {len(experiment_data.arrays['image_id'])} images, dataset version {experiment_data.version}")
         check_modalities(model, experiment_data.arrays, experiment_data.name)
         run_folder = layout.run_dir(output, model)
-        key = run_cache_key({"step": "segmentation", "model": model, "config": to_dict(config)},
-                            experiment_data, split, runtime)
+        step = {"step": "segmentation", "model": model, "config": to_dict(config)}
+        if model_weighting(model, config) == "prestage":
+            step["prestage_batches"] = pipeline.BATCHES_REVISION  # its classifier reads fused batches
+        key = run_cache_key(step, experiment_data, split, runtime)
         task = SegmentationTask(model, config, experiment_data, run_folder, split, experiment.name, runtime, started)
         summary = cross_validate(task, experiment_data.splits, run_folder, key,
                                  {"model": model, "preset": experiment.name}, runtime, started, folds)
