@@ -537,8 +537,8 @@ def _in_memory(ds: tf.data.Dataset, crop: CropConfig | None):
 
     Returns:
         The stacked examples without their images, with ``_words``, ``_mask``, the image
-        ``_channels`` and ``_as_bytes`` (whether the words hold uint8 channels); None for an
-        empty ``ds``.
+        ``_channels``, ``_as_bytes`` (whether the words hold uint8 channels) and ``_count``
+        (the private arrays padded to a multiple of 64 examples); None for an empty ``ds``.
     """
     chunks = list(ds.map(lambda example: _prepare_fused(example, crop)).batch(4096))
     if not chunks:
@@ -550,17 +550,33 @@ def _in_memory(ds: tf.data.Dataset, crop: CropConfig | None):
         images = [tf.image.convert_image_dtype(image, tf.float32) for image in images]
     if "_lesion_valid" in stacked:
         # The outline's lesion points first, then as few of the empty rows' as the longest
-        # outline leaves: the crop box of every batch needs only these.
+        # outline leaves (rounded up to a bucket): the crop box of every batch needs only these.
         valid = stacked["_lesion_valid"]
         order = tf.argsort(tf.cast(valid, tf.int32), axis=1, direction="DESCENDING", stable=True)
-        keep = max(int(tf.reduce_max(tf.reduce_sum(tf.cast(valid, tf.int32), axis=1))), 1)
+        longest = int(tf.reduce_max(tf.reduce_sum(tf.cast(valid, tf.int32), axis=1)))
+        keep = min(_bucket(longest), int(valid.shape[1]))
         stacked["_lesion_valid"] = tf.gather(valid, order[:, :keep], batch_dims=1)
         stacked["_lesion_points"] = tf.gather(stacked["_lesion_points"], order[:, :keep], batch_dims=1)
+    count = int(images[0].shape[0])
+    stacked["_count"] = count
+    stacked["_has_semode"] = tf.cast(stacked.get("has_semode", tf.ones([count], tf.bool)), tf.bool)
     stacked["_words"] = _image_words(tf.concat(images, axis=-1))
     stacked["_mask"] = stacked.pop("mask")[..., 0]
+    # The compiled step's inputs padded to a bucket of examples, so that training sets of
+    # different sizes (the folds) share one compilation; the padding is never indexed.
+    for key in ("_words", "_mask", "_has_semode", "_bmode_mean", "_semode_mean", "_lesion_points",
+                "_lesion_valid"):
+        if key in stacked:
+            value = stacked[key]
+            stacked[key] = tf.pad(value, [[0, _bucket(count) - count]] + [[0, 0]] * (value.shape.rank - 1))
     stacked["_channels"] = tuple(int(image.shape[-1]) for image in images)
     stacked["_as_bytes"] = as_bytes
     return stacked
+
+
+def _bucket(count: int, step: int = 64) -> int:
+    """``count`` rounded up to a multiple of ``step`` (at least ``step``)."""
+    return max(-(-count // step), 1) * step
 
 
 def draw_values_batch(seeds, config: AugmentConfig) -> tf.Tensor:
@@ -606,7 +622,6 @@ def augment_and_crop_batch(
     if crop is not None:
         outline = (stacked["_lesion_points"], stacked["_lesion_valid"])
     means = {key: stacked[f"_{key}_mean"] for key in IMAGE_KEYS}
-    has_semode = tf.cast(stacked.get("has_semode", tf.ones_like(means["bmode"], tf.bool)), tf.bool)
     batch.update(
         _fused_resample(
             values,
@@ -617,7 +632,7 @@ def augment_and_crop_batch(
             ),
             index,
             means,
-            has_semode,
+            stacked["_has_semode"],
             outline,
             None if crop is None else crop.margin,
             tuple(output_size),
@@ -725,7 +740,7 @@ def make_dataset(
     stacked = _in_memory(ds, crop) if fused else None
     if stacked is not None:
         # The examples stay where they are; shuffled indices select them batch by batch.
-        indices = tf.data.Dataset.range(int(stacked["_words"].shape[0]))
+        indices = tf.data.Dataset.range(stacked["_count"])
         indices = indices.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(
             2, drop_remainder=True
