@@ -420,7 +420,7 @@ def _image_words(images) -> tf.Tensor:
     """(N, H, W, C) images as (N, H, W, K) uint32 words, so a pixel is gathered in few loads.
 
     uint8 images: four channels per word (channels padded with 0 to a multiple of four);
-    float images: one float32 channel per word (bits kept). :func:`_from_words` undoes it.
+    float32 images (in [0, 1]): one channel per word (bits kept). :func:`_from_words` undoes it.
     """
     if images.dtype == tf.uint8:
         pad = -int(images.shape[-1]) % 4
@@ -428,7 +428,7 @@ def _image_words(images) -> tf.Tensor:
             images = tf.pad(images, [[0, 0], [0, 0], [0, 0], [0, pad]])
         shape = tf.concat([tf.shape(images)[:-1], [images.shape[-1] // 4, 4]], axis=0)
         return tf.bitcast(tf.reshape(images, shape), tf.uint32)
-    return tf.bitcast(tf.image.convert_image_dtype(images, tf.float32), tf.uint32)
+    return tf.bitcast(images, tf.uint32)
 
 
 def _from_words(words, channels: int, as_bytes: bool) -> tf.Tensor:
