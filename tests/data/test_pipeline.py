@@ -12,10 +12,13 @@ from tf_bimodal.config import AugmentConfig, CropConfig
 from tf_bimodal.data.pipeline import (
     apply_transform,
     augment,
+    draw_augmentation,
+    draw_values_batch,
     make_dataset,
     normalize,
     select_ids,
     transform_matrix,
+    uniform_draws,
 )
 
 SIZE = 32
@@ -176,6 +179,48 @@ def test_augment_refuses_unnormalized_images_and_bad_seeds():
         augment({k: tf.constant(v) for k, v in example().items()}, tf.constant([0, 0]))
     with pytest.raises(ValueError, match="seed"):
         augment(normalize(example()), tf.constant([1, 2, 3]))
+
+
+def test_uniform_draws_are_uniform_independent_and_the_same_per_pair_or_batch():
+    seeds = tf.constant(np.random.default_rng(0).integers(-2**62, 2**62, size=(20000, 2)), tf.int64)
+    u = uniform_draws(seeds, 9).numpy()
+    assert u.shape == (20000, 9) and u.dtype == np.float32
+    assert u.min() >= 0.0 and u.max() < 1.0
+    np.testing.assert_allclose(u.mean(axis=0), 0.5, atol=0.01)
+    np.testing.assert_allclose(u.std(axis=0), 1 / math.sqrt(12), atol=0.005)
+    for k in range(10):  # a 10-bin histogram of every draw flat within 4 binomial SDs
+        share = ((u >= k / 10) & (u < (k + 1) / 10)).mean(axis=0)
+        np.testing.assert_allclose(share, 0.1, atol=0.0085)
+    correlation = np.corrcoef(u.T) - np.eye(9)
+    assert np.abs(correlation).max() < 0.03
+    # Neighbouring seeds (counters) are not correlated either.
+    counters = tf.stack([tf.range(20000, dtype=tf.int64), tf.zeros(20000, tf.int64)], axis=1)
+    v = uniform_draws(counters, 1).numpy()[:, 0]
+    assert abs(np.corrcoef(v[:-1], v[1:])[0, 1]) < 0.03 and abs(v.mean() - 0.5) < 0.01
+    # One pair gives the same values alone as inside any batch.
+    np.testing.assert_array_equal(uniform_draws(seeds[7], 9).numpy(), u[7])
+    np.testing.assert_array_equal(uniform_draws(seeds[5:9], 9).numpy(), u[5:9])
+
+
+def test_batch_draws_are_the_per_example_draws_and_respect_the_ranges():
+    config = AugmentConfig(max_rotation_deg=10.0, max_scale=0.1, max_translation=0.05,
+                           max_brightness=0.2, max_contrast=0.3)
+    seeds = tf.constant(np.random.default_rng(1).integers(0, 2**40, size=(256, 2)), tf.int64)
+    values = draw_values_batch(seeds, config).numpy()
+    assert values.shape == (256, 9)
+    for i in (0, 100):  # what augment() draws for one example
+        drawn = draw_augmentation(seeds[i], config, SIZE, SIZE)
+        np.testing.assert_array_equal(drawn["bmode_intensity"].numpy(), values[i, 5:7])
+        np.testing.assert_array_equal(drawn["semode_intensity"].numpy(), values[i, 7:9])
+    limits = [(0, 1), (-math.radians(10), math.radians(10)), (0.9, 1.1), (-0.05, 0.05), (-0.05, 0.05),
+              (-0.2, 0.2), (0.7, 1.3), (-0.2, 0.2), (0.7, 1.3)]
+    for k, (low, high) in enumerate(limits):
+        assert low <= values[:, k].min() and values[:, k].max() <= high
+        assert values[:, k].max() - values[:, k].min() > 0.8 * (high - low)
+    no_flip = draw_values_batch(seeds, AugmentConfig(flip_left_right=False)).numpy()
+    assert (no_flip[:, 0] == 1.0).all()
+    with pytest.raises(ValueError, match="seed"):
+        uniform_draws(tf.constant([0.5, 1.5]), 9)
 
 
 # --------------------------------------------------------------------------- make_dataset

@@ -9,7 +9,8 @@ dicts with float32 images in [0, 1].
 B-mode, SE-mode and mask show the same tissue, so every geometric augmentation is applied to
 the three *identically* (one projective transform); the mask is resampled with nearest
 neighbour so it stays binary. All randomness is stateless and seeded, so a run with the same
-seed sees the same batches.
+seed sees the same batches: the augmentation's values are hashed from one seed pair per
+example and epoch (:func:`uniform_draws`), in elementwise ops that draw a whole batch at once.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ DEFAULT_SHUFFLE_BUFFER = 1024
 
 AUTOTUNE = tf.data.AUTOTUNE
 
-BATCHES_REVISION = 3
+BATCHES_REVISION = 4
 """Raised whenever the training batches that a seed gives for a crop or resize change
 (2: augmentation, crop and resize fused into one resampling; 3: the fused step sampling the
-examples held in memory, the same draws with values that differ by float rounding), so that
-cached runs trained on other batches are not reused."""
+examples held in memory, the same draws with values that differ by float rounding; 4: the
+augmentation's random values hashed from the seed pairs, :func:`uniform_draws`, in place of
+TensorFlow's stateless ops), so that cached runs trained on other batches are not reused."""
 
 
 # --------------------------------------------------------------------------- normalization
@@ -116,28 +118,52 @@ def apply_transform(image, transform, interpolation: str) -> tf.Tensor:
 
 
 def _as_stateless_seed(seed) -> tf.Tensor:
+    """``seed`` as an int64 tensor of shape (..., 2) (a ``tf.random.Generator`` gives one pair)."""
     if isinstance(seed, tf.random.Generator):
         return seed.make_seeds(1)[:, 0]
     seed = tf.convert_to_tensor(seed)
     if seed.dtype not in (tf.int32, tf.int64):
-        seed = tf.cast(seed, tf.int64)
-    if not seed.shape.is_compatible_with([2]):
+        raise ValueError(f"seed must be a tf.random.Generator or int pairs, got dtype {seed.dtype.name}")
+    if seed.shape.rank is not None and (seed.shape.rank == 0 or seed.shape[-1] not in (None, 2)):
         raise ValueError(
             f"seed must be a tf.random.Generator or a shape-(2,) int pair, got shape {seed.shape}"
         )
-    return seed
+    return tf.cast(seed, tf.int64)
 
 
-def _intensity_parameters(seed, config: AugmentConfig) -> tf.Tensor:
-    """float32 (2,): the brightness shift and the contrast factor drawn from ``seed``."""
-    brightness_seed, contrast_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    delta = tf.random.stateless_uniform(
-        [], brightness_seed, -config.max_brightness, config.max_brightness
-    )
-    factor = tf.random.stateless_uniform(
-        [], contrast_seed, 1.0 - config.max_contrast, 1.0 + config.max_contrast
-    )
-    return tf.stack([delta, factor])
+NUM_DRAWS = 9
+"""Random values per augmentation (:func:`_draw_values`)."""
+
+_GOLDEN = 0x9E3779B9
+_MIX = (0x7FEB352D, 0x846CA68B)
+
+
+def _mix32(x):
+    """A 32-bit integer hash with good avalanche (uint32 in, uint32 out)."""
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(16, tf.uint32)))
+    x = x * tf.constant(_MIX[0], tf.uint32)
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(15, tf.uint32)))
+    x = x * tf.constant(_MIX[1], tf.uint32)
+    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(16, tf.uint32)))
+
+
+def uniform_draws(seed, count: int) -> tf.Tensor:
+    """float32 (..., count) in [0, 1): ``count`` values hashed from each int64 seed pair.
+
+    A counter-based generator in elementwise integer ops: the four 32-bit words of a pair
+    are folded, one after the other, into the hash of the value's index. A batch of seed
+    pairs is drawn in one pass, and each pair gives the same values alone or in any batch,
+    which is what lets the fused training step draw a batch at once and still give every
+    example what :func:`augment` draws for it. The top 24 bits of each hash make the float.
+    """
+    seed = _as_stateless_seed(seed)
+    words = tf.bitcast(seed, tf.uint32)  # (..., 2, 2): the low and high words of each int64
+    words = tf.reshape(words, tf.concat([tf.shape(seed)[:-1], [4]], axis=0))
+    counter = tf.constant([(k * _GOLDEN) & 0xFFFFFFFF for k in range(count)], tf.uint32)
+    h = _mix32(counter + words[..., :1])
+    for k in range(1, 4):
+        h = _mix32(tf.bitwise.bitwise_xor(h, words[..., k : k + 1]) + counter)
+    return tf.cast(tf.bitwise.right_shift(h, tf.constant(8, tf.uint32)), tf.float32) * (1.0 / (1 << 24))
 
 
 def _adjust_intensity(image, intensity):
@@ -148,35 +174,32 @@ def _adjust_intensity(image, intensity):
 
 
 def _draw_values(seed, config: AugmentConfig) -> tf.Tensor:
-    """float32 (9,): every random value of one :func:`augment` call, drawn from ``seed``.
+    """float32 (..., 9): every random value of one :func:`augment` call per seed pair.
 
     ``[flip draw, angle, scale, shift y, shift x, B brightness, B contrast, SE brightness,
-    SE contrast]``; the shift is a fraction of the side, the image flips where the flip draw
-    is below 1/2.
+    SE contrast]``, from :func:`uniform_draws`; the shift is a fraction of the side, the image
+    flips where the flip draw is below 1/2. ``seed`` is one (2,) pair or a batch (B, 2).
     """
-    seed = _as_stateless_seed(seed)
-    seeds = tf.random.experimental.stateless_split(seed, 6)
-    flip_seed, angle_seed, scale_seed, shift_seed, bmode_seed, semode_seed = tf.unstack(seeds)
-    if config.flip_left_right:
-        flip = tf.random.stateless_uniform([], flip_seed)
-    else:
-        flip = tf.constant(1.0)
+    u = uniform_draws(seed, NUM_DRAWS)
     max_angle = math.radians(config.max_rotation_deg)
-    angle = tf.random.stateless_uniform([], angle_seed, -max_angle, max_angle)
-    scale = tf.random.stateless_uniform(
-        [], scale_seed, 1.0 - config.max_scale, 1.0 + config.max_scale
-    )
-    shift = tf.random.stateless_uniform(
-        [2], shift_seed, -config.max_translation, config.max_translation
-    )
-    return tf.concat(
+
+    def between(k, low, high):
+        return low + (high - low) * u[..., k]
+
+    flip = u[..., 0] if config.flip_left_right else tf.ones_like(u[..., 0])
+    return tf.stack(
         [
-            tf.stack([flip, angle, scale]),
-            shift,
-            _intensity_parameters(bmode_seed, config),
-            _intensity_parameters(semode_seed, config),
+            flip,
+            between(1, -max_angle, max_angle),
+            between(2, 1.0 - config.max_scale, 1.0 + config.max_scale),
+            between(3, -config.max_translation, config.max_translation),
+            between(4, -config.max_translation, config.max_translation),
+            between(5, -config.max_brightness, config.max_brightness),
+            between(6, 1.0 - config.max_contrast, 1.0 + config.max_contrast),
+            between(7, -config.max_brightness, config.max_brightness),
+            between(8, 1.0 - config.max_contrast, 1.0 + config.max_contrast),
         ],
-        axis=0,
+        axis=-1,
     )
 
 
@@ -580,11 +603,11 @@ def _bucket(count: int, step: int = 64) -> int:
 
 
 def draw_values_batch(seeds, config: AugmentConfig) -> tf.Tensor:
-    """(B, 9) float32: :func:`_draw_values` of each of (B, 2) stateless ``seeds``.
+    """(B, 9) float32: :func:`_draw_values` of each of (B, 2) ``seeds``, in one pass.
 
-    Per example, so that each draws what :func:`augment` draws from the same seed.
+    Each example gets what :func:`augment` draws from the same seed (:func:`uniform_draws`).
     """
-    return tf.map_fn(lambda seed: _draw_values(seed, config), seeds, fn_output_signature=tf.float32)
+    return _draw_values(seeds, config)
 
 
 def augment_and_crop_batch(
