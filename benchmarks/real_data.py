@@ -116,6 +116,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--classifier", default="trained", choices=("trained", "linear"),
                         help="the VGG-16: the preset's, trained (default), or the linear read-out of frozen "
                              "pre-trained features (tf_bimodal.config.LINEAR_READOUT)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="change one setting of the preset, as run_experiments.py --set does (repeatable)")
     args = parser.parse_args(argv)
 
     from tf_bimodal import workflow
@@ -125,7 +127,7 @@ def main(argv=None) -> dict:
     data = DataConfig(source="busi", manual_dir=os.path.abspath(args.manual_dir), data_dir=args.data_dir)
     split = SplitConfig(scheme=args.split, seed=args.seed,
                         val_fraction=args.val_fraction if args.split == "kfold" else None)
-    experiment = workflow.resolve(args.preset, RuntimeConfig(tensorboard=False))
+    experiment = workflow.resolve(args.preset, RuntimeConfig(tensorboard=False), args.overrides)
     if args.classifier == "linear":
         experiment = dataclasses.replace(
             experiment, classification=dataclasses.replace(experiment.classification, **LINEAR_READOUT)

@@ -207,8 +207,10 @@ def test_fit_datasets_repeat_with_the_batches_of_one_iterator_per_epoch():
         ds = tf.data.Dataset.range(10).shuffle(10, seed=0, reshuffle_each_iteration=True).batch(4)
         return ds.apply(tf.data.experimental.assert_cardinality(3))
 
-    arguments = runtime_lib.fit_datasets(batches(), batches().take(2))
-    assert arguments["steps_per_epoch"] == 3 and arguments["validation_steps"] == 2
+    validation = batches().take(2)
+    arguments = runtime_lib.fit_datasets(batches(), validation)
+    assert arguments["steps_per_epoch"] == 3 and "validation_steps" not in arguments
+    assert arguments["validation_data"] is validation  # evaluate makes a new iterator each epoch anyway
     repeated = arguments["x"].as_numpy_iterator()
     ds = batches()
     epochs = [[b.tolist() for b in ds.as_numpy_iterator()] for _ in range(3)]
