@@ -79,6 +79,8 @@ def segmentation_numbers(summary: dict) -> dict:
     return {
         **{f"lesion_{name}": _mean_sd(lesion.get(name), _fold_values(summary, "test_lesion", name))
            for name in ("dice", "iou", "precision", "recall")},
+        "lesion_images_missed": (summary.get("lesion_images_missed") or {}).get("missed_share"),
+        "lesion_images_predicted_empty": (summary.get("lesion_images_missed") or {}).get("empty_share"),
         "normal_images_predicted_empty": (summary.get("normal_images") or {}).get("empty_share"),
         "all_images_dice": _mean_sd(summary.get("dice"), _fold_values(summary, "test", "dice")),
         "fold_union": summary.get("fold_union"),

@@ -29,6 +29,6 @@ Modules and subpackages:
         JSON files and progress logging.
 """
 
-__version__ = "0.3.2"
+__version__ = "0.3.3"
 
 __all__ = ["__version__"]

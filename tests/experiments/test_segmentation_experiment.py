@@ -110,6 +110,17 @@ def test_bmode_only_data_runs_unet_bmode_refuses_multimodal_and_rotating_folds_h
     assert summary["modality_weights"] is None
     masks = load_predicted_masks(summary["predicted_masks"])
     assert len(masks) == sum(fold["num_images"]["test"] for fold in summary["folds"]) == 50
+    # Lesion images found or missed, per fold, beside the lesion-free ones.
+    missed = summary["lesion_images_missed"]
+    assert missed["images_per_fold"] == [fold["test_lesion_missed"]["images"] for fold in summary["folds"]]
+    normal = summary["normal_images"]["images_per_fold"]
+    assert sum(missed["images_per_fold"]) + sum(normal) == 50
+    for key in ("missed_share", "empty_share"):
+        shares = missed[key]["per_fold"]
+        assert len(shares) == 3 and all(0.0 <= share <= 1.0 for share in shares)
+        assert missed[key]["mean"] == pytest.approx(np.mean(shares))
+    assert all(e <= m for e, m in zip(missed["empty_share"]["per_fold"], missed["missed_share"]["per_fold"]))
+    assert "Dice < 0.2" in missed["rule"]
 
 
 @pytest.mark.slow

@@ -16,9 +16,12 @@ import numpy as np
 
 from tf_bimodal.evaluation import statistics
 from tf_bimodal.evaluation.statistics import SD_DDOF
-from tf_bimodal.training.metrics import METRIC_NAMES, mean_scores
+from tf_bimodal.training.metrics import METRIC_NAMES, mean_scores, segmentation_scores
 
-__all__ = ["SD_DDOF", "fold_union", "majority_vote", "score_fold_union", "summarize_folds"]
+__all__ = [
+    "MISSED_DICE", "SD_DDOF", "fold_union", "lesion_and_normal_scores", "majority_vote", "score_fold_union",
+    "summarize_folds",
+]
 
 
 def majority_vote(votes, num_models: int) -> np.ndarray:
@@ -71,21 +74,40 @@ def score_fold_union(truth, fold_predictions, threshold: float = 0.5) -> dict:
     return mean_scores(truth, fold_union(binary))
 
 
+MISSED_DICE = 0.2
+"""A lesion image whose predicted mask scores a Dice below this is counted as missed: the
+lesion was not found (an empty mask, or one on other tissue), as against found and outlined
+imprecisely. The share of missed images separates the two causes of a low mean Dice."""
+
+
 def lesion_and_normal_scores(truth: np.ndarray, binary: np.ndarray) -> dict:
-    """Scores on the images with a lesion, and the share of lesion-free images predicted empty.
+    """Scores on the images with a lesion, how many of them were missed, and the share of
+    lesion-free images predicted empty.
 
     Data sets with lesion-free images (BUSI's ``normal`` class) score those 1 when the predicted
     mask is empty and 0 otherwise, which lifts the mean Dice; published lesion Dice excludes them.
 
     Returns:
-        ``{"test_lesion": scores or None, "test_normal": {"images", "empty_share"} or None}``.
+        ``{"test_lesion": scores or None, "test_lesion_missed": {"images", "missed_share",
+        "empty_share"} or None, "test_normal": {"images", "empty_share"} or None}``: the
+        lesion images' mean scores; the share of them with Dice below :data:`MISSED_DICE`
+        and the share predicted empty; the share of lesion-free images predicted empty.
     """
     if not len(truth):
-        return {"test_lesion": None, "test_normal": None}
+        return {"test_lesion": None, "test_lesion_missed": None, "test_normal": None}
     has_lesion = truth.reshape(len(truth), -1).any(axis=1)
     predicted_empty = ~binary.reshape(len(binary), -1).any(axis=1)
+    lesion_missed = None
+    if has_lesion.any():
+        dice = segmentation_scores(truth[has_lesion], binary[has_lesion])["dice"]
+        lesion_missed = {
+            "images": int(has_lesion.sum()),
+            "missed_share": float(np.mean(dice < MISSED_DICE)),
+            "empty_share": float(predicted_empty[has_lesion].mean()),
+        }
     return {
         "test_lesion": mean_scores(truth[has_lesion], binary[has_lesion]) if has_lesion.any() else None,
+        "test_lesion_missed": lesion_missed,
         "test_normal": (
             {"images": int((~has_lesion).sum()), "empty_share": float(predicted_empty[~has_lesion].mean())}
             if (~has_lesion).any() else None

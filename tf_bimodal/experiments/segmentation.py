@@ -30,7 +30,13 @@ import numpy as np
 from tf_bimodal import layout
 from tf_bimodal.config import DataConfig, ExperimentConfig, SegmentationConfig, SplitConfig, to_dict
 from tf_bimodal.data import inputs, pipeline
-from tf_bimodal.evaluation.segmentation import SD_DDOF, lesion_and_normal_scores, majority_vote, summarize_folds
+from tf_bimodal.evaluation.segmentation import (
+    MISSED_DICE,
+    SD_DDOF,
+    lesion_and_normal_scores,
+    majority_vote,
+    summarize_folds,
+)
 from tf_bimodal.experiments.cross_validation import (
     ExperimentData,
     Fold,
@@ -286,11 +292,24 @@ class SegmentationTask(FoldTask):
                 "rule": "share of the test images with an empty ground-truth mask (no lesion) whose "
                         f"predicted mask is empty at threshold {config.threshold}",
             }
+        missed = [result.get("test_lesion_missed") for result in results if result.get("test_lesion_missed")]
+        missed_summary = None
+        if missed:
+            missed_summary = {
+                "images_per_fold": [m["images"] for m in missed],
+                **{key: {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=SD_DDOF)),
+                         "per_fold": values}
+                   for key in ("missed_share", "empty_share") for values in [[m[key] for m in missed]]},
+                "rule": f"share of the test images with a lesion whose predicted mask has Dice < {MISSED_DICE} "
+                        f"(missed_share), or is empty (empty_share), at threshold {config.threshold}",
+            }
         if lesion_scores and normal_summary:
             logger.info(
                 f"{self.model} on lesion images: dice {lesion_scores['dice']['mean']:.3f} ± "
-                f"{lesion_scores['dice']['sd']:.3f}; images without a lesion predicted empty: "
-                f"{normal_summary['empty_share']['mean']:.0%}"
+                f"{lesion_scores['dice']['sd']:.3f}"
+                + (f", missed (dice < {MISSED_DICE}) {missed_summary['missed_share']['mean']:.0%}"
+                   if missed_summary else "")
+                + f"; images without a lesion predicted empty: {normal_summary['empty_share']['mean']:.0%}"
             )
         shared_test = shares_test_set(splits)
         fold_union, fold_union_reason, masks, masks_rule = self._masks(shared_test, len(splits))
@@ -340,6 +359,7 @@ class SegmentationTask(FoldTask):
             **scores,
             "lesion_images": lesion_scores,
             "lesion_images_rule": "the same scores over the test images whose ground truth has a lesion",
+            "lesion_images_missed": missed_summary,
             "normal_images": normal_summary,
             "fold_union": fold_union,
             "fold_union_reason": fold_union_reason,
