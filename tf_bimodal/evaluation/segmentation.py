@@ -97,16 +97,17 @@ def lesion_and_normal_scores(truth: np.ndarray, binary: np.ndarray) -> dict:
         return {"test_lesion": None, "test_lesion_missed": None, "test_normal": None}
     has_lesion = truth.reshape(len(truth), -1).any(axis=1)
     predicted_empty = ~binary.reshape(len(binary), -1).any(axis=1)
-    lesion_missed = None
+    lesion, lesion_missed = None, None
     if has_lesion.any():
-        dice = segmentation_scores(truth[has_lesion], binary[has_lesion])["dice"]
+        per_image = segmentation_scores(truth[has_lesion], binary[has_lesion])
+        lesion = {name: float(np.mean(values)) for name, values in per_image.items()}
         lesion_missed = {
             "images": int(has_lesion.sum()),
-            "missed_share": float(np.mean(dice < MISSED_DICE)),
+            "missed_share": float(np.mean(per_image["dice"] < MISSED_DICE)),
             "empty_share": float(predicted_empty[has_lesion].mean()),
         }
     return {
-        "test_lesion": mean_scores(truth[has_lesion], binary[has_lesion]) if has_lesion.any() else None,
+        "test_lesion": lesion,
         "test_lesion_missed": lesion_missed,
         "test_normal": (
             {"images": int((~has_lesion).sum()), "empty_share": float(predicted_empty[~has_lesion].mean())}

@@ -122,6 +122,11 @@ def check_modalities(model_name: str, arrays: dict, dataset_name: str) -> None:
         )
 
 
+def _over_folds(values: list) -> dict:
+    """``{"mean", "sd", "per_fold"}`` of one share per fold (population SD, as the scores)."""
+    return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=SD_DDOF)), "per_fold": values}
+
+
 class SegmentationTask(FoldTask):
     """One Table 1 segmenter on every fold: train, select on validation Dice, predict every
     image, score the test images; then the fold union and the predicted masks (§3.4, §4.1)."""
@@ -284,11 +289,9 @@ class SegmentationTask(FoldTask):
         normal = [result.get("test_normal") for result in results if result.get("test_normal")]
         normal_summary = None
         if normal:
-            shares = [n["empty_share"] for n in normal]
             normal_summary = {
                 "images_per_fold": [n["images"] for n in normal],
-                "empty_share": {"mean": float(np.mean(shares)), "sd": float(np.std(shares, ddof=SD_DDOF)),
-                                "per_fold": shares},
+                "empty_share": _over_folds([n["empty_share"] for n in normal]),
                 "rule": "share of the test images with an empty ground-truth mask (no lesion) whose "
                         f"predicted mask is empty at threshold {config.threshold}",
             }
@@ -297,9 +300,8 @@ class SegmentationTask(FoldTask):
         if missed:
             missed_summary = {
                 "images_per_fold": [m["images"] for m in missed],
-                **{key: {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=SD_DDOF)),
-                         "per_fold": values}
-                   for key in ("missed_share", "empty_share") for values in [[m[key] for m in missed]]},
+                "missed_share": _over_folds([m["missed_share"] for m in missed]),
+                "empty_share": _over_folds([m["empty_share"] for m in missed]),
                 "rule": f"share of the test images with a lesion whose predicted mask has Dice < {MISSED_DICE} "
                         f"(missed_share), or is empty (empty_share), at threshold {config.threshold}",
             }
