@@ -122,9 +122,18 @@ def check_modalities(model_name: str, arrays: dict, dataset_name: str) -> None:
         )
 
 
-def _over_folds(values: list) -> dict:
-    """``{"mean", "sd", "per_fold"}`` of one share per fold (population SD, as the scores)."""
-    return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=SD_DDOF)), "per_fold": values}
+def _shares_over_folds(results: list[dict], key: str, shares, rule: str) -> dict | None:
+    """The folds' ``results[key]`` shares as ``{"images_per_fold", share: {"mean", "sd",
+    "per_fold"}, ..., "rule"}`` (population SD, as the scores); None when no fold has them."""
+    entries = [result.get(key) for result in results if result.get(key)]
+    if not entries:
+        return None
+    summary = {"images_per_fold": [entry["images"] for entry in entries]}
+    for share in shares:
+        values = [entry[share] for entry in entries]
+        summary[share] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=SD_DDOF)),
+                          "per_fold": values}
+    return {**summary, "rule": rule}
 
 
 class SegmentationTask(FoldTask):
@@ -286,25 +295,16 @@ class SegmentationTask(FoldTask):
         scores = summarize_folds(scored) if scored else {}
         lesion_scored = [result.get("test_lesion") for result in results if result.get("test_lesion")]
         lesion_scores = summarize_folds(lesion_scored) if lesion_scored else None
-        normal = [result.get("test_normal") for result in results if result.get("test_normal")]
-        normal_summary = None
-        if normal:
-            normal_summary = {
-                "images_per_fold": [n["images"] for n in normal],
-                "empty_share": _over_folds([n["empty_share"] for n in normal]),
-                "rule": "share of the test images with an empty ground-truth mask (no lesion) whose "
-                        f"predicted mask is empty at threshold {config.threshold}",
-            }
-        missed = [result.get("test_lesion_missed") for result in results if result.get("test_lesion_missed")]
-        missed_summary = None
-        if missed:
-            missed_summary = {
-                "images_per_fold": [m["images"] for m in missed],
-                "missed_share": _over_folds([m["missed_share"] for m in missed]),
-                "empty_share": _over_folds([m["empty_share"] for m in missed]),
-                "rule": f"share of the test images with a lesion whose predicted mask has Dice < {MISSED_DICE} "
-                        f"(missed_share), or is empty (empty_share), at threshold {config.threshold}",
-            }
+        normal_summary = _shares_over_folds(
+            results, "test_normal", ("empty_share",),
+            "share of the test images with an empty ground-truth mask (no lesion) whose "
+            f"predicted mask is empty at threshold {config.threshold}",
+        )
+        missed_summary = _shares_over_folds(
+            results, "test_lesion_missed", ("missed_share", "empty_share"),
+            f"share of the test images with a lesion whose predicted mask has Dice < {MISSED_DICE} "
+            f"(missed_share), or is empty (empty_share), at threshold {config.threshold}",
+        )
         if lesion_scores and normal_summary:
             logger.info(
                 f"{self.model} on lesion images: dice {lesion_scores['dice']['mean']:.3f} ± "
