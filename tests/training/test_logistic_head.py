@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -68,3 +70,14 @@ def test_one_class_and_fusion_models_are_refused():
         fit_logistic_head(classifier, dataset(images[labels == 0], labels[labels == 0]))
     with pytest.raises(ValueError, match="head_fit='logistic' fits the class layer of a single-modal VGG-16"):
         build_classifier_for_training("mff", CONFIG)
+
+
+def test_a_context_crop_doubles_the_features_the_regression_reads():
+    config = dataclasses.replace(CONFIG, context_margin=150)
+    classifier, _, _ = build_classifier_for_training("vgg16_bmode", config)
+    images, labels = images_and_labels()
+    context = dataset(images, labels).map(lambda inputs, y: ({**inputs, "bmode_context": inputs["bmode"][:, ::-1]}, y))
+    record = fit_logistic_head(classifier, context)["head_fit"]
+    assert record["features"] == 2 * 2 * (8 + 8 + 8)
+    with pytest.raises(ValueError, match="context_margin .* single-modal VGG-16 .* got model 'mff'"):
+        build_classifier_for_training("mff", dataclasses.replace(config, head_fit="sgd"))

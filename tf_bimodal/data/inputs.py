@@ -124,6 +124,7 @@ def classification_dataset(
     seed: int = 0,
     with_metadata: bool = False,
     replicas: int = 1,
+    context_crop: CropConfig | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(inputs, label)`` with the model inputs ``input_keys`` of ``image_ids``.
 
@@ -136,25 +137,40 @@ def classification_dataset(
     :func:`drop_modalities`. ``with_metadata`` adds ``image_id``, ``patient_id`` and ``label``
     to the inputs dict, for prediction. For ``fit`` under ``replicas`` replicas, a last batch
     of fewer images than replicas is left out (:func:`~tf_bimodal.data.pipeline.replica_batches`).
+
+    ``context_crop`` (``ClassificationConfig.context_margin``) adds ``bmode_context`` and
+    ``semode_context``: the same images cropped with that second crop, through the same seeded
+    pipeline (the same order and augmentation draws), for ``input_keys`` that ask for them.
     """
-    ds = tf.data.Dataset.from_tensor_slices(arrays)
-    ds = pipeline.make_dataset(
-        ds,
-        batch_size,
-        training=training,
-        augment_config=AugmentConfig() if (training and augment) else None,
-        seed=seed,
-        crop=crop_config,
-        output_size=input_size,
-        keys=("image_id", "patient_id", "label", "bmode", "semode", "has_semode"),
-        image_ids=image_ids,
-    )
     input_keys = tuple(input_keys)
+    if context_crop is None and any(key.endswith("_context") for key in input_keys):
+        raise ValueError(f"classification_dataset: inputs {input_keys} need a context_crop (a second, wider crop)")
+
+    def batches(crop):
+        return pipeline.make_dataset(
+            tf.data.Dataset.from_tensor_slices(arrays),
+            batch_size,
+            training=training,
+            augment_config=AugmentConfig() if (training and augment) else None,
+            seed=seed,
+            crop=crop,
+            output_size=input_size,
+            keys=("image_id", "patient_id", "label", "bmode", "semode", "has_semode"),
+            image_ids=image_ids,
+        )
+
+    ds = batches(crop_config)
+    if context_crop is not None:
+        context_keys = {"bmode": "bmode_context", "semode": "semode_context"}
+        ds = tf.data.Dataset.zip(ds, batches(context_crop)).map(
+            lambda batch, context: {**batch, **{name: context[key] for key, name in context_keys.items()}}
+        )
 
     def to_inputs(batch):
         has_semode = tf.cast(batch["has_semode"], tf.float32)
         availability = tf.stack([tf.ones_like(has_semode), has_semode], axis=-1)
         inputs = {"bmode": batch["bmode"], "semode": batch["semode"], "availability": availability}
+        inputs.update({key: batch[key] for key in ("bmode_context", "semode_context") if key in batch})
         inputs = {key: inputs[key] for key in input_keys}
         if with_metadata:
             inputs.update({key: batch[key] for key in ("image_id", "patient_id", "label")})

@@ -179,7 +179,8 @@ class ClassificationTask(FoldTask):
 
     def __init__(self, model: str, crop: str, config: ClassificationConfig, data: ExperimentData, arrays: dict,
                  usable_ids: set, crop_config: CropConfig | None, crop_record: dict, excluded: dict,
-                 run_folder: str, split: SplitConfig, preset: str, notice: str | None, runtime=None):
+                 run_folder: str, split: SplitConfig, preset: str, notice: str | None, runtime=None,
+                 context_crop: CropConfig | None = None):
         self.model, self.crop, self.config = model, crop, config
         self.run_name = layout.classification_run_name(model, crop)
         self.seed = config.seed
@@ -187,7 +188,8 @@ class ClassificationTask(FoldTask):
         self.crop_config, self.crop_record, self.excluded = crop_config, crop_record, excluded
         self.run_folder, self.split, self.preset, self.notice = run_folder, split, preset, notice
         self.runtime = runtime
-        self.input_keys = model_input_keys(model)
+        self.context_crop = context_crop
+        self.input_keys = model_input_keys(model, context=context_crop is not None)
         self.loader = CachedImagenet()
         self.roc_curves = {}
 
@@ -223,10 +225,11 @@ class ClassificationTask(FoldTask):
             arrays, parts["train"], self.input_keys, config.input_size, self.crop_config, config.batch_size,
             training=True, augment=config.augment,
             modality_dropout=config.modality_dropout if model in AVAILABILITY_MODELS else 0.0, seed=fold.seed,
-            replicas=replicas,
+            replicas=replicas, context_crop=self.context_crop,
         )
         val_ds = inputs.classification_dataset(
-            arrays, parts["val"], self.input_keys, config.input_size, self.crop_config, replicas=replicas
+            arrays, parts["val"], self.input_keys, config.input_size, self.crop_config, replicas=replicas,
+            context_crop=self.context_crop,
         )
         training = fit_classifier(
             classifier, train_ds, val_ds, config, fold.folder, label=fold.label,
@@ -238,7 +241,7 @@ class ClassificationTask(FoldTask):
             part: predict_probabilities(
                 classifier,
                 inputs.classification_dataset(arrays, parts[part], self.input_keys, config.input_size,
-                                              self.crop_config, with_metadata=True),
+                                              self.crop_config, with_metadata=True, context_crop=self.context_crop),
             )
             for part in ("val", "test")
         }
@@ -382,6 +385,11 @@ def run_classification(
         runtime, config = experiment.runtime, experiment.classification
         masks_path = layout.predicted_masks_path(output)
         masks, shape = crop_masks(crop), crop_shape(crop)
+        if config.context_margin is not None and (shape is None or model not in ("vgg16_bmode", "vgg16_semode")):
+            raise ValueError(
+                f"context_margin={config.context_margin} adds a wider crop around the lesion for a single-modal "
+                f"VGG-16 (vgg16_bmode, vgg16_semode) on cropped inputs; got model {model!r} with crop {crop!r}"
+            )
         if masks == "predicted":
             inputs.check_predicted_masks(masks_path, layout.CROP_SEGMENTER)  # fail before any expensive step
         experiment_data = load_experiment_data(data, split, output)
@@ -397,6 +405,9 @@ def run_classification(
         check_semode(model, arrays, usable, experiment_data.name)
         margin = inputs.crop_margin(data)
         crop_config = None if shape is None else CropConfig(margin=margin, shape=shape)
+        context_crop = None if config.context_margin is None else CropConfig(
+            margin=inputs.crop_margin(data, CropConfig(margin=config.context_margin)), shape=shape
+        )
         crop_record.update(
             crop=crop,
             masks_from=masks,
@@ -404,6 +415,7 @@ def run_classification(
             margin_rule="50 px at 336 px (§3.1), scaled to the data's image size",
             shape=shape,
             input_size=config.input_size,
+            context_margin_px=None if context_crop is None else context_crop.margin,
         )
         for reason, count in excluded.items():
             if count:
@@ -417,7 +429,7 @@ def run_classification(
         }, experiment_data, split, runtime)
         task = ClassificationTask(
             model, crop, config, experiment_data, arrays, set(arrays["image_id"][usable].tolist()), crop_config,
-            crop_record, excluded, run_folder, split, experiment.name, notice, runtime,
+            crop_record, excluded, run_folder, split, experiment.name, notice, runtime, context_crop=context_crop,
         )
         return cross_validate(task, experiment_data.splits, run_folder, key,
                               {"model": model, "crop": crop, "preset": experiment.name}, runtime, folds=folds)

@@ -167,6 +167,14 @@ class SegmentationTask(FoldTask):
         found = self.data.positions(ids)
         return found[self.has_mask[found]] if masked_only else found
 
+    def training_positions(self, ids) -> np.ndarray:
+        """The positions of ``ids`` a segmenter trains and selects on: those with a mask,
+        without the lesion-free ones unless ``SegmentationConfig.train_lesion_free``."""
+        found = self.positions(ids)
+        if self.config.train_lesion_free:
+            return found
+        return found[self.truth[found].any(axis=(1, 2))]
+
     def _add_votes(self, fold: Fold, binary: np.ndarray) -> None:
         self.votes += binary
         all_test = self.positions(fold.parts["test"], masked_only=False)
@@ -201,8 +209,10 @@ class SegmentationTask(FoldTask):
 
     def train_fold(self, fold: Fold) -> dict:
         config, arrays, model_arrays = self.config, self.data.arrays, self.model_arrays
-        train_ids = [arrays["image_id"][i] for i in self.positions(fold.parts["train"])]
-        val_ids = [arrays["image_id"][i] for i in self.positions(fold.parts["val"])]
+        train_positions = self.training_positions(fold.parts["train"])
+        val_positions = self.training_positions(fold.parts["val"])
+        train_ids = [arrays["image_id"][i] for i in train_positions]
+        val_ids = [arrays["image_id"][i] for i in val_positions]
         test_positions = self.positions(fold.parts["test"])
         if not train_ids or not val_ids:
             raise ValueError(
@@ -228,7 +238,6 @@ class SegmentationTask(FoldTask):
 
         train_ds, val_ds = batches(train_ids, True), batches(val_ids, False)
         logger.info(f"{fold.label}: train {len(train_ids)}, val {len(val_ids)}, test {len(test_positions)} images")
-        val_positions = self.positions(fold.parts["val"])
         extra_callbacks = fold_callbacks(
             self.runtime, fold.folder, "segmentation", model=segmenter,
             val_inputs={key: model_arrays[key][val_positions] for key in self.input_keys},

@@ -197,10 +197,17 @@ def find_classifier(root: str, run: str = "mff") -> ClassifierSource:
     Raises:
         FileNotFoundError: the folder, its ``summary.json``, a fold model or a fold's
             ``metrics.json`` is missing; the message names it and the command that trains it.
+        ValueError: the run's classifiers read a second, wider crop
+            (``ClassificationConfig.context_margin``), which the exported pipeline does not cut.
     """
     model, crop = layout.split_run_name(run)
     command = train_command(root, model, crop)
     run_dir, summary, models = _finished_run(root, run, f"classifier '{run}'", command)
+    if (summary.get("crop") or {}).get("context_margin_px") is not None:
+        raise ValueError(
+            f"classifier '{run}' in {run_dir} reads a second, wider crop of each lesion (context_margin); the "
+            "export cuts one crop per image: export a classifier trained without context_margin"
+        )
     folds = tuple(sorted(models))
     thresholds = []
     for k in folds:

@@ -65,10 +65,16 @@ def build_classifier(model: str, config: ClassificationConfig, normalization: st
         The ``keras.Model``.
 
     Raises:
-        ValueError: an unknown model name.
+        ValueError: an unknown model name; ``config.context_margin`` for a model other than a
+            single-modal VGG-16.
     """
     if model not in CLASSIFICATION_MODELS:
         raise ValueError(f"build_classifier: model must be one of {CLASSIFICATION_MODELS}, got {model!r}")
+    if config.context_margin is not None and model not in ("vgg16_bmode", "vgg16_semode"):
+        raise ValueError(
+            f"build_classifier: context_margin (a second, wider crop) is for the single-modal VGG-16 classifiers "
+            f"vgg16_bmode and vgg16_semode, got model {model!r} with context_margin={config.context_margin}"
+        )
     backbones = dict(backbones or {})
     for name in backbone_names(model):
         backbones.setdefault(name, build_backbone(config, name))
@@ -102,7 +108,8 @@ def build_classifier(model: str, config: ClassificationConfig, normalization: st
             **decision,
         )
     modality = model.split("_", 1)[1]
-    return VGG16Classifier(backbones["backbone"], modality=modality, normalization=normalization, name=model)
+    return VGG16Classifier(backbones["backbone"], modality=modality, normalization=normalization,
+                           context=config.context_margin is not None, name=model)
 
 
 def backbone_names(model: str) -> tuple[str, ...]:
@@ -112,10 +119,12 @@ def backbone_names(model: str) -> tuple[str, ...]:
     return ("backbone",)
 
 
-def model_input_keys(model: str) -> tuple[str, ...]:
-    """The input keys ``model`` reads."""
+def model_input_keys(model: str, context: bool = False) -> tuple[str, ...]:
+    """The input keys ``model`` reads; with ``context`` (``ClassificationConfig.context_margin``
+    set) a single-modal VGG-16 also reads ``<modality>_context``."""
     if model in AVAILABILITY_MODELS:
         return ("bmode", "semode", "availability")
     if model in ("mff_stack", "mff_intermediate"):
         return ("bmode", "semode")
-    return (model.split("_", 1)[1],)
+    modality = model.split("_", 1)[1]
+    return (modality, f"{modality}_context") if context else (modality,)

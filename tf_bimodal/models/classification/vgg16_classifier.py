@@ -23,13 +23,17 @@ class VGG16Classifier(ClassifierTask):
         modality: ``"bmode"`` (grey, repeated to RGB) or ``"semode"`` (RGB); the input name.
         normalization: ``"standardize"`` or ``"caffe"`` (ImageNet weights).
         num_classes: 2.
+        context: also read ``{modality}_context``, a wider crop of the same lesion
+            (``ClassificationConfig.context_margin``), through the same backbone; the two
+            feature vectors are concatenated (``context_features``) before ``predictions``.
 
-    Inputs: ``{modality: (batch, S, S, channels)}`` (values in [0, 1]).
+    Inputs: ``{modality: (batch, S, S, channels)}`` (values in [0, 1]), and with ``context``
+    ``{modality}_context`` of the same shape.
     Outputs: ``{"decision": (batch, num_classes)}`` from the ``predictions`` layer.
     """
 
     def __init__(self, backbone, modality: str = "bmode", normalization: str = "standardize", num_classes: int = 2,
-                 **kwargs):
+                 context: bool = False, **kwargs):
         if modality not in MODALITY_CHANNELS:
             raise ValueError(
                 f"VGG16Classifier: modality must be one of {tuple(MODALITY_CHANNELS)}, got {modality!r}"
@@ -38,13 +42,19 @@ class VGG16Classifier(ClassifierTask):
         channels = MODALITY_CHANNELS[modality]
 
         # === Functional model ===
-        inputs = {modality: modality_input(modality, backbone.image_shape[0], channels)}
-        x = apply_modality_preprocessing(inputs[modality], channels, normalization, name=modality)
-        outputs = {"decision": apply_softmax_head(backbone(x), num_classes, name="predictions")}
+        names = (modality, f"{modality}_context") if context else (modality,)
+        inputs = {name: modality_input(name, backbone.image_shape[0], channels) for name in names}
+        features = [
+            backbone(apply_modality_preprocessing(inputs[name], channels, normalization, name=name)) for name in names
+        ]
+        if context:
+            features = [keras.layers.Concatenate(name="context_features")(features)]
+        outputs = {"decision": apply_softmax_head(features[0], num_classes, name="predictions")}
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Config ===
         self.backbone = backbone
+        self.context = bool(context)
         self.modality = modality
         self.normalization = normalization
         self.num_classes = num_classes
@@ -57,5 +67,6 @@ class VGG16Classifier(ClassifierTask):
             modality=self.modality,
             normalization=self.normalization,
             num_classes=self.num_classes,
+            context=self.context,
         )
         return config
