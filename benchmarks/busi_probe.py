@@ -5,7 +5,9 @@ masks, without training the backbone: the full-width VGG-16 backbone with the ``
 convolutions (the weights that install from the package index,
 ``tf_bimodal.models.pretrained``; "caffe" input normalization, as the classifier uses with
 them), global average and global max pooling of the last convolution of each block in
-``--blocks``, averaged over the crop and its left-right mirror, then an L2 logistic
+``--blocks``, averaged over the crop and its left-right mirror (with ``--context-margin``,
+the same features of a second, wider crop concatenated, as ``ClassificationConfig.context_margin``
+does), then an L2 logistic
 regression whose strength is chosen by an inner 4-fold cross-validation of the training part.
 The outer five folds are ``StratifiedGroupKFold`` over the reader's pseudo-patients (the
 near-duplicate groups of ``iter_busi``; label-conflicting groups left out), so no scan is on
@@ -17,7 +19,7 @@ quotes its result.
 Usage::
 
     python benchmarks/busi_probe.py --manual-dir ../shared/data/busi_dev [--size 160]
-        [--blocks 3,4,5] [--seeds 0,1,2] [--json out.json]
+        [--blocks 3,4,5] [--context-margin 150] [--seeds 0,1,2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=160, help="crop side in pixels (default 160)")
     parser.add_argument("--blocks", default="3,4,5", help="VGG-16 blocks whose features are read (default 3,4,5)")
     parser.add_argument("--image-size", type=int, default=336, help="images are read at this size (default 336)")
+    parser.add_argument("--margin", type=int, default=None,
+                        help="crop margin in pixels at 336 px (default: CropConfig.margin, the paper's 50)")
+    parser.add_argument("--context-margin", type=int, default=None,
+                        help="also read a second crop with this margin (pixels at 336 px), features concatenated")
     parser.add_argument("--seeds", default="0,1,2",
                         help="seeds of the outer five-fold splits, one cross-validation each (default 0,1,2)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
@@ -70,14 +76,19 @@ def main(argv=None):
     rows = [row for row in iter_busi(args.manual_dir, args.image_size) if row["label"] != "normal"]
     labels = np.array([int(row["label"] == "malignant") for row in rows])
     groups = np.array([row["patient_id"] for row in rows])
-    margin = scaled_margin(args.image_size, CropConfig.margin)
-    crops = np.stack([
-        crop_pair(row["bmode"], np.repeat(row["bmode"], 3, axis=-1), row["mask"], margin=margin,
-                  shape="rectangle", output_size=args.size)[0].numpy()
-        for row in rows
-    ]).astype(np.float32)
+    def crops(margin):
+        margin = scaled_margin(args.image_size, margin)
+        return np.stack([
+            crop_pair(row["bmode"], np.repeat(row["bmode"], 3, axis=-1), row["mask"], margin=margin,
+                      shape="rectangle", output_size=args.size)[0].numpy()
+            for row in rows
+        ]).astype(np.float32)
+
+    margins = [CropConfig.margin if args.margin is None else args.margin]
+    if args.context_margin is not None:
+        margins.append(args.context_margin)
     print(f"{len(rows)} lesion images ({labels.sum()} malignant) in {len(set(groups))} pseudo-patients; "
-          f"crops of {args.size} px", flush=True)
+          f"crops of {args.size} px, margins {margins} px at 336 px", flush=True)
 
     config = dataclasses.replace(CLASSIFICATION_PRESETS["paper"], input_size=args.size)
     backbone = build_backbone(config)
@@ -90,8 +101,12 @@ def main(argv=None):
                                           keras.layers.GlobalMaxPooling2D()(f)])
               for f in conv(normalized)]
     features = keras.Model(inputs, keras.layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0])
-    both = features.predict(np.concatenate([crops, crops[:, :, ::-1]]), batch_size=16, verbose=0)
-    values = (both[: len(crops)] + both[len(crops):]) / 2
+    parts = []
+    for margin in margins:
+        images = crops(margin)
+        both = features.predict(np.concatenate([images, images[:, :, ::-1]]), batch_size=16, verbose=0)
+        parts.append((both[: len(images)] + both[len(images):]) / 2)
+    values = np.concatenate(parts, axis=1)
     print(f"features: {values.shape[1]} per image, {time.perf_counter() - started:.0f} s so far", flush=True)
 
     splits = {}
@@ -115,7 +130,7 @@ def main(argv=None):
         "cpu_count": os.cpu_count(), "tensorflow": tf.__version__,
         "command": "python benchmarks/busi_probe.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "images": len(rows), "malignant": int(labels.sum()), "pseudo_patients": len(set(groups)),
-        "size": args.size, "blocks": blocks, "weights": record.get("source", record),
+        "size": args.size, "margins": margins, "blocks": blocks, "weights": record.get("source", record),
         "auc": {"mean_over_splits": float(np.mean(means)), "splits": splits},
         "wall_seconds": round(elapsed, 1),
     }

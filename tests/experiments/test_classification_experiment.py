@@ -26,6 +26,7 @@ TINY_PHANTOM = PhantomConfig(num_benign_patients=4, num_malignant_patients=4,
                              min_pairs_per_patient=2, max_pairs_per_patient=3, seed=3)
 TINY_PRESET = dataclasses.replace(CLASSIFICATION_PRESETS["quick"], epochs=1)
 TINY = quick_experiment(classification=TINY_PRESET)
+CONTEXT = quick_experiment(classification=dataclasses.replace(TINY_PRESET, context_margin=150))
 
 METRICS = ("accuracy", "precision", "specificity", "sensitivity", "f1", "auc")
 
@@ -41,6 +42,8 @@ def test_unknown_model_crop_or_unresolved_preset_raise(tiny_data, tmp_path):
         (dict(model="resnet"), ValueError, "model must be one of"),
         (dict(model="mff", crop="mask"), ValueError, "crop must be one of"),
         (dict(model="mff", experiment="quick"), TypeError, "experiment must be an ExperimentConfig"),
+        (dict(model="mff", experiment=CONTEXT), ValueError, "single-modal VGG-16 .* got model 'mff'"),
+        (dict(model="vgg16_bmode", crop="none", experiment=CONTEXT), ValueError, "on cropped inputs"),
     ]:
         arguments = dict(data=tiny_data, split=SplitConfig(num_folds=3), experiment=TINY, crop="manual",
                          output=str(tmp_path))

@@ -10,7 +10,12 @@ import pytest
 from tf_bimodal.config import DataConfig, PhantomConfig, SegmentationConfig, SplitConfig
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data.inputs import load_predicted_masks
-from tf_bimodal.experiments.segmentation import check_modalities, run_segmentation, shares_test_set
+from tf_bimodal.experiments.segmentation import (
+    check_modalities,
+    run_segmentation,
+    shares_test_set,
+    training_positions,
+)
 from tf_bimodal.training.metrics import METRIC_NAMES
 
 from conftest import quick_experiment
@@ -33,6 +38,15 @@ def test_shares_test_set():
     shared = [{"test": ["a", "b"]}, {"test": ["b", "a"]}]
     rotating = [{"test": ["a"]}, {"test": ["b"]}]
     assert shares_test_set(shared) and not shares_test_set(rotating)
+
+
+def test_lesion_free_images_can_be_left_out_of_training():
+    truth = np.zeros((5, 4, 4), np.uint8)
+    truth[[1, 3], 2, 2] = 1
+    positions = np.array([0, 1, 3, 4])
+    np.testing.assert_array_equal(training_positions(positions, truth, lesion_free=True), positions)
+    np.testing.assert_array_equal(training_positions(positions, truth, lesion_free=False), [1, 3])
+    assert training_positions(np.array([], np.int64), truth, lesion_free=False).size == 0
 
 
 def test_multimodal_models_refuse_data_without_semode():

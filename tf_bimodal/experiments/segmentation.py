@@ -136,6 +136,16 @@ def _shares_over_folds(results: list[dict], key: str, shares, rule: str) -> dict
     return {**summary, "rule": rule}
 
 
+def training_positions(positions: np.ndarray, truth: np.ndarray, lesion_free: bool) -> np.ndarray:
+    """The ``positions`` (images with a mask) a segmenter trains and selects on: all of them,
+    or with ``lesion_free`` False (``SegmentationConfig.train_lesion_free``) only those whose
+    mask ``truth[position]`` holds a lesion."""
+    positions = np.asarray(positions, np.int64)
+    if lesion_free or not len(positions):
+        return positions
+    return positions[truth[positions].any(axis=tuple(range(1, truth.ndim)))]
+
+
 class SegmentationTask(FoldTask):
     """One Table 1 segmenter on every fold: train, select on validation Dice, predict every
     image, score the test images; then the fold union and the predicted masks (§3.4, §4.1)."""
@@ -168,12 +178,7 @@ class SegmentationTask(FoldTask):
         return found[self.has_mask[found]] if masked_only else found
 
     def training_positions(self, ids) -> np.ndarray:
-        """The positions of ``ids`` a segmenter trains and selects on: those with a mask,
-        without the lesion-free ones unless ``SegmentationConfig.train_lesion_free``."""
-        found = self.positions(ids)
-        if self.config.train_lesion_free:
-            return found
-        return found[self.truth[found].any(axis=(1, 2))]
+        return training_positions(self.positions(ids), self.truth, self.config.train_lesion_free)
 
     def _add_votes(self, fold: Fold, binary: np.ndarray) -> None:
         self.votes += binary
