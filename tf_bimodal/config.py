@@ -206,6 +206,11 @@ CLASSIFICATION_MODELS = (
 """Table 2's classifiers: the EmbraceNet MFF, its four integration baselines (§3.3.3) and the
 single-modal VGG-16s."""
 
+SINGLE_MODAL_MODELS = ("vgg16_bmode", "vgg16_semode")
+"""The single-modal VGG-16s: the classifiers whose class layer alone can be fitted on a frozen
+backbone (``ClassificationConfig.head_fit``) and that can read a context crop
+(``ClassificationConfig.context_margin``)."""
+
 MASK_SHAPE_SUFFIX = "_mask_shape"
 """Suffix of a crop whose pixels farther than the margin from the mask are blanked (Fig. S2)."""
 

@@ -57,6 +57,7 @@ from tf_bimodal import layout
 from tf_bimodal.config import (
     CLASSIFICATION_CROPS,
     CLASSIFICATION_MODELS,
+    SINGLE_MODAL_MODELS,
     ClassificationConfig,
     CropConfig,
     DataConfig,
@@ -385,10 +386,10 @@ def run_classification(
         runtime, config = experiment.runtime, experiment.classification
         masks_path = layout.predicted_masks_path(output)
         masks, shape = crop_masks(crop), crop_shape(crop)
-        if config.context_margin is not None and (shape is None or model not in ("vgg16_bmode", "vgg16_semode")):
+        if config.context_margin is not None and (shape is None or model not in SINGLE_MODAL_MODELS):
             raise ValueError(
                 f"context_margin={config.context_margin} adds a wider crop around the lesion for a single-modal "
-                f"VGG-16 (vgg16_bmode, vgg16_semode) on cropped inputs; got model {model!r} with crop {crop!r}"
+                f"VGG-16 {SINGLE_MODAL_MODELS} on cropped inputs; got model {model!r} with crop {crop!r}"
             )
         if masks == "predicted":
             inputs.check_predicted_masks(masks_path, layout.CROP_SEGMENTER)  # fail before any expensive step

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_bimodal.config import ClassificationConfig
+from tf_bimodal.config import SINGLE_MODAL_MODELS, ClassificationConfig
 from tf_bimodal.models.classification.backbone_weights import imagenet_vgg16, load_backbone_weights
 from tf_bimodal.models.classification.factory import backbone_names, build_backbone, build_classifier
 from tf_bimodal.models.classification.optimizer import classification_optimizer
@@ -354,9 +354,6 @@ def fit_classifier(
         result["branch_best_epochs"] = {name: int(epoch) + 1 for name, epoch in early_stopping.best_epochs.items()}
     return result
 
-
-SINGLE_MODAL_MODELS = ("vgg16_bmode", "vgg16_semode")
-"""The classifiers whose class layer alone can be fitted on a frozen backbone (``head_fit``)."""
 
 LOGISTIC_STRENGTHS = tuple(float(c) for c in np.logspace(-4, 0, 9))
 """The inverse L2 strengths ``C`` that :func:`fit_logistic_head` chooses from."""

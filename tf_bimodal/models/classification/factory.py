@@ -5,7 +5,7 @@ What follows the paper and what is our reading is listed in ``docs/fidelity.md``
 
 from __future__ import annotations
 
-from tf_bimodal.config import CLASSIFICATION_MODELS, ClassificationConfig
+from tf_bimodal.config import CLASSIFICATION_MODELS, SINGLE_MODAL_MODELS, ClassificationConfig
 from tf_bimodal.models.classification.early_integration import EarlyIntegrationClassifier
 from tf_bimodal.models.classification.intermediate_integration import IntermediateIntegrationClassifier
 from tf_bimodal.models.classification.late_integration import LateIntegrationClassifier
@@ -70,10 +70,10 @@ def build_classifier(model: str, config: ClassificationConfig, normalization: st
     """
     if model not in CLASSIFICATION_MODELS:
         raise ValueError(f"build_classifier: model must be one of {CLASSIFICATION_MODELS}, got {model!r}")
-    if config.context_margin is not None and model not in ("vgg16_bmode", "vgg16_semode"):
+    if config.context_margin is not None and model not in SINGLE_MODAL_MODELS:
         raise ValueError(
             f"build_classifier: context_margin (a second, wider crop) is for the single-modal VGG-16 classifiers "
-            f"vgg16_bmode and vgg16_semode, got model {model!r} with context_margin={config.context_margin}"
+            f"{SINGLE_MODAL_MODELS}, got model {model!r} with context_margin={config.context_margin}"
         )
     backbones = dict(backbones or {})
     for name in backbone_names(model):
