@@ -159,9 +159,9 @@ def classification_dataset(
             image_ids=image_ids,
         )
 
+    context_keys = {"bmode": "bmode_context", "semode": "semode_context"}
     ds = batches(crop_config)
     if context_crop is not None:
-        context_keys = {"bmode": "bmode_context", "semode": "semode_context"}
         ds = tf.data.Dataset.zip(ds, batches(context_crop)).map(
             lambda batch, context: {**batch, **{name: context[key] for key, name in context_keys.items()}}
         )
@@ -170,7 +170,7 @@ def classification_dataset(
         has_semode = tf.cast(batch["has_semode"], tf.float32)
         availability = tf.stack([tf.ones_like(has_semode), has_semode], axis=-1)
         inputs = {"bmode": batch["bmode"], "semode": batch["semode"], "availability": availability}
-        inputs.update({key: batch[key] for key in ("bmode_context", "semode_context") if key in batch})
+        inputs.update({name: batch[name] for name in context_keys.values() if name in batch})
         inputs = {key: inputs[key] for key in input_keys}
         if with_metadata:
             inputs.update({key: batch[key] for key in ("image_id", "patient_id", "label")})

@@ -177,9 +177,6 @@ class SegmentationTask(FoldTask):
         found = self.data.positions(ids)
         return found[self.has_mask[found]] if masked_only else found
 
-    def training_positions(self, ids) -> np.ndarray:
-        return training_positions(self.positions(ids), self.truth, self.config.train_lesion_free)
-
     def _add_votes(self, fold: Fold, binary: np.ndarray) -> None:
         self.votes += binary
         all_test = self.positions(fold.parts["test"], masked_only=False)
@@ -214,8 +211,10 @@ class SegmentationTask(FoldTask):
 
     def train_fold(self, fold: Fold) -> dict:
         config, arrays, model_arrays = self.config, self.data.arrays, self.model_arrays
-        train_positions = self.training_positions(fold.parts["train"])
-        val_positions = self.training_positions(fold.parts["val"])
+        train_positions, val_positions = (
+            training_positions(self.positions(fold.parts[part]), self.truth, config.train_lesion_free)
+            for part in ("train", "val")
+        )
         train_ids = [arrays["image_id"][i] for i in train_positions]
         val_ids = [arrays["image_id"][i] for i in val_positions]
         test_positions = self.positions(fold.parts["test"])
