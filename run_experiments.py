@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the output
 
@@ -61,6 +62,8 @@ def main(argv=None):
 
     absl_logging.set_verbosity(absl_logging.ERROR)
     from tf_bimodal.data.errors import DataError
+    from tf_bimodal.models.classification.backbone_weights import BackboneWeightsUnavailable
+    from tf_bimodal.models.pretrained import PretrainedWeightsUnavailable
     from tf_bimodal.workflow import resolve, run
 
     try:
@@ -71,8 +74,11 @@ def main(argv=None):
         run(model=args.model, data=data, split=split, preset=preset, crop=args.crop, output=args.output,
             runtime=runtime_config(args), export=args.export,
             command=" ".join(["python run_experiments.py", *(argv if argv is not None else sys.argv[1:])]))
-    except (DataError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (DataError, ValueError, FileNotFoundError, BackboneWeightsUnavailable,
+            PretrainedWeightsUnavailable) as error:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {getattr(error, 'command_line', error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again to go on (finished folds are kept, an unfinished "

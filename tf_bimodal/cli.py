@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
 from tf_bimodal.config import (
     BUSI_DUPLICATE_RULES,
@@ -172,12 +173,16 @@ def runtime_config(args) -> RuntimeConfig:
 
 def settings_overrides(args) -> list[str]:
     """The ``section.key=value`` overrides of parsed settings options: ``--linear-readout``,
-    then the weights options, then ``--set``, so that a later one can change an earlier one."""
+    then the weights options, then ``--set``, so that a later one can change an earlier one.
+    ``--backbone-weights none`` also turns ``require_backbone_weights`` off (the paper preset
+    requires its weights; ``none`` trains from random weights on purpose)."""
     overrides = []
     if args.linear_readout:
         overrides += [format_override("classification", key, value) for key, value in LINEAR_READOUT.items()]
     if args.backbone_weights is not None:
         overrides.append(f"classification.backbone_weights={args.backbone_weights}")
+        if args.backbone_weights == "none":
+            overrides.append("classification.require_backbone_weights=false")
     if args.require_backbone_weights:
         overrides.append("classification.require_backbone_weights=true")
     return overrides + list(args.overrides)
@@ -196,6 +201,8 @@ def main(argv=None) -> int:
     absl_logging.set_verbosity(absl_logging.INFO if args.verbose else absl_logging.ERROR)
     from tf_bimodal import workflow
     from tf_bimodal.data.errors import DataError
+    from tf_bimodal.models.classification.backbone_weights import BackboneWeightsUnavailable
+    from tf_bimodal.models.pretrained import PretrainedWeightsUnavailable
 
     logs.console()
     command = " ".join(["tf-bimodal", *(argv if argv is not None else sys.argv[1:])])
@@ -229,8 +236,11 @@ def main(argv=None) -> int:
             elif args.command == "export":
                 workflow.run(None, data_config(args), split_config(args), experiment, crop=args.crop,
                              output=args.output, export=args.directory)
-    except (DataError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (DataError, ValueError, FileNotFoundError, BackboneWeightsUnavailable,
+            PretrainedWeightsUnavailable) as error:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {getattr(error, 'command_line', error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: run the same command again to go on (finished folds are kept, an unfinished "

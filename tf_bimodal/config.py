@@ -271,13 +271,14 @@ HEAD_FITS = ("sgd", "logistic")
 class ClassificationConfig:
     """Hyperparameters of the classifiers; the named presets are in ``CLASSIFICATION_PRESETS``.
 
-    The defaults are the ``paper`` preset (§3.1, §3.3.2, §3.4):
+    The defaults are the ``paper`` preset (§3.1, §3.3.2, §3.4), except that the preset also
+    requires its ImageNet weights (``require_backbone_weights=True``):
 
     * 336 x 336 inputs and the standard VGG-16 with 4096-d features, ImageNet weights
       (``backbone_weights``; when unavailable the run falls back to random initialisation
       with a warning and records it, unless ``require_backbone_weights`` asks it to fail
-      instead). ``pooled_size=7`` is torchvision's adaptive pooling, so
-      the ImageNet ``fc1`` weights fit 336-pixel inputs.
+      instead, as the ``paper`` preset does). ``pooled_size=7`` is torchvision's adaptive
+      pooling, so the ImageNet ``fc1`` weights fit 336-pixel inputs.
     * EmbraceNet docking size 4096 (§3.3.3); decision network of three FC layers
       (``decision_units`` hidden, then the class layer) and a softmax (§3.3.1).
     * Loss ``l = l_i + lambda * l_d`` with ``decision_loss_weight`` = lambda = 1 (Eq. 1).
@@ -302,7 +303,9 @@ class ClassificationConfig:
             an error when the run starts, whatever ``require_backbone_weights`` says.
         require_backbone_weights: when the requested ImageNet weights cannot be loaded (no
             network and no cached file), raise instead of training from a random
-            initialisation. Off by default; needs ``backbone_weights`` other than ``"none"``.
+            initialisation. Off by default, on in the ``paper`` preset; needs
+            ``backbone_weights`` other than ``"none"`` (to train from random weights, set
+            both).
         normalization: pixel normalisation, ``"auto"`` (``"caffe"`` when ImageNet weights are
             actually loaded, else ``"standardize"``), ``"caffe"`` or ``"standardize"``.
         embracement_size: EmbraceNet docking / embraced vector size.
@@ -434,7 +437,8 @@ class ClassificationConfig:
         if self.require_backbone_weights and self.backbone_weights == "none":
             raise ValueError(
                 "ClassificationConfig: require_backbone_weights=True needs backbone_weights 'imagenet' "
-                "or the path of a weights file; with 'none' there are no weights to require"
+                "or the path of a weights file; with 'none' there are no weights to require (to train from "
+                "random weights on purpose, set require_backbone_weights false as well)"
             )
         if len(self.decision_units) != 2:
             raise ValueError(
@@ -529,7 +533,9 @@ reached 0.83. ``dataclasses.replace(config, **LINEAR_READOUT)`` applies it;
 ``--linear-readout`` and ``benchmarks/real_data.py --classifier linear`` use it."""
 
 CLASSIFICATION_PRESETS = {
-    "paper": ClassificationConfig(),
+    # The paper fine-tunes ImageNet weights (§3.3.2): without them a run stops at once rather
+    # than training from random weights.
+    "paper": ClassificationConfig(require_backbone_weights=True),
     # A narrow, full-depth VGG-16 on 64-pixel crops, trained from scratch for at most 20
     # epochs (about 3 minutes per model and 5 folds on a 2-core CPU), so that Table 2's nine
     # rows fit in the CPU protocol; its numbers are not the paper's setting. lr 1e-2 (top of
@@ -817,6 +823,11 @@ class GridSearchConfig:
     epochs and is scored by its best validation Dice (never the test images); the setting
     with the highest score is chosen per model.
 
+    A W-MM-U-Net whose weighting is the auto-weight pre-stage (``SegmentationConfig``'s
+    ``auto_weight="prestage"``, §3.2.2) gets it once per grid search, on fold ``fold``, before
+    its first setting: every one of its settings is built with those modality weights, as
+    the pre-stage depends on none of the searched learning rate, batch size or loss.
+
     Attributes:
         models: segmenters searched (``SEGMENTATION_MODELS`` names).
         learning_rates, batch_sizes, losses: the grid (§3.4: 1e-2, 1e-3, 1e-4; 4, 8, 16, 32;
@@ -953,12 +964,19 @@ class RuntimeConfig:
             float32 ones, mixed precision on GPUs with tensor cores, float32 otherwise.
         tensorboard: write TensorBoard logs for every fold.
         image_every: segmentation: write predicted masks to TensorBoard every this many epochs.
+        micro_batch: images per replica per forward/backward pass. None: the largest that fits
+            the device's memory by the model's estimate
+            (:func:`tf_bimodal.training.memory.plan_batch`); the configured batch is then reached by
+            accumulating the gradients of ``batch / (micro_batch * replicas)`` passes before
+            each optimizer step. Not part of a run's cache key (batch normalisation aside, the
+            step is the same; recorded per fold).
     """
 
     strategy: str = "auto"
     precision: str = "float32"
     tensorboard: bool = True
     image_every: int = 5
+    micro_batch: int | None = None
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -967,6 +985,10 @@ class RuntimeConfig:
             raise ValueError(f"RuntimeConfig: precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.image_every < 1:
             raise ValueError(f"RuntimeConfig: image_every must be >= 1, got {self.image_every}")
+        if self.micro_batch is not None and self.micro_batch < 1:
+            raise ValueError(
+                f"RuntimeConfig: micro_batch must be >= 1 or None (the memory rule), got {self.micro_batch}"
+            )
 
 
 # =========================================================================== experiments

@@ -231,7 +231,7 @@ def run(
         return _export(output, data, experiment, crop, export)
     if model in (*CLASSIFICATION_MODELS, "table2", "all"):
         # A missing weights file, or required weights that cannot be had, fails now rather
-        # than after the segmenters have trained.
+        # than after the data are prepared and the segmenters have trained.
         check_backbone_weights(experiment.classification.backbone_weights,
                                experiment.classification.require_backbone_weights)
     result = run_protocol(model, data, split, experiment, output, crop=crop, command=command, folds=folds)

@@ -7,11 +7,16 @@ import json
 import math
 import re
 
+import keras_tuner
+import numpy as np
 import pytest
 
 from tf_bimodal.config import DataConfig, GridSearchConfig, PhantomConfig, SplitConfig
+from tf_bimodal.experiments import grid_search
+from tf_bimodal.experiments import segmentation as segmentation_experiment
 from tf_bimodal.experiments.grid_search import GridSearchTrialError, choose_setting, run_grid_search
-from tf_bimodal.schema import SYNTHETIC_NOTICE
+from tf_bimodal.layers.colour_input import modal_path_names
+from tf_bimodal.schema import MODALITY_CHANNELS, SYNTHETIC_NOTICE
 
 from conftest import captured_progress, quick_experiment
 
@@ -156,3 +161,95 @@ def test_an_interrupted_search_resumes_where_it_stopped(tiny_data, tmp_path):
     assert [r["reused"] for r in rows] == [True, False, False, False]
     assert all(r["status"] == "COMPLETED" and 0.0 <= r["val_dice"] <= 1.0 for r in rows)
     assert len(list((tmp_path / "grid_search" / "tuner" / "unet_bmode").glob("trial_*"))) == 4
+
+
+PRESTAGE_GRID = GridSearchConfig(models=("unet_bmode", "w_mm_unet"), learning_rates=(1e-3,), batch_sizes=(8,),
+                                 losses=("bce", "dice"), epochs=1)
+PRESTAGE = quick_experiment("tiny", grid_search=PRESTAGE_GRID,
+                            overrides={"segmentation": {"auto_weight": "prestage"}})
+KNOWN_WEIGHTS = [0.4, 0.3, 0.2, 0.1]
+
+
+def test_the_grid_w_mm_unet_is_built_with_its_prestage_weights(tiny_data, tmp_path, monkeypatch):
+    """§3.2.2 / §3.4: every setting of the grid's W-MM-U-Net has the weights of one auto-weight
+    pre-stage on the grid's fold, not the equal 1/4 of MM-U-Net; a rerun reads it back."""
+    prestage_calls, built = [], {}
+
+    def fake_prestage(arrays, train_ids, val_ids, config, image_size, seed=0, input_keys=(), label=""):
+        prestage_calls.append({"train": list(train_ids), "val": list(val_ids), "seed": seed, "size": image_size})
+        names = modal_path_names(input_keys, [MODALITY_CHANNELS[key] for key in input_keys], config.colour_mode)
+        return {"weights": list(KNOWN_WEIGHTS), "path_names": list(names), "val_accuracy": 0.75}
+
+    def fake_search(hypermodel, project_dir, started, runtime=None):
+        rows = []
+        for number, setting in enumerate(grid_search.grid_settings(hypermodel.grid)):
+            hp = keras_tuner.HyperParameters()
+            hypermodel.declare_hyperparameters(hp)
+            hp.values.update(dict(zip(grid_search.GRID_HYPERPARAMETERS, setting)))
+            model = hypermodel.build(hp)
+            weights = [layer.modality_weights for layer in model.layers if layer.name == "modality_weights"]
+            built.setdefault(hypermodel.model_name, []).append(
+                (weights[0] if weights else None, getattr(model, "path_names", None)))
+            rows.append({**dict(zip(grid_search.GRID_HYPERPARAMETERS, setting)), "val_dice": 0.5, "best_epoch": 1,
+                         "epochs_run": 1, "seconds": 0.1, "status": "COMPLETED", "trial_id": str(number),
+                         "reused": False})
+        return rows
+
+    monkeypatch.setattr(segmentation_experiment, "train_auto_weight_prestage", fake_prestage)
+    monkeypatch.setattr(grid_search, "search_grid", fake_search)
+    with captured_progress() as lines:
+        summary = run_grid_search(tiny_data, SPLIT, PRESTAGE, str(tmp_path))
+
+    # One pre-stage, on fold 0's training and validation parts, for both settings.
+    assert len(prestage_calls) == 1
+    fold = json.loads((tmp_path / "data" / summary["dataset"].split("/")[1] / "splits.json").read_text())["splits"][0]
+    assert prestage_calls[0]["train"] == fold["train"] and prestage_calls[0]["val"] == fold["val"]
+    assert prestage_calls[0]["seed"] == PRESTAGE.segmentation.seed + 0 and prestage_calls[0]["size"] == 32
+    assert any(line.startswith("w_mm_unet: auto-weight pre-stage (§3.2.2) on fold 0, once for all 2 settings")
+               for line in lines)
+
+    # Every setting's W-MM-U-Net weights its paths as the pre-stage says, not 1/4 each.
+    assert len(built["w_mm_unet"]) == 2
+    for weights, path_names in built["w_mm_unet"]:
+        assert weights == pytest.approx(KNOWN_WEIGHTS)
+        assert not np.allclose(weights, 0.25)
+        assert list(path_names) == summary["models"]["w_mm_unet"]["auto_weight_prestage"]["path_names"]
+    assert built["unet_bmode"] == [(None, None), (None, None)]
+
+    # Recorded per model in summary.json and kept in the tuner project for a rerun.
+    project = tmp_path / "grid_search" / "tuner" / "w_mm_unet"
+    record = summary["models"]["w_mm_unet"]["auto_weight_prestage"]
+    assert record["weights"] == KNOWN_WEIGHTS and record["val_accuracy"] == 0.75
+    assert record["file"] == str(project / "auto_weights.json")
+    assert json.loads((project / "auto_weights.json").read_text())["weights"] == KNOWN_WEIGHTS
+    assert summary["models"]["unet_bmode"]["auto_weight_prestage"] is None
+    assert json.loads((tmp_path / "grid_search" / "summary.json").read_text())["models"]["w_mm_unet"][
+        "auto_weight_prestage"]["weights"] == KNOWN_WEIGHTS
+    settings = json.loads((project / "grid_search_settings.json").read_text())
+    assert settings["auto_weight_prestage"]["batch_size"] == PRESTAGE.segmentation.batch_size
+    assert "auto_weight_prestage" not in json.loads(
+        (tmp_path / "grid_search" / "tuner" / "unet_bmode" / "grid_search_settings.json").read_text())
+
+    # A rerun reuses the pre-stage record and builds with the same weights.
+    built.clear()
+    with captured_progress() as lines:
+        again = run_grid_search(tiny_data, SPLIT, PRESTAGE, str(tmp_path))
+    assert len(prestage_calls) == 1
+    assert any("reusing the auto-weight pre-stage weights of" in line for line in lines)
+    assert again["models"]["w_mm_unet"]["auto_weight_prestage"]["weights"] == KNOWN_WEIGHTS
+    assert all(weights == pytest.approx(KNOWN_WEIGHTS) for weights, _ in built["w_mm_unet"])
+
+
+@pytest.mark.slow
+def test_the_grid_w_mm_unet_trains_with_the_weights_of_a_real_prestage(tiny_data, tmp_path):
+    grid = GridSearchConfig(models=("w_mm_unet",), learning_rates=(1e-3,), batch_sizes=(8,), losses=("dice",),
+                            epochs=1)
+    experiment = quick_experiment("tiny", grid_search=grid, overrides={
+        "segmentation": {"auto_weight": "prestage", "auto_weight_epochs": 1}})
+    summary = run_grid_search(tiny_data, SPLIT, experiment, str(tmp_path))
+    record = summary["models"]["w_mm_unet"]["auto_weight_prestage"]
+    kept = json.loads((tmp_path / "grid_search" / "tuner" / "w_mm_unet" / "auto_weights.json").read_text())
+    assert record["weights"] == kept["weights"] and record["val_accuracy"] == kept["val_accuracy"]
+    assert sum(record["weights"]) == pytest.approx(1.0) and not np.allclose(record["weights"], 0.25)
+    row = summary["models"]["w_mm_unet"]["settings"][0]
+    assert row["status"] == "COMPLETED" and 0.0 <= row["val_dice"] <= 1.0

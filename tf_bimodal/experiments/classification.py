@@ -91,6 +91,7 @@ from tf_bimodal.training.classification import (
     fit_classifier,
     predict_probabilities,
 )
+from tf_bimodal.training.memory import training_plan
 from tf_bimodal.training.tensorboard import fold_callbacks, write_fold_summary
 
 logger = logging.getLogger(__name__)
@@ -216,14 +217,18 @@ class ClassificationTask(FoldTask):
         logger.info(f"{fold.label}: train {len(parts['train'])}, val {len(parts['val'])}, "
                     f"test {len(parts['test'])} images")
         strategy = runtime_lib.strategy_for(self.runtime)
+        replicas = strategy.num_replicas_in_sync
         with strategy.scope():
             classifier, records, normalization = build_classifier_for_training(
                 model, config, self.loader, seed=fold.seed
             )
-            compile_classifier(classifier, config)
-        replicas = strategy.num_replicas_in_sync
+            batch_plan = training_plan(classifier, config.batch_size, self.runtime, replicas, model)
+            compile_classifier(classifier, config, batch_plan.accumulation_steps)
+        if batch_plan.accumulation_steps > 1 or replicas > 1:
+            logger.info(f"{fold.label}: {batch_plan.describe()}")
         train_ds = inputs.classification_dataset(
-            arrays, parts["train"], self.input_keys, config.input_size, self.crop_config, config.batch_size,
+            arrays, parts["train"], self.input_keys, config.input_size, self.crop_config,
+            batch_plan.global_micro_batch,
             training=True, augment=config.augment,
             modality_dropout=config.modality_dropout if model in AVAILABILITY_MODELS else 0.0, seed=fold.seed,
             replicas=replicas, context_crop=self.context_crop,
@@ -272,6 +277,7 @@ class ClassificationTask(FoldTask):
             "head_fit": training.get("head_fit"),
             "epochs_run": training["epochs_run"],
             "resumed_from_epoch": training["resumed_from_epoch"],
+            "batch_plan": batch_plan.to_dict(),
             "seed": fold.seed,
             "normalization": normalization,
             "backbone_weights": records,

@@ -13,8 +13,19 @@ paper then trains every model with 1e-4 / 32 / Dice, "near optimal" for all of t
     <output>/grid_search/results.csv           one row per model x setting
     <output>/grid_search/grid.png              validation Dice over learning rate x batch, per loss
     <output>/grid_search/tuner/<model>/        KerasTuner's project (oracle, trial_<n>/), for resuming
+    <output>/grid_search/tuner/w_mm_unet/auto_weights.json
+                                               W-MM-U-Net's auto-weight pre-stage record (§3.2.2)
     <output>/grid_search/tensorboard/<model>/  the grid in TensorBoard's HParams dashboard, one run
                                                per setting (``RuntimeConfig.tensorboard``)
+
+A W-MM-U-Net whose weighting is ``"prestage"`` (``SegmentationConfig.auto_weight``, §3.2.2)
+gets its auto-weight pre-stage once per grid search, on the grid's fold (``GridSearchConfig.fold``),
+before its first setting, and every one of its settings is built with those fixed modality
+weights: the pre-stage classifier is trained as in the cross-validation of that fold (the
+segmentation config's batch size and its ``auto_weight_*`` settings, the fold's training and
+validation images, the seed ``seed + fold``), so it depends on none of the searched learning
+rate, batch size or loss. Without it the grid's W-MM-U-Net would weight its four paths equally, the same
+model as MM-U-Net.
 
 KerasTuner's ``SaveBestEpoch`` checkpoints are left out: the search needs each setting's
 score, not its weights (they would take about 20 GB at the ``paper`` preset, 120-310 MB per
@@ -33,11 +44,12 @@ import keras
 
 from tf_bimodal import layout, logs
 from tf_bimodal.config import DataConfig, ExperimentConfig, GridSearchConfig, SplitConfig, to_dict
-from tf_bimodal.data import inputs
+from tf_bimodal.data import inputs, pipeline
 from tf_bimodal.evaluation.figures import save_grid_figure
 from tf_bimodal.experiments.cross_validation import experiment_runtime, load_experiment_data
-from tf_bimodal.experiments.segmentation import check_modalities
+from tf_bimodal.experiments.segmentation import AUTO_WEIGHT_FILE, check_modalities, kept_auto_weight_prestage
 from tf_bimodal.io import read_json, write_json
+from tf_bimodal.models.segmentation.factory import MODEL_INPUTS, model_weighting
 from tf_bimodal.schema import SYNTHETIC_NOTICE
 from tf_bimodal.training import runtime as runtime_lib
 from tf_bimodal.training.segmentation import MONITOR
@@ -54,8 +66,8 @@ from tf_bimodal.training.tuning import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["GridSearchTrialError", "choose_setting", "grid_settings", "run_grid_search", "setting_config",
-           "setting_run_name", "write_grid_hparams"]
+__all__ = ["GridSearchTrialError", "choose_setting", "grid_prestage", "grid_settings", "run_grid_search",
+           "setting_config", "setting_run_name", "write_grid_hparams"]
 
 PAPER_CHOICE = (
     "The paper (§3.4, Table S4) found learning rate 1e-4 / batch size 32 / Dice loss near-optimal "
@@ -78,11 +90,16 @@ def _json_normalized(value):
 
 def _tuner_settings(model_name, dataset_name, split, grid, base, epochs, precision="float32") -> dict:
     """What a tuner project's trials depend on (the list of models searched does not; the
-    precision only when not float32, as in the segmentation runs' cache key)."""
+    precision only when not float32, as in the segmentation runs' cache key). For a model
+    with the auto-weight pre-stage also what the pre-stage reads beyond the kept segmentation
+    settings: the base batch size (the grid's batch sizes are the segmenter's) and the
+    revision of the classifier batches."""
     segmentation = to_dict(base)
     for name in (*GRID_HYPERPARAMETERS, "epochs"):
         segmentation.pop(name)
     extra = {"precision": precision} if precision != "float32" else {}
+    if model_weighting(model_name, base) == "prestage":
+        extra["auto_weight_prestage"] = {"batch_size": base.batch_size, "batches": pipeline.BATCHES_REVISION}
     return _json_normalized({
         **extra,
         "model": model_name,
@@ -146,6 +163,31 @@ def write_grid_hparams(log_dir: str, grid: GridSearchConfig, rows: list[dict], r
     )
 
 
+def grid_prestage(model_name, base, grid, model_arrays, fold, model_size, project_dir, runtime=None) -> dict | None:
+    """The auto-weight pre-stage (§3.2.2) of ``model_name`` for the grid, or None when its
+    weighting is not ``"prestage"``.
+
+    Trained once on fold ``grid.fold`` (every labelled image of its training part; its
+    validation part for the early stopping) with ``base`` and the seed ``base.seed + fold``, as
+    the cross-validation trains the pre-stage of that fold, before the model's first setting;
+    every setting is then built with its weights. The record is kept in
+    ``<project_dir>/auto_weights.json`` and read back by a resumed search.
+    """
+    if model_weighting(model_name, base) != "prestage":
+        return None
+    path = os.path.join(project_dir, AUTO_WEIGHT_FILE)
+    seed = base.seed + grid.fold
+    runtime_lib.clear_session(runtime)
+    keras.utils.set_random_seed(seed)
+    logger.info(f"{model_name}: auto-weight pre-stage (§3.2.2) on fold {fold['fold']}, once for all "
+                f"{grid.num_settings} settings")
+    record = kept_auto_weight_prestage(
+        path, model_arrays, list(fold["train"]), list(fold["val"]), base, model_size, seed=seed,
+        input_keys=MODEL_INPUTS[model_name], label=f"{model_name} fold {fold['fold']}",
+    )
+    return {**record, "file": path}
+
+
 def choose_setting(rows: list[dict]) -> dict | None:
     """The setting with the highest validation Dice; ties go to the first in grid order."""
     chosen = None
@@ -200,10 +242,16 @@ def run_grid_search(
     search was scored on; one fold's validation part keeps the search cheap and never looks
     at the test images.
 
+    A W-MM-U-Net with the auto-weight pre-stage (weighting ``"prestage"``, §3.2.2) gets it
+    once, on fold ``grid.fold``, before its settings (:func:`grid_prestage`); all its settings
+    are built with those weights, which ``summary.json`` records per model
+    (``auto_weight_prestage``; null for the other models).
+
     Each model has its own ``keras_tuner.GridSearch`` in ``<output>/grid_search/tuner/<model>``;
     a rerun with the same output resumes it: finished settings are read back, not trained
-    again, and an interrupted one is trained again. A project made for another search (other
-    grid, epochs, fold, data, splits or segmentation settings) is refused, not reused.
+    again, and an interrupted one is trained again; the pre-stage record in that folder is
+    read back, not trained again. A project made for another search (other grid, epochs,
+    fold, data, splits or segmentation settings) is refused, not reused.
 
     With ``runtime.tensorboard`` (the default) each model's grid is also written to
     TensorBoard's HParams dashboard, in ``<output>/grid_search/tensorboard/<model>/``: the
@@ -274,12 +322,14 @@ def _run_grid_search(data, split, experiment, output, grid_dir) -> dict:
         _check_tuner_project(project_dir, _tuner_settings(
             model_name, dataset_name, split, grid, base, epochs, runtime_lib.resolve_precision(runtime).precision
         ))
+        prestage = grid_prestage(model_name, base, grid, model_arrays, fold, model_size, project_dir, runtime)
         hypermodel = SegmentationHyperModel(
             model_name, base, grid, model_arrays, train_ids, val_ids, model_size, started=started, runtime=runtime,
+            modality_weights=prestage["weights"] if prestage else None,
         )
         rows = search_grid(hypermodel, project_dir, started, runtime)
         chosen = choose_setting(rows)
-        models[model_name] = {"settings": rows, "chosen_row": chosen}
+        models[model_name] = {"settings": rows, "chosen_row": chosen, "prestage": prestage}
         hparams_dirs[model_name] = write_grid_hparams(
             os.path.join(grid_dir, "tensorboard", model_name), grid, rows, runtime
         )
@@ -322,6 +372,7 @@ def _run_grid_search(data, split, experiment, output, grid_dir) -> dict:
             model_name: {
                 "settings": result["settings"],
                 "chosen": result["chosen_row"],
+                "auto_weight_prestage": result["prestage"],
                 "tuner_dir": os.path.join(grid_dir, "tuner", model_name),
             }
             for model_name, result in models.items()

@@ -57,6 +57,7 @@ from tf_bimodal.models.segmentation.factory import (
 )
 from tf_bimodal.schema import SYNTHETIC_NOTICE
 from tf_bimodal.training import runtime as runtime_lib
+from tf_bimodal.training.memory import training_plan
 from tf_bimodal.training.metrics import mean_scores
 from tf_bimodal.training.segmentation import (
     MONITOR,
@@ -136,6 +137,28 @@ def _shares_over_folds(results: list[dict], key: str, shares, rule: str) -> dict
     return {**summary, "rule": rule}
 
 
+def kept_auto_weight_prestage(path: str, arrays: dict, train_ids, val_ids, config: SegmentationConfig,
+                              image_size: int, seed: int, input_keys, label: str) -> dict:
+    """A fold's auto-weight pre-stage (§3.2.2), read back from ``path`` when an earlier run
+    wrote it there, else trained and written there.
+
+    The pre-stage (:func:`~tf_bimodal.training.segmentation.train_auto_weight_prestage`)
+    trains on every image of ``train_ids`` that has a benign or malignant label (masks are
+    not needed) and selects on ``val_ids``; the caller clears the session and seeds the
+    initialisation. Its record (weights, path names, validation accuracy ...) is what a
+    W-MM-U-Net of that fold is built with (``modality_weights=record["weights"]``), so that a
+    resumed run rebuilds it with the weights it started with.
+    """
+    record = read_json_or_none(path)
+    if record is not None and record.get("path_names"):
+        logger.info(f"{label}: reusing the auto-weight pre-stage weights of {path}")
+        return record
+    record = train_auto_weight_prestage(arrays, train_ids, val_ids, config, image_size, seed=seed,
+                                        input_keys=input_keys, label=label)
+    write_json(path, record)
+    return record
+
+
 def training_positions(positions: np.ndarray, truth: np.ndarray, lesion_free: bool) -> np.ndarray:
     """The ``positions`` (images with a mask) a segmenter trains and selects on: all of them,
     or with ``lesion_free`` False (``SegmentationConfig.train_lesion_free``) only those whose
@@ -191,23 +214,15 @@ class SegmentationTask(FoldTask):
         return True
 
     def auto_weight_prestage(self, fold: Fold) -> dict:
-        """The fold's auto-weight pre-stage (§3.2.2): trained on every training image of the
-        fold that has a label (masks are not needed), selected on its validation images; the
-        record is kept in ``fold_<k>/auto_weights.json`` and reused by a resumed fold."""
-        path = os.path.join(fold.folder, AUTO_WEIGHT_FILE)
-        record = read_json_or_none(path)
-        if record is not None and record.get("path_names"):
-            logger.info(f"{fold.label}: reusing the auto-weight pre-stage weights of {path}")
-            return record
+        """The fold's auto-weight pre-stage (:func:`kept_auto_weight_prestage`), kept in
+        ``fold_<k>/auto_weights.json`` and reused by a resumed fold."""
         arrays = self.data.arrays
         train_ids = [arrays["image_id"][i] for i in self.positions(fold.parts["train"], masked_only=False)]
         val_ids = [arrays["image_id"][i] for i in self.positions(fold.parts["val"], masked_only=False)]
-        record = train_auto_weight_prestage(
-            self.model_arrays, train_ids, val_ids, self.config, self.model_size, seed=fold.seed,
-            input_keys=self.input_keys, label=fold.label,
+        return kept_auto_weight_prestage(
+            os.path.join(fold.folder, AUTO_WEIGHT_FILE), self.model_arrays, train_ids, val_ids, self.config,
+            self.model_size, seed=fold.seed, input_keys=self.input_keys, label=fold.label,
         )
-        write_json(path, record)
-        return record
 
     def train_fold(self, fold: Fold) -> dict:
         config, arrays, model_arrays = self.config, self.data.arrays, self.model_arrays
@@ -227,21 +242,21 @@ class SegmentationTask(FoldTask):
         if model_weighting(self.model, config) == "prestage":
             prestage = self.auto_weight_prestage(fold)
         strategy = runtime_lib.strategy_for(self.runtime)
-        with strategy.scope():
-            segmenter = compile_segmenter(
-                build_segmenter(self.model, config, self.model_size,
-                                modality_weights=prestage["weights"] if prestage else None),
-                config,
-            )
-        self.path_names = getattr(segmenter, "path_names", None)
         replicas = strategy.num_replicas_in_sync
+        with strategy.scope():
+            segmenter = build_segmenter(self.model, config, self.model_size,
+                                        modality_weights=prestage["weights"] if prestage else None)
+            batch_plan = training_plan(segmenter, config.batch_size, self.runtime, replicas, self.model)
+            compile_segmenter(segmenter, config, batch_plan.accumulation_steps)
+        self.path_names = getattr(segmenter, "path_names", None)
 
         def batches(ids, training):
-            return inputs.segmentation_dataset(model_arrays, ids, self.input_keys, config.batch_size, training,
-                                               augment=config.augment, seed=fold.seed, replicas=replicas)
+            return inputs.segmentation_dataset(model_arrays, ids, self.input_keys, batch_plan.global_micro_batch,
+                                               training, augment=config.augment, seed=fold.seed, replicas=replicas)
 
         train_ds, val_ds = batches(train_ids, True), batches(val_ids, False)
-        logger.info(f"{fold.label}: train {len(train_ids)}, val {len(val_ids)}, test {len(test_positions)} images")
+        logger.info(f"{fold.label}: train {len(train_ids)}, val {len(val_ids)}, test {len(test_positions)} images; "
+                    f"{batch_plan.describe()}")
         extra_callbacks = fold_callbacks(
             self.runtime, fold.folder, "segmentation", model=segmenter,
             val_inputs={key: model_arrays[key][val_positions] for key in self.input_keys},
@@ -270,6 +285,7 @@ class SegmentationTask(FoldTask):
             "best_val_dice": training["best_val_dice"],
             "epochs_run": training["epochs_run"],
             "resumed_from_epoch": training["resumed_from_epoch"],
+            "batch_plan": batch_plan.to_dict(),
             "modality_weights": mean_modality_weights(segmenter, model_arrays, test_positions, self.input_keys),
             "path_names": list(self.path_names) if self.path_names is not None else None,
             "auto_weight_prestage": prestage,

@@ -136,12 +136,13 @@ def freeze_vgg_blocks(backbone: keras.Model, blocks: int) -> list[str]:
     return frozen
 
 
-def compile_classifier(classifier: keras.Model, config: ClassificationConfig) -> keras.Model:
+def compile_classifier(classifier: keras.Model, config: ClassificationConfig,
+                       accumulation_steps: int = 1) -> keras.Model:
     """Compile with SGD (``learning_rate``, ``momentum``, ``weight_decay`` as
     ``weight_decay_mode`` says; §3.4,
-    :func:`~tf_bimodal.models.classification.optimizer.classification_optimizer`); the loss is
-    the model's own (Eq. 1)."""
-    classifier.compile(optimizer=classification_optimizer(config))
+    :func:`~tf_bimodal.models.classification.optimizer.classification_optimizer`), stepping
+    once per ``accumulation_steps`` micro-batches; the loss is the model's own (Eq. 1)."""
+    classifier.compile(optimizer=classification_optimizer(config, accumulation_steps))
     return classifier
 
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tf_bimodal.config import SegmentationConfig
 from tf_bimodal.data import inputs
+from tf_bimodal.models.accumulation import AccumulatingAdam
 from tf_bimodal.models.segmentation.auto_weight import (
     PRESTAGE_CLASSES,
     PRESTAGE_RULE,
@@ -39,12 +40,15 @@ MONITOR = "val_dice"
 ``SegmentationConfig.threshold``), the paper's headline segmentation metric (§4.1)."""
 
 
-def compile_segmenter(model: keras.Model, config: SegmentationConfig) -> keras.Model:
+def compile_segmenter(model: keras.Model, config: SegmentationConfig, accumulation_steps: int = 1) -> keras.Model:
     """Compile with Adam (``config.learning_rate``, ``beta_1``, ``beta_2``; §3.4), the
-    configured loss (§3.4: Dice) and the per-image Dice metric (logged as ``dice``)."""
+    configured loss (§3.4: Dice) and the per-image Dice metric (logged as ``dice``). With
+    ``accumulation_steps`` > 1 Adam steps once per that many micro-batches, on their mean
+    gradient (:mod:`tf_bimodal.models.accumulation`)."""
+    accumulation = {"accumulation_steps": accumulation_steps} if accumulation_steps > 1 else {}
     model.compile(
-        optimizer=keras.optimizers.Adam(
-            learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2
+        optimizer=(AccumulatingAdam if accumulation else keras.optimizers.Adam)(
+            learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, **accumulation
         ),
         loss=segmentation_loss(config.loss),
         metrics=[SegmentationScore("dice", threshold=config.threshold)],

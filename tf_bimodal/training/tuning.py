@@ -79,7 +79,8 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
 
     Every setting starts from the same seed (``base.seed + fold``: weights, shuffling,
     augmentation), so settings differ only in their hyperparameters and a retried setting
-    repeats itself.
+    repeats itself. A W-MM-U-Net under ``auto_weight="prestage"`` is built with the fixed
+    ``modality_weights`` of its auto-weight pre-stage (§3.2.2), the same for every setting.
 
     Args:
         model_name: a ``SEGMENTATION_MODELS`` name.
@@ -90,10 +91,13 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         model_size: the model's input side.
         started: ``time.time()`` the lines count elapsed seconds from.
         runtime: the ``RuntimeConfig``, whose precision every setting is built in.
+        modality_weights: the auto-weight pre-stage's weights, one per modal path, for a model
+            whose weighting is ``"prestage"`` (``build_segmenter``'s ``modality_weights``);
+            None for the other models.
     """
 
     def __init__(self, model_name, base, grid, arrays, train_ids, val_ids, model_size, started=None,
-                 runtime=None):
+                 runtime=None, modality_weights=None):
         super().__init__(name=model_name)
         self.model_name = model_name
         self.base = base
@@ -106,6 +110,7 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         self.settings = grid_settings(grid)
         self.seed = base.seed + grid.fold
         self.runtime = runtime
+        self.modality_weights = None if modality_weights is None else [float(w) for w in modality_weights]
         self._trial_started = None
 
     def declare_hyperparameters(self, hp):
@@ -129,7 +134,9 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         learning_rate = hp.Choice("learning_rate", list(self.grid.learning_rates))
         loss = hp.Choice("loss", list(self.grid.losses))
         config = dataclasses.replace(self.base, learning_rate=learning_rate, loss=loss)
-        return compile_segmenter(build_segmenter(self.model_name, config, self.model_size), config)
+        return compile_segmenter(
+            build_segmenter(self.model_name, config, self.model_size, modality_weights=self.modality_weights), config
+        )
 
     def fit(self, hp, model, *args, callbacks=None, **kwargs):
         batch_size = hp.Choice("batch_size", list(self.grid.batch_sizes))

@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 
 from tf_bimodal.models.classification import VGG16Backbone, load_backbone_weights
+from tf_bimodal.models.classification import backbone_weights as backbone_weights_lib
 from tf_bimodal.models.classification.backbone_weights import (
     IMAGENET_WEIGHTS_FILE,
+    IMAGENET_WEIGHTS_URL,
     BackboneWeightsUnavailable,
     check_backbone_weights,
+    keras_cache_dir,
 )
 from tf_bimodal.training.classification import build_classifier_for_training
 
@@ -133,3 +136,18 @@ def test_check_backbone_weights_before_training(tmp_path):
     check_backbone_weights(str(path), required=True)
     with pytest.raises(ValueError, match="check_backbone_weights: .*absent.h5 does not exist"):
         check_backbone_weights(str(tmp_path / "absent.h5"), required=False)
+
+
+def test_required_weights_error_speaks_the_command_lines_words(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(backbone_weights_lib, "fetch_imagenet_weights_file", _fail_offline)  # the default fetch
+    with pytest.raises(BackboneWeightsUnavailable) as caught:
+        check_backbone_weights("imagenet", required=True)
+    settings, command_line = str(caught.value), caught.value.command_line
+    assert "classification.backbone_weights=PATH" in settings and "--backbone-weights" not in settings
+    assert "\n" not in command_line and "classification.backbone_weights=PATH" not in command_line
+    assert "--backbone-weights PATH" in command_line and "--backbone-weights none" in command_line
+    assert IMAGENET_WEIGHTS_URL in command_line and "URL fetch failure" in command_line
+    cached = str(tmp_path / "keras" / "models" / IMAGENET_WEIGHTS_FILE)
+    assert keras_cache_dir() == str(tmp_path / "keras" / "models") and cached in command_line and cached in settings
+    assert BackboneWeightsUnavailable("a message").command_line == "a message"

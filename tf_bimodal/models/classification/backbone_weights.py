@@ -14,9 +14,10 @@ Every load returns a *record* that the experiment writes into its config and res
 When ImageNet weights are requested with ``allow_fallback=True`` (the default) and cannot be
 had, the backbone keeps its random initialisation, a warning is issued and the record says
 ``"used": "random"`` with the reason: results are then those of training from scratch. With
-``allow_fallback=False`` (``ClassificationConfig.require_backbone_weights``) the same failure
-raises :class:`BackboneWeightsUnavailable`, which says how to provide the weights as a file.
-A weights path that does not exist, or a file that does not load, is always an error.
+``allow_fallback=False`` (``ClassificationConfig.require_backbone_weights``, on in the
+``paper`` preset) the same failure raises :class:`BackboneWeightsUnavailable`, which says how
+to provide the weights as a file. A weights path that does not exist, or a file that does not
+load, is always an error.
 """
 
 from __future__ import annotations
@@ -47,7 +48,16 @@ IMAGENET_WEIGHTS_MD5 = "64373286793e3c8b2b4e3219cbf3544b"
 
 class BackboneWeightsUnavailable(RuntimeError):
     """ImageNet weights were required (no fallback to random initialisation) but could not be
-    loaded."""
+    loaded.
+
+    The message says how to provide them in the settings' words
+    (``classification.backbone_weights=PATH``); :attr:`command_line` says the same in the
+    command line's (``--backbone-weights PATH``), on one line.
+    """
+
+    def __init__(self, message: str, command_line: str | None = None):
+        super().__init__(message)
+        self.command_line = command_line or message
 
 
 def keras_cache_dir() -> str:
@@ -57,13 +67,42 @@ def keras_cache_dir() -> str:
     return os.path.join(home, "models")
 
 
-def how_to_provide_imagenet_weights() -> str:
-    """The ways to give a run the ImageNet VGG-16 weights without a network, in words."""
+def how_to_provide_imagenet_weights(command_line: bool = False) -> str:
+    """The ways to give a run the ImageNet VGG-16 weights without a network, in words: in the
+    settings' words, or (``command_line``) with the options of ``tf-bimodal`` and
+    ``run_experiments.py``."""
+    cached = os.path.join(keras_cache_dir(), IMAGENET_WEIGHTS_FILE)
+    if command_line:
+        return (
+            f"download {IMAGENET_WEIGHTS_URL} once on a machine with a network, then give its path with "
+            f"--backbone-weights PATH or copy it to {cached} (Keras's cache, where Keras reads it from); "
+            "--backbone-weights none trains from random weights on purpose"
+        )
     return (
         f"to provide them as a file, download {IMAGENET_WEIGHTS_URL} on a machine with a network and "
-        f"either copy it into Keras's cache ({os.path.join(keras_cache_dir(), IMAGENET_WEIGHTS_FILE)}) "
+        f"either copy it into Keras's cache ({cached}) "
         "or give its path as backbone_weights (classification.backbone_weights=PATH); or allow the "
-        "fallback to random initialisation (require_backbone_weights false)"
+        "fallback to random initialisation (require_backbone_weights false), or train from random "
+        "weights on purpose (backbone_weights 'none')"
+    )
+
+
+def _one_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+def _imagenet_unavailable(caller: str, verb: str, error: Exception) -> BackboneWeightsUnavailable:
+    """The :class:`BackboneWeightsUnavailable` of required ImageNet weights that ``error``
+    kept from loading."""
+    return BackboneWeightsUnavailable(
+        f"{caller}: backbone_weights='imagenet' {verb} required (require_backbone_weights true, no fallback "
+        f"to random initialisation) but the ImageNet VGG-16 weights are unavailable: {_one_line(error)}; "
+        f"{how_to_provide_imagenet_weights()}",
+        command_line=(
+            "the classifiers' ImageNet VGG-16 weights are required (require_backbone_weights: the paper "
+            f"preset, or --require-backbone-weights) but could not be had ({_one_line(error)}); "
+            f"{how_to_provide_imagenet_weights(command_line=True)}"
+        ),
     )
 
 
@@ -107,7 +146,7 @@ def _missing_file_error(weights: str, path: str, caller: str) -> ValueError:
     )
 
 
-def check_backbone_weights(weights: str | None, required: bool = False, fetch=fetch_imagenet_weights_file) -> None:
+def check_backbone_weights(weights: str | None, required: bool = False, fetch=None) -> None:
     """Check, before any training, that the backbone weights a run asks for can be had (§3.3.2).
 
     Meant to be called once per request before its first step, so that a run that would fail
@@ -122,7 +161,8 @@ def check_backbone_weights(weights: str | None, required: bool = False, fetch=fe
         weights: ``ClassificationConfig.backbone_weights``: ``"imagenet"``, ``"hed"`` (must be
             installed), ``"none"``/None or a path.
         required: ``ClassificationConfig.require_backbone_weights``.
-        fetch: returns the path of the ImageNet weights file or raises (replaceable for tests).
+        fetch: returns the path of the ImageNet weights file or raises (default:
+            :func:`fetch_imagenet_weights_file`; replaceable for tests).
 
     Raises:
         ValueError: a path with no file (named, absolute).
@@ -139,13 +179,9 @@ def check_backbone_weights(weights: str | None, required: bool = False, fetch=fe
         if not required:
             return
         try:
-            fetch()
+            (fetch or fetch_imagenet_weights_file)()
         except Exception as error:
-            reason = f"ImageNet VGG-16 weights unavailable: {type(error).__name__}: {error}"
-            raise BackboneWeightsUnavailable(
-                "check_backbone_weights: backbone_weights='imagenet' is required (require_backbone_weights "
-                f"true, no fallback to random initialisation) but the {reason}; {how_to_provide_imagenet_weights()}"
-            ) from error
+            raise _imagenet_unavailable("check_backbone_weights", "is", error) from error
         return
     path = os.path.expanduser(weights)
     if not os.path.isfile(path):
@@ -242,13 +278,9 @@ def load_backbone_weights(
         try:
             source = loader()
         except Exception as error:  # offline, corrupt cache, ...: all mean "not available"
-            reason = f"ImageNet VGG-16 weights unavailable: {type(error).__name__}: {error}"
             if not allow_fallback:
-                raise BackboneWeightsUnavailable(
-                    "load_backbone_weights: backbone_weights='imagenet' was required "
-                    f"(require_backbone_weights true, no fallback to random initialisation) but the {reason}; "
-                    f"{how_to_provide_imagenet_weights()}"
-                ) from error
+                raise _imagenet_unavailable("load_backbone_weights", "was", error) from error
+            reason = f"ImageNet VGG-16 weights unavailable: {_one_line(error)}"
             warnings.warn(f"{reason}; the backbone keeps its RANDOM initialisation", stacklevel=2)
             say(f"WARNING: {reason}; training from a random initialisation instead")
             return {"requested": "imagenet", "used": "random", "reason": reason, "layers": 0}

@@ -28,6 +28,7 @@ import keras
 from keras import ops
 
 from tf_bimodal.config import WEIGHT_DECAY_MODES, ClassificationConfig
+from tf_bimodal.models.accumulation import AccumulatingSGD, GradientAccumulation
 
 
 @keras.saving.register_keras_serializable(package="tf_bimodal")
@@ -76,10 +77,19 @@ class SGDWithL2(keras.optimizers.SGD):
         return config
 
 
-def classification_optimizer(config: ClassificationConfig) -> keras.optimizers.Optimizer:
+@keras.saving.register_keras_serializable(package="tf_bimodal")
+class AccumulatingSGDWithL2(GradientAccumulation, SGDWithL2):
+    """:class:`SGDWithL2` stepping once per ``accumulation_steps`` micro-batches
+    (:class:`~tf_bimodal.models.accumulation.GradientAccumulation`); the L2 term is added to
+    the mean gradient, once per step."""
+
+
+def classification_optimizer(config: ClassificationConfig, accumulation_steps: int = 1) -> keras.optimizers.Optimizer:
     """The SGD of ``config`` (§3.4): ``learning_rate``, ``momentum`` and ``weight_decay``,
     the decay as ``config.weight_decay_mode`` says: ``"l2"`` a :class:`SGDWithL2`,
-    ``"decoupled"`` Keras' ``SGD(weight_decay=...)``.
+    ``"decoupled"`` Keras' ``SGD(weight_decay=...)``. With ``accumulation_steps`` > 1 the
+    optimizer steps once per that many micro-batches, on their mean gradient
+    (:mod:`tf_bimodal.models.accumulation`); the decay then acts once per step.
 
     Raises:
         ValueError: an unknown ``weight_decay_mode``.
@@ -88,10 +98,13 @@ def classification_optimizer(config: ClassificationConfig) -> keras.optimizers.O
         raise ValueError(
             f"weight_decay_mode must be one of {WEIGHT_DECAY_MODES}, got {config.weight_decay_mode!r}"
         )
+    accumulation = {"accumulation_steps": accumulation_steps} if accumulation_steps > 1 else {}
     if config.weight_decay_mode == "l2":
-        return SGDWithL2(
-            learning_rate=config.learning_rate, momentum=config.momentum, l2_weight_decay=config.weight_decay
+        return (AccumulatingSGDWithL2 if accumulation else SGDWithL2)(
+            learning_rate=config.learning_rate, momentum=config.momentum, l2_weight_decay=config.weight_decay,
+            **accumulation,
         )
-    return keras.optimizers.SGD(
-        learning_rate=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay or None
+    return (AccumulatingSGD if accumulation else keras.optimizers.SGD)(
+        learning_rate=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay or None,
+        **accumulation,
     )
