@@ -78,28 +78,11 @@ def build_compiled(model_name: str, filters: int | None, accumulation_steps: int
     return compile_segmenter(model, config, accumulation_steps), config.image_size, config.batch_size
 
 
-def random_batch(model, images: int, seed: int = 0):
-    """Random inputs for every input of ``model`` and targets of its task."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    inputs = {}
-    for tensor in model.inputs:
-        name = tensor.name.split(":")[0]
-        shape = (images, *tensor.shape[1:])
-        inputs[name] = np.ones(shape, "float32") if "availability" in name else rng.uniform(size=shape).astype("float32")
-    if len(model.outputs[0].shape) == 4:
-        side = model.outputs[0].shape[1]
-        targets = (rng.uniform(size=(images, side, side, 1)) > 0.7).astype("float32")
-    else:
-        targets = np.arange(images) % 2
-    return inputs, targets
-
-
 def measure(model_name: str, batch: int, filters: int | None) -> dict:
     """Two training steps at ``batch`` images in this process: peak memory and step time."""
     import keras
 
+    from tf_bimodal.experiments.plan import random_training_batch
     from tf_bimodal.training.memory import estimate_training_memory
 
     keras.utils.set_random_seed(0)
@@ -108,7 +91,7 @@ def measure(model_name: str, batch: int, filters: int | None) -> dict:
     model, size, _ = build_compiled(model_name, filters)
     built = time.perf_counter() - started
     rss_built = _rss_bytes()
-    inputs, targets = random_batch(model, batch)
+    inputs, targets = random_training_batch(model, batch)
     started = time.perf_counter()
     model.train_on_batch(inputs, targets)
     first = time.perf_counter() - started
@@ -132,6 +115,7 @@ def accumulate(model_name: str, filters: int | None, micro_batch: int | None) ->
     import tensorflow as tf
 
     from tf_bimodal.config import RuntimeConfig
+    from tf_bimodal.experiments.plan import random_training_batch
     from tf_bimodal.training.memory import training_plan
 
     keras.utils.set_random_seed(0)
@@ -140,7 +124,7 @@ def accumulate(model_name: str, filters: int | None, micro_batch: int | None) ->
     del probe
     keras.backend.clear_session()
     model, size, _ = build_compiled(model_name, filters, plan.accumulation_steps)
-    inputs, targets = random_batch(model, plan.effective_batch)
+    inputs, targets = random_training_batch(model, plan.effective_batch)
     data = tf.data.Dataset.from_tensor_slices((inputs, targets)).batch(plan.micro_batch)
     started = time.perf_counter()
     model.fit(data, epochs=1, verbose=0, shuffle=False)
@@ -187,7 +171,8 @@ def main(argv=None) -> int:
         print(json.dumps(measure(args.one[0], int(args.one[1]), none(args.one[2]))))
         return 0
     if args.one_accumulate:
-        print(json.dumps(accumulate(args.one_accumulate[0], none(args.one_accumulate[1]), none(args.one_accumulate[2]))))
+        model_name, filters, micro = args.one_accumulate
+        print(json.dumps(accumulate(model_name, none(filters), none(micro))))
         return 0
     from tf_bimodal.training.runtime import matmul_rates
 

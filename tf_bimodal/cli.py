@@ -5,6 +5,7 @@
     tf-bimodal data                                   prepare and describe the data set
     tf-bimodal train mff                              a model, table1, table2 or all (§3.4)
     tf-bimodal train w_mm_unet --fold 2               one fold of a model (one job per fold)
+    tf-bimodal plan all --preset paper                memory, micro-batches and time on this device
     tf-bimodal grid-search                            learning rate x batch x loss (Table S4)
     tf-bimodal report                                 rewrite report.md from the results
     tf-bimodal export out/                            SavedModels and the CAD pipeline
@@ -124,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(train)
     add_settings_options(train)
 
+    plan = commands.add_parser("plan", help="what a train request will take on this device: memory, "
+                                            "micro-batch x accumulation, steps, time (writes plan.json)")
+    plan.add_argument("request", choices=[r for r in REQUESTS if r != "grid_search"], metavar="MODEL",
+                      help="a Table 1 segmenter, a Table 2 classifier, table1, table2 or all")
+    plan.add_argument("--crop", choices=CLASSIFICATION_CROPS, default="predicted",
+                      help=CROP_HELP + " (default: %(default)s)")
+    plan.add_argument("--timing", choices=("measured", "none"), default="measured",
+                      help="measure a few training steps of every model on this device (default), or skip "
+                           "the time estimate")
+    add_data_options(plan)
+    add_settings_options(plan)
+
     grid = commands.add_parser("grid-search", help="the grid search of §3.4 (Table S4)")
     add_data_options(grid)
     add_settings_options(grid)
@@ -228,6 +241,9 @@ def main(argv=None) -> int:
             if args.command == "train":
                 workflow.run(args.request, data_config(args), split_config(args), experiment, crop=args.crop,
                              output=args.output, command=command, folds=args.folds)
+            elif args.command == "plan":
+                workflow.plan(args.request, data_config(args), split_config(args), experiment, crop=args.crop,
+                              output=args.output, timing=args.timing)
             elif args.command == "grid-search":
                 workflow.run("grid_search", data_config(args), split_config(args), experiment, output=args.output,
                              command=command)

@@ -43,6 +43,7 @@ from tf_bimodal.data import fingerprint as fingerprint_lib
 from tf_bimodal.data import readers
 from tf_bimodal.data import splits as splits_lib
 from tf_bimodal.evaluation.figures import save_examples_figure
+from tf_bimodal.experiments import plan as plan_lib
 from tf_bimodal.experiments.protocol import experiment_dir, run_protocol
 from tf_bimodal.experiments.report import write_report
 from tf_bimodal.export import export_experiment
@@ -239,6 +240,28 @@ def run(
         result["export"] = _export(output, data, experiment, crop if model in CLASSIFICATION_MODELS else "predicted",
                                    export)
     return result
+
+
+def plan(model: str, data: DataConfig | None = None, split: SplitConfig | None = None,
+         preset: str | ExperimentConfig = DEFAULT_PRESET, crop: str = "predicted",
+         output: str = layout.DEFAULT_OUTPUT, timing: str = "measured") -> dict:
+    """What a ``train`` request will take on this device, before it runs
+    (:mod:`tf_bimodal.experiments.plan`): every model's parameters, memory, micro-batch x
+    accumulation steps, steps per epoch, a measured step time and an upper bound of the time.
+    A model that does not fit even at one image stops it before any data work
+    (:class:`tf_bimodal.training.memory.DoesNotFit`, a ``ValueError``). Written to
+    ``<output>/<dataset>-<preset>/plan.json``; returns the plan.
+    """
+    logs.console()
+    data = data or DataConfig()
+    split = split or SplitConfig()
+    experiment = preset if isinstance(preset, ExperimentConfig) else resolve(preset)
+    if model not in REQUESTS or model == "grid_search":
+        raise ValueError(f"plan: model must be one of {tuple(r for r in REQUESTS if r != 'grid_search')}, "
+                         f"got {model!r}")
+    checked = plan_lib.check_fit(model, data, experiment, crop)
+    summary = describe_data(data, split, output)
+    return plan_lib.make_plan(checked, summary["folds"], data, split, experiment, output, timing)
 
 
 def _export(output, data, experiment, crop, export_dir) -> dict:

@@ -30,6 +30,7 @@ from tf_bimodal.config import GridSearchConfig, RuntimeConfig, SegmentationConfi
 from tf_bimodal.data import inputs
 from tf_bimodal.models.segmentation.factory import MODEL_INPUTS, build_segmenter
 from tf_bimodal.training import runtime as runtime_lib
+from tf_bimodal.training.memory import training_plan
 from tf_bimodal.training.segmentation import MONITOR, compile_segmenter
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         self.runtime = runtime
         self.modality_weights = None if modality_weights is None else [float(w) for w in modality_weights]
         self._trial_started = None
+        self._batch_plan = None
 
     def declare_hyperparameters(self, hp):
         # Declared up front, in this order, so that GridSearch walks the grid as
@@ -133,10 +135,13 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         keras.utils.set_random_seed(self.seed)
         learning_rate = hp.Choice("learning_rate", list(self.grid.learning_rates))
         loss = hp.Choice("loss", list(self.grid.losses))
+        batch_size = hp.Choice("batch_size", list(self.grid.batch_sizes))
         config = dataclasses.replace(self.base, learning_rate=learning_rate, loss=loss)
-        return compile_segmenter(
-            build_segmenter(self.model_name, config, self.model_size, modality_weights=self.modality_weights), config
-        )
+        model = build_segmenter(self.model_name, config, self.model_size, modality_weights=self.modality_weights)
+        # The setting's batch in micro-batches that fit the device (tf_bimodal.training.memory).
+        self._batch_plan = training_plan(model, batch_size, self.runtime,
+                                         runtime_lib.strategy_for(self.runtime).num_replicas_in_sync, self.model_name)
+        return compile_segmenter(model, config, self._batch_plan.accumulation_steps)
 
     def fit(self, hp, model, *args, callbacks=None, **kwargs):
         batch_size = hp.Choice("batch_size", list(self.grid.batch_sizes))
@@ -161,9 +166,13 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         config = setting_config(self.base, self.grid, *setting)
         input_keys = MODEL_INPUTS[self.model_name]
         replicas = runtime_lib.strategy_for(self.runtime).num_replicas_in_sync
-        train_ds = inputs.segmentation_dataset(self.arrays, self.train_ids, input_keys, config.batch_size, True,
+        plan = self._batch_plan
+        if plan is None or plan.batch != config.batch_size:
+            plan = training_plan(model, config.batch_size, self.runtime, replicas, self.model_name)
+        micro = plan.global_micro_batch
+        train_ds = inputs.segmentation_dataset(self.arrays, self.train_ids, input_keys, micro, True,
                                                augment=config.augment, seed=self.seed, replicas=replicas)
-        val_ds = inputs.segmentation_dataset(self.arrays, self.val_ids, input_keys, config.batch_size, False,
+        val_ds = inputs.segmentation_dataset(self.arrays, self.val_ids, input_keys, micro, False,
                                              augment=config.augment, seed=self.seed, replicas=replicas)
         # The early stopping of fit_segmenter, which takes no extra callbacks.
         early_stopping = keras.callbacks.EarlyStopping(
@@ -181,6 +190,8 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
             "best_epoch": int(early_stopping.best_epoch) + 1,
             "epochs_run": len(history.history.get("loss", [])),
             "seconds": round(time.time() - started, 1),
+            "micro_batch": plan.micro_batch,
+            "accumulation_steps": plan.accumulation_steps,
         }
 
 
