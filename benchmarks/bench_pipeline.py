@@ -137,7 +137,8 @@ def main(argv=None):
     presets = [("cpu", args.epochs, args.steps)] + ([("paper", 1, args.paper_steps)] if args.paper else [])
     for preset, epochs, steps in presets:
         # The backbones start from random weights here: only the speed is measured.
-        config = dataclasses.replace(CLASSIFICATION_PRESETS[preset], backbone_weights="none")
+        config = dataclasses.replace(CLASSIFICATION_PRESETS[preset], backbone_weights="none",
+                                     require_backbone_weights=False)
         pipeline_ds = inputs.classification_dataset(
             arrays, ids, keys, config.input_size, crop, config.batch_size, training=True, augment=True, seed=0
         )

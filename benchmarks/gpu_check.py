@@ -1,4 +1,4 @@
-"""The ``paper`` preset on one GPU: matmul peaks, training steps, largest batch, one fold, protocol time.
+"""The ``paper`` preset on one GPU: matmul peaks, planned training steps, one fold, protocol time.
 
 One script, one JSON (``benchmarks/results/gpu.json``, ``--json``), within a hard time budget
 (``--budget-s``, default 450 s, so that the whole check fits in 8 minutes on one GPU):
@@ -9,41 +9,60 @@ One script, one JSON (``benchmarks/results/gpu.json``, ``--json``), within a har
 2. **matmul peaks**: chained ``n x n`` products (``bench_classification.matmul_peak``, best of
    several runs) in float32 with TensorFloat-32 as TensorFlow has it (recorded, on by default
    on Ampere and later), float32 with TF32 off, bfloat16 and float16;
-3. **training steps** of the paper preset's W-MM-U-Net (336 px, IVD-Net contraction, §3.2) and
-   MFF (336-px VGG-16 pair, EmbraceNet, §3.3) in float32, mixed_bfloat16 and mixed_float16,
-   each without and with XLA (``jit_compile``), each in a fresh subprocess, built and compiled
-   as the runners do (``runtime.precision``, the strategy's scope, ``compile_segmenter`` /
-   ``compile_classifier``): images/s, TFLOP/s from the analytic FLOP count
-   (``bench_segmentation.analytic_forward_flops``, ``bench_classification.forward_flops``;
-   training = 3 x forward), its share of the matmul peak of the same precision, and the peak
-   memory of the setting (``get_memory_info(...)["peak"]`` after ``reset_memory_stats``). An
-   out-of-memory or XLA failure is recorded as that setting's error and the check goes on;
-4. **largest batch** of W-MM-U-Net and of MFF in their fastest measured precision (without
-   XLA, which would recompile for every size): doubling from the timing batch until
-   out-of-memory, the time left or ``MAX_BATCH_CAP``;
-5. **one short fold end to end** on the phantom with the package's own entry points: the
+3. **training steps at the plan** of every distinct architecture of Tables 1 and 2
+   (``STEP_MODELS``, most wanted first: W-MM-U-Net and MFF, then the other segmenters, then the
+   other classifiers; W-MM-U-Net with manual weights has MM-U-Net's graph and the SE-mode
+   VGG-16 the B-mode one's), in float32 and mixed_bfloat16 without XLA (``--precisions``
+   adds mixed_float16, ``--xla`` the same settings with ``jit_compile`` after them). Each
+   model is built, planned and compiled as the runners do it: ``runtime.precision``, the
+   strategy's scope, ``tf_bimodal.training.memory.training_plan`` on the device at hand (the
+   micro-batch the memory rule fits, and the accumulation steps that reach the paper's batch
+   of 32, §3.4), then ``compile_segmenter`` / ``compile_classifier`` with those steps. After
+   one untimed optimizer step (tracing), whole optimizer steps of 32 images, each made of
+   ``accumulation_steps`` micro-batches, are timed. Recorded per setting: the micro-batch and
+   accumulation steps, the plan's estimated peak memory beside the measured one
+   (``get_memory_info("GPU:0")["peak"]`` after ``reset_memory_stats``; on a CPU the process's
+   peak resident size), seconds per optimizer step, examples/s and images/s, and TFLOP/s from
+   the analytic FLOP count (``bench_segmentation.analytic_forward_flops``,
+   ``bench_classification.forward_flops``; training = 3 x forward) with its share of the
+   matmul peak of the same precision measured in the same run. The settings run one after
+   the other in a worker process; an out-of-memory error (or a plan that does not fit) is
+   that setting's error record and the next setting goes on; a worker that dies is replaced
+   by a fresh one for the settings after the one it died in. There is no search for the
+   largest batch: the micro-batch is the memory rule's, and its estimate stands beside the
+   measured peak, which checks the rule;
+4. **one short fold end to end** on the phantom with the package's own entry points: the
    ``paper`` preset (``resolve_experiment``) cut to a couple of epochs, a two-fold split (the
    exporter needs a finished run, and two folds is the fewest a split has), then
    ``workflow.run`` for the data, for ``mff`` (W-MM-U-Net masks first: train, predict, crop,
-   classify) and for the export, and one pair through the exported CAD pipeline;
-6. **the paper protocol's time** on this GPU from the measured steps (Table 1, Table 2, the
-   grid search of Table S4), with the assumptions written beside it.
+   classify; each at the micro-batch the runners plan, recorded from the folds' metrics) and
+   for the export, and one pair through the exported CAD pipeline;
+5. **the paper protocol's time** on this GPU (Table 1, Table 2, the grid search of Table S4)
+   from the measured optimizer-step times and their plans, with the assumptions written
+   beside it.
+
+The classifiers' VGG-16s start from random weights (``backbone_weights="none"``,
+``require_backbone_weights=False``): a GPU machine may have no network to fetch the ImageNet
+weights, and the check measures speed and memory, which the weights' values do not change.
 
 Each part gets a share of the budget (``BUDGET_SHARES``); time a part leaves unused goes to the
 parts after it. A part, or a training setting, that would not fit in what is left is skipped
-and recorded as skipped; every subprocess is killed at its part's deadline. ``--parts`` runs a
-subset (e.g. ``--parts end_to_end`` gives the fold the whole budget).
+and recorded as skipped (the settings' order decides which go first); every subprocess is
+killed at its part's deadline. ``--parts`` runs a subset (e.g. ``--parts end_to_end`` gives
+the fold the whole budget), ``--models`` some of the architectures.
 
-``--tiny`` runs every part at the ``quick`` preset's sizes (32-px images, 2 timed steps,
-256 x 256 matmuls, a 32-px fold) on whatever device there is, for tests: the settings of one
-model then share a worker, and the workers run side by side (most of a tiny run is
-single-threaded tracing and compiling: about 3 CPU-minutes). On a machine without a GPU only
-``--tiny`` runs, and records ``"device": "CPU (tiny mode)"``.
+``--tiny`` runs every part at the ``quick`` preset's sizes (32-px images, a batch of 4 in
+micro-batches of 2, 2 timed optimizer steps, 256 x 256 matmuls, a 32-px fold) on whatever
+device there is, for tests: the settings then share two workers, which run side by side with
+the fold's. On a machine without a GPU only ``--tiny`` runs, and records
+``"device": "CPU (tiny mode)"``.
 
 Usage::
 
     python benchmarks/gpu_check.py                                  # on a GPU, ~8 minutes
     python benchmarks/gpu_check.py --parts end_to_end --budget-s 580
+    python benchmarks/gpu_check.py --parts steps --models w_mm_unet mff --precisions float32 mixed_bfloat16 \\
+        mixed_float16 --xla
     python benchmarks/gpu_check.py --tiny --json /tmp/gpu_tiny.json  # on a CPU, a test run
 """
 
@@ -72,38 +91,45 @@ for _path in (REPO_ROOT, BENCHMARKS_DIR):
 
 DEFAULT_JSON = os.path.join(BENCHMARKS_DIR, "results", "gpu.json")
 
-PARTS = ("probe", "steps", "max_batch", "end_to_end")
+PARTS = ("probe", "steps", "end_to_end")
 """The parts that run, in order (the estimate needs no time of its own)."""
 
-BUDGET_SHARES = {"probe": 0.08, "steps": 0.42, "max_batch": 0.12, "end_to_end": 0.38}
+BUDGET_SHARES = {"probe": 0.08, "steps": 0.54, "end_to_end": 0.38}
 """Each part's share of ``--budget-s``, held back for it while the parts before it run."""
 
-MODELS = ("w_mm_unet", "mff")
+SEGMENTERS = ("w_mm_unet", "mm_unet", "unet_bmode", "unet_semode")
+STEP_MODELS = ("w_mm_unet", "mff", "mm_unet", "unet_bmode", "unet_semode",
+               "mff_intermediate", "mff_early", "mff_late", "mff_stack", "vgg16_bmode")
+"""The distinct architectures of Tables 1 and 2, most wanted first (the segmenters, five folds
+of 100 epochs each, dominate the protocol's time)."""
+
+FIRST_MODELS = ("w_mm_unet", "mff")
+"""Models whose every setting comes before any other model's (``step_order``)."""
+
+STAND_INS = {"w_mm_unet_manual": "mm_unet", "vgg16_semode": "vgg16_bmode"}
+"""Protocol models timed by a model of the same graph (the SE-mode VGG-16's first
+convolution reads three channels instead of one)."""
+
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+DEFAULT_PRECISIONS = ("float32", "mixed_bfloat16")
 MATMUL_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 """The matmul peak a training precision is compared with (float32 with TF32 as TensorFlow has it)."""
 
-STEP_ORDER = (
-    ("w_mm_unet", "mixed_bfloat16", False), ("mff", "mixed_bfloat16", False),
-    ("w_mm_unet", "float32", False), ("mff", "float32", False),
-    ("w_mm_unet", "mixed_bfloat16", True), ("mff", "mixed_bfloat16", True),
-    ("w_mm_unet", "mixed_float16", False), ("mff", "mixed_float16", False),
-    ("w_mm_unet", "float32", True), ("mff", "float32", True),
-    ("w_mm_unet", "mixed_float16", True), ("mff", "mixed_float16", True),
-)
-"""Training settings, most wanted first: when the budget runs short the last ones are skipped."""
-
 SIZES = {
-    # preset, timing batch per model, timed steps, matmul side, expected seconds of a setting
-    # (without / with XLA, before one has been measured), smallest useful e2e allowance.
-    "full": {"preset": "paper", "batch": {"w_mm_unet": 16, "mff": 32}, "steps": 5, "matmul": 8192,
-             "setting_seconds": {False: 60.0, True: 120.0}, "min_fold_seconds": 60.0},
-    "tiny": {"preset": "quick", "batch": {"w_mm_unet": 2, "mff": 2}, "steps": 2, "matmul": 256,
-             "setting_seconds": {False: 5.0, True: 10.0}, "min_fold_seconds": 10.0},
+    # preset, batch of an optimizer step (None: the preset's, §3.4: 32), micro-batch (None: the
+    # memory rule's), timed optimizer steps, matmul side, expected seconds of a setting per model
+    # family (before one has been measured), smallest useful e2e allowance.
+    "full": {"preset": "paper", "batch": None, "micro_batch": None, "steps": 3, "matmul": 8192,
+             "setting_seconds": {"segmenter": 40.0, "classifier": 20.0}, "min_fold_seconds": 60.0},
+    "tiny": {"preset": "quick", "batch": 4, "micro_batch": 2, "steps": 2, "matmul": 256,
+             "setting_seconds": {"segmenter": 5.0, "classifier": 5.0}, "min_fold_seconds": 10.0},
 }
 
-MAX_BATCH_CAP = {"full": 1024, "tiny": 8}
-"""The doubling search stops here even when memory is left."""
+XLA_FACTOR = 2.0
+"""Expected time of a setting with XLA over one without, before one has been measured."""
+
+WORKER_START_SECONDS = 8.0
+"""A worker's start (Python, TensorFlow, the device) before its first setting."""
 
 FOLD_PHANTOM = {"num_benign_patients": 3, "num_malignant_patients": 3, "min_pairs_per_patient": 2,
                 "max_pairs_per_patient": 2, "seed": 11}
@@ -112,7 +138,7 @@ FOLD_PHANTOM = {"num_benign_patients": 3, "num_malignant_patients": 3, "min_pair
 FOLD_OVERRIDES = {
     # ImageNet weights would be downloaded (a GPU machine may have no network); the speed is the same.
     "full": ("segmentation.epochs=2", "segmentation.auto_weight_epochs=1", "classification.epochs=2",
-             "classification.backbone_weights=none"),
+             "classification.backbone_weights=none", "classification.require_backbone_weights=false"),
     "tiny": ("segmentation.epochs=1", "classification.epochs=1"),
 }
 
@@ -120,7 +146,11 @@ TABLE2_BACKBONE_PASSES = {"mff": 2, "mff_early": 2, "mff_late": 2, "mff_stack": 
                           "vgg16_bmode": 1, "vgg16_semode": 1}
 """VGG-16 passes per pair of each Table 2 model (the forward FLOP counts of
 ``bench_classification.py``: stack-wise integration and the single-modal VGG-16s run one
-backbone pass, the others two); a model's step time is taken as MFF's x passes / 2."""
+backbone pass, the others two); a model not measured is taken at MFF's step time x passes / 2."""
+
+VALIDATION_COST = 1 / 3
+"""A validation or test image's cost relative to a training image (a forward pass only), as
+``tf_bimodal.experiments.plan`` takes it."""
 
 FLOPS_RULE = ("analytic: 2 x multiply-adds of conv / transposed conv / dense layers (elementwise layers left out); "
               "training step = 3 x forward")
@@ -242,54 +272,58 @@ def probe_task(spec: dict) -> dict:
     return record
 
 
-def _build_for_training(model_name: str, preset: str, precision: str, strategy: str, xla: bool):
-    """The paper (or tiny) model built, compiled and set to ``xla`` as the runners build it."""
+def _family(model_name: str) -> str:
+    return "segmenter" if model_name in SEGMENTERS else "classifier"
+
+
+def _build_for_training(model_name: str, preset: str, runtime, batch: int | None):
+    """The paper (or tiny) model built, planned and compiled as the runners do it: the model, its
+    input size, its plan (:func:`tf_bimodal.training.memory.training_plan`) and the strategy's name."""
     import dataclasses
 
     import keras
-    from bench_classification import forward_flops
-    from bench_segmentation import analytic_forward_flops
 
-    from tf_bimodal.config import EXPERIMENT_PRESETS, RuntimeConfig
+    from tf_bimodal.config import EXPERIMENT_PRESETS
     from tf_bimodal.training import runtime as runtime_lib
+    from tf_bimodal.training.memory import training_plan
 
     experiment = EXPERIMENT_PRESETS[preset]
-    runtime = RuntimeConfig(strategy=strategy, precision=precision, tensorboard=False)
-    strategy_object = runtime_lib.strategy_for(runtime)
-    with runtime_lib.precision(runtime), strategy_object.scope():
+    strategy = runtime_lib.strategy_for(runtime)
+    with runtime_lib.precision(runtime), strategy.scope():
         keras.utils.set_random_seed(0)
-        if model_name == "mff":
+        if _family(model_name) == "classifier":
             from tf_bimodal.models.classification.factory import build_classifier
             from tf_bimodal.training.classification import compile_classifier
 
-            config = dataclasses.replace(experiment.classification, backbone_weights="none")
-            model = compile_classifier(build_classifier("mff", config, "standardize"), config)
+            config = dataclasses.replace(experiment.classification, backbone_weights="none",
+                                         require_backbone_weights=False)
+            normalization = "standardize" if config.normalization == "auto" else config.normalization
+            model = build_classifier(model_name, config, normalization)
+            plan = training_plan(model, batch or config.batch_size, runtime, strategy.num_replicas_in_sync, model_name)
+            compile_classifier(model, config, plan.accumulation_steps)
             size = config.input_size
-            flops = forward_flops(model)
         else:
             from tf_bimodal.models.segmentation.factory import build_segmenter
             from tf_bimodal.training.segmentation import compile_segmenter
 
             config = experiment.segmentation
-            model = compile_segmenter(build_segmenter(model_name, config), config)
+            model = build_segmenter(model_name, config, config.image_size)
+            plan = training_plan(model, batch or config.batch_size, runtime, strategy.num_replicas_in_sync, model_name)
+            compile_segmenter(model, config, plan.accumulation_steps)
             size = config.image_size
-            flops = analytic_forward_flops(model)
-        model.jit_compile = xla
-    return model, size, flops, type(strategy_object).__name__
+    return model, size, plan, type(strategy).__name__
 
 
-def _batch(model_name: str, size: int, batch: int, seed: int = 0):
-    import numpy as np
+def _forward_flops(model_name: str, model) -> float | None:
+    """Analytic forward FLOPs of one example (``FLOPS_RULE``), or None where the count fails."""
+    from bench_classification import forward_flops
+    from bench_segmentation import analytic_forward_flops
 
-    rng = np.random.default_rng(seed)
-    if model_name == "mff":
-        inputs = {"bmode": rng.random((batch, size, size, 1), dtype=np.float32),
-                  "semode": rng.random((batch, size, size, 3), dtype=np.float32),
-                  "availability": np.ones((batch, 2), np.float32)}
-        return inputs, np.arange(batch) % 2
-    inputs = {"bmode": rng.random((batch, size, size, 1), dtype=np.float32),
-              "semode": rng.random((batch, size, size, 3), dtype=np.float32)}
-    return inputs, (rng.random((batch, size, size, 1)) > 0.7).astype(np.float32)
+    try:
+        flops = analytic_forward_flops(model) if _family(model_name) == "segmenter" else forward_flops(model)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return float(flops) if flops > 0 else None
 
 
 def _loss_value(logs) -> float:
@@ -301,43 +335,65 @@ def _loss_value(logs) -> float:
 
 
 def steps_task(spec: dict) -> dict:
-    """Time ``spec["steps"]`` training steps of one model, precision and XLA setting."""
+    """Time ``spec["steps"]`` optimizer steps of one model, precision and XLA setting at its plan."""
+    model_name, precision, xla = spec["model"], spec["precision"], spec["xla"]
+    if model_name not in STEP_MODELS or precision not in PRECISIONS:
+        raise ValueError(f"steps: model must be one of {STEP_MODELS} and precision one of {PRECISIONS}, "
+                         f"got {model_name!r} and {precision!r}")
     import numpy as np
 
-    model_name, precision, xla = spec["model"], spec["precision"], spec["xla"]
-    if model_name not in MODELS or precision not in PRECISIONS:
-        raise ValueError(f"steps: model must be one of {MODELS} and precision one of {PRECISIONS}, "
-                         f"got {model_name!r} and {precision!r}")
-    batch = spec["batch"]
+    from tf_bimodal.config import RuntimeConfig
+    from tf_bimodal.experiments.plan import random_training_batch
+
+    runtime = RuntimeConfig(strategy=spec["strategy"], precision=precision, tensorboard=False,
+                            micro_batch=spec.get("micro_batch"))
     _reset_memory()
     started = time.perf_counter()
-    model, size, flops, strategy_name = _build_for_training(model_name, spec["preset"], precision, spec["strategy"],
-                                                            xla)
+    model, size, plan, strategy_name = _build_for_training(model_name, spec["preset"], runtime, spec.get("batch"))
+    model.jit_compile = xla
     build_seconds = time.perf_counter() - started
-    inputs, targets = _batch(model_name, size, batch)
+    flops = _forward_flops(model_name, model)
+    inputs, targets = random_training_batch(model, plan.effective_batch)
+    step_size = plan.global_micro_batch
+    micro_batches = [({key: value[start:start + step_size] for key, value in inputs.items()},
+                      targets[start:start + step_size]) for start in range(0, plan.effective_batch, step_size)]
+
+    def optimizer_step():
+        for micro_inputs, micro_targets in micro_batches:
+            logs = model.train_on_batch(micro_inputs, micro_targets)  # returns numbers: the pass has finished
+        return logs
+
     started = time.perf_counter()
-    model.train_on_batch(inputs, targets)  # trace (and XLA-compile)
+    optimizer_step()  # trace (and XLA-compile)
     first_step_seconds = time.perf_counter() - started
-    model.train_on_batch(inputs, targets)
     times = []
     for _ in range(spec["steps"]):
         started = time.perf_counter()
-        logs = model.train_on_batch(inputs, targets)  # returns numbers: the step has finished
+        logs = optimizer_step()
         times.append(time.perf_counter() - started)
     step = float(np.median(times))
-    examples_per_second = batch / step
-    images_per_example = 2 if model_name == "mff" else 1
-    achieved = examples_per_second * 3 * flops
+    examples_per_second = plan.effective_batch / step
+    images_per_example = sum(1 for tensor in model.inputs if "availability" not in tensor.name)
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
     record = {
         "status": "ok", "model": model_name, "precision": precision, "xla": xla,
-        "jit_compile": bool(model.jit_compile), "strategy": strategy_name, "image_size": size, "batch": batch,
-        "steps_timed": len(times), "build_seconds": build_seconds, "first_step_seconds": first_step_seconds,
-        "seconds_per_step_median": step, "seconds_per_step_best": float(np.min(times)),
+        "jit_compile": bool(model.jit_compile), "strategy": strategy_name, "image_size": size,
+        "batch": plan.batch, "micro_batch": plan.micro_batch, "accumulation_steps": plan.accumulation_steps,
+        "replicas": plan.replicas, "global_micro_batch": plan.global_micro_batch,
+        "effective_batch": plan.effective_batch, "plan_source": plan.source, "plan": plan.describe(),
+        "estimated_peak_memory_gib": (plan.estimated_peak_bytes / 2**30
+                                      if plan.estimated_peak_bytes is not None else None),
+        "plan_memory_gib": plan.available_bytes / 2**30 if plan.available_bytes else None,
+        "optimizer": type(optimizer).__name__,
+        "optimizer_steps_taken": int(np.asarray(optimizer.iterations)),
+        "optimizer_steps_timed": len(times), "build_seconds": build_seconds, "first_step_seconds": first_step_seconds,
+        "seconds_per_optimizer_step_median": step, "seconds_per_optimizer_step_best": float(np.min(times)),
+        "seconds_per_micro_step": step / plan.accumulation_steps,
         "examples_per_second": examples_per_second,
         "images_per_second": images_per_example * examples_per_second,
-        "example": "B/SE pair" if model_name == "mff" else "B/SE image pair at the segmenter's input",
-        "forward_gflops_per_example": flops / 1e9,
-        "train_tflops_per_second": achieved / 1e12,
+        "example": ("an image" if images_per_example == 1 else f"{images_per_example} images (B-mode and SE-mode)"),
+        "forward_gflops_per_example": flops / 1e9 if flops else None,
+        "train_tflops_per_second": examples_per_second * 3 * flops / 1e12 if flops else None,
         "params": int(model.count_params()),
         "loss_scale_optimizer": type(model.optimizer).__name__ == "LossScaleOptimizer",
         "final_loss": _loss_value(logs),
@@ -345,45 +401,24 @@ def steps_task(spec: dict) -> dict:
     if xla and not model.jit_compile:
         record["note"] = "Keras refused jit_compile for this model (model_supports_jit): measured without XLA"
     record.update(_peak_memory())
-    return record
-
-
-def max_batch_task(spec: dict, deadline: float) -> dict:
-    """Double the batch from ``spec["start"]`` until out-of-memory, ``spec["cap"]`` or ``deadline``."""
-    model_name = spec["model"]
-    model, size, _, _ = _build_for_training(model_name, spec["preset"], spec["precision"], spec["strategy"], False)
-    record = {"status": "ok", "model": model_name, "precision": spec["precision"], "xla": False, "tries": [],
-              "largest_fitting_batch": None, "stopped_by": None}
-    _result(spec["id"], record)
-    batch, last_seconds = spec["start"], None
-    while True:
-        if batch > spec["cap"]:
-            record["stopped_by"] = f"cap {spec['cap']}"
-            break
-        if last_seconds is not None and time.monotonic() + 2.5 * last_seconds > deadline:
-            record["stopped_by"] = "time"
-            break
-        inputs, targets = _batch(model_name, size, batch)
-        _reset_memory()
-        started = time.perf_counter()
-        try:
-            model.train_on_batch(inputs, targets)
-            model.train_on_batch(inputs, targets)
-        except Exception as error:  # out of memory ends the search; anything else is reported
-            record["tries"].append({"batch": batch, "fits": False, **_error_record(error)})
-            record["stopped_by"] = "out of memory" if _is_oom(error) else "error"
-            break
-        last_seconds = time.perf_counter() - started
-        record["tries"].append({"batch": batch, "fits": True, "seconds_two_steps": last_seconds, **_peak_memory()})
-        record["largest_fitting_batch"] = batch
-        _result(spec["id"], record)  # what is known so far, in case the process is killed
-        del inputs, targets
-        batch *= 2
+    if record["estimated_peak_memory_gib"]:
+        record["measured_over_estimated_peak"] = record["peak_memory_gib"] / record["estimated_peak_memory_gib"]
     return record
 
 
 def _tree_bytes(path: str) -> int:
     return sum(os.path.getsize(os.path.join(folder, name)) for folder, _, names in os.walk(path) for name in names)
+
+
+def _fold_batch_plan(run_folder: str) -> dict | None:
+    """The batch plan the runner recorded for the first fold of a run (None if it did not)."""
+    from tf_bimodal import layout
+
+    path = os.path.join(layout.fold_dir(run_folder, 0), layout.METRICS_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle).get("batch_plan")
 
 
 def end_to_end_task(spec: dict) -> dict:
@@ -425,6 +460,7 @@ def end_to_end_task(spec: dict) -> dict:
             os.path.isfile(os.path.join(layout.fold_dir(layout.run_dir(root, "mff"), k), layout.FOLD_PREDICTIONS_FILE))
             for k in range(split.num_folds)),
     }
+    record["batch_plans"] = {run: _fold_batch_plan(layout.run_dir(root, run)) for run in ("w_mm_unet", "mff")}
     exported = stage("export", lambda: workflow.run(data=data, split=split, preset=experiment, output=output,
                                                     export=export_dir))
     record["export"] = {
@@ -457,26 +493,33 @@ def _fastest(settings, model: str):
     return max(ok, key=lambda s: s["examples_per_second"]) if ok else None
 
 
+def _setting_key(task: dict) -> tuple:
+    return _family(task["model"]), bool(task["xla"])
+
+
 def run_worker(tasks: list) -> int:
     """Run ``tasks`` in this process, one ``RESULT`` line each; a failing task does not stop the others.
 
-    A ``max_batch`` task whose precision is ``"fastest"`` takes the fastest setting among the
-    ``steps`` tasks this process has run before it.
+    A ``steps`` task with a ``deadline_s`` (seconds from the worker's start) is skipped when its
+    expected time would pass it: ``expected_s``, or the time of the last setting of the same
+    model family and XLA flag this worker has measured.
     """
     started = time.monotonic()
-    finished = []
+    measured = {}
     for task in tasks:
         task_started = time.monotonic()
         try:
             if task["kind"] == "probe":
                 record = probe_task(task)
             elif task["kind"] == "steps":
-                record = steps_task(task)
-            elif task["kind"] == "max_batch":
-                if task["precision"] == "fastest":
-                    best = _fastest(finished, task["model"])
-                    task = {**task, "precision": best["precision"] if best else "float32"}
-                record = max_batch_task(task, started + task["deadline_s"])
+                expected = measured.get(_setting_key(task), task.get("expected_s", 0.0))
+                left = started + task["deadline_s"] - task_started if "deadline_s" in task else math.inf
+                if expected > left:
+                    record = _skipped(f"budget: about {expected:.0f} s needed, {max(left, 0):.0f} s left",
+                                      **_known(task))
+                else:
+                    record = steps_task(task)
+                    measured[_setting_key(task)] = time.monotonic() - task_started
             elif task["kind"] == "end_to_end":
                 record = end_to_end_task(task)
             else:
@@ -484,9 +527,8 @@ def run_worker(tasks: list) -> int:
         except Exception as error:
             record = {**_known(task), **_error_record(error)}
         record["task_seconds"] = time.monotonic() - task_started
-        finished.append(record)
         _result(task["id"], record)
-        if task["kind"] in ("steps", "max_batch") and "keras" in sys.modules:
+        if task["kind"] == "steps" and "keras" in sys.modules:
             sys.modules["keras"].backend.clear_session()
     return 0
 
@@ -543,8 +585,8 @@ class Job:
         """Wait at most ``timeout`` seconds (then kill it); ``{task id: record}`` for every task.
 
         A task the worker did not finish (it crashed, or was killed) is an error record holding
-        what it had reported so far (the largest batch that fitted, the fold's finished stages)
-        and the end of the worker's standard error.
+        what it had reported so far (the fold's finished stages) and the end of the worker's
+        standard error; only finished tasks' records have ``task_seconds``.
         """
         problem = None
         try:
@@ -568,11 +610,7 @@ class Job:
             record = records.get(task["id"])
             if record is not None and "task_seconds" in record:
                 continue  # finished, well or with its own error
-            record = {**(record or {}), **_known(task)}
-            if task["kind"] == "max_batch" and record.get("largest_fitting_batch"):
-                record["stopped_by"] = problem or "no result"
-            else:
-                record.update(status="error", oom=False)
+            record = {**(record or {}), **_known(task), "status": "error", "oom": False}
             record["error"] = f"{problem or 'no result'}; the worker's stderr ends: {stderr[-1200:]}"
             records[task["id"]] = record
         return records
@@ -597,24 +635,25 @@ def probe_spec(sizes: dict, mode: str) -> dict:
             "trials": 3 if mode == "tiny" else 5}
 
 
-def step_specs(sizes: dict, strategy: str) -> list:
-    """One task per training setting, in ``STEP_ORDER``."""
+def step_order(models=STEP_MODELS, precisions=DEFAULT_PRECISIONS, xla: bool = False) -> list:
+    """The training settings ``(model, precision, xla)``, most wanted first: every precision of
+    ``FIRST_MODELS``, then the other models one precision after the other (float32, the
+    package's default, first as given); with ``xla`` the same settings with XLA after them."""
+    order = []
+    for with_xla in (False, True) if xla else (False,):
+        order += [(model, precision, with_xla) for model in models if model in FIRST_MODELS
+                  for precision in precisions]
+        order += [(model, precision, with_xla) for precision in precisions for model in models
+                  if model not in FIRST_MODELS]
+    return order
+
+
+def step_specs(sizes: dict, strategy: str, order=None) -> list:
+    """One task per training setting, in ``order`` (default: :func:`step_order`'s)."""
     return [{"id": f"steps/{model}/{precision}/{'xla' if xla else 'no_xla'}", "kind": "steps", "model": model,
-             "precision": precision, "xla": xla, "batch": sizes["batch"][model], "steps": sizes["steps"],
-             "preset": sizes["preset"], "strategy": strategy} for model, precision, xla in STEP_ORDER]
-
-
-def max_batch_specs(sizes: dict, mode: str, strategy: str, settings) -> list:
-    """One doubling search per model, in its fastest measured precision (``"fastest"``: the
-    worker picks it from the settings it measured itself)."""
-    specs = []
-    for model in MODELS:
-        best = _fastest(settings, model) if settings is not None else None
-        precision = "fastest" if settings is None else (best["precision"] if best else "float32")
-        specs.append({"id": f"max_batch/{model}", "kind": "max_batch", "model": model, "preset": sizes["preset"],
-                      "precision": precision, "strategy": strategy, "start": sizes["batch"][model],
-                      "cap": MAX_BATCH_CAP[mode]})
-    return specs
+             "precision": precision, "xla": xla, "batch": sizes["batch"], "micro_batch": sizes["micro_batch"],
+             "steps": sizes["steps"], "preset": sizes["preset"], "strategy": strategy}
+            for model, precision, xla in (order if order is not None else step_order())]
 
 
 def fold_spec(sizes: dict, mode: str, precision: str, workdir: str, image_size: int) -> dict:
@@ -622,50 +661,49 @@ def fold_spec(sizes: dict, mode: str, precision: str, workdir: str, image_size: 
             "precision": precision, "image_size": image_size, "workdir": workdir}
 
 
+def _expected_seconds(sizes: dict) -> dict:
+    return {(family, xla): seconds * (XLA_FACTOR if xla else 1.0)
+            for family, seconds in sizes["setting_seconds"].items() for xla in (False, True)}
+
+
 def run_steps(tasks: list, sizes: dict, budget: Budget) -> dict:
-    """Each setting in its own worker, most wanted first; one that would not fit in the steps'
-    allowance is skipped. The expected time of a setting is the last one measured for its
-    model and XLA flag (before that, ``sizes["setting_seconds"]``)."""
-    expected = {(model, xla): sizes["setting_seconds"][xla] for model in MODELS for xla in (False, True)}
-    records = {}
-    for task in tasks:
+    """The settings in order in one worker, which skips a setting that would not fit in the
+    steps' allowance (its expected time: the last one measured of its model family and XLA
+    flag, before that ``sizes["setting_seconds"]``). A worker that dies (or is killed at the
+    deadline) leaves its setting an error record; a fresh worker takes the settings after it
+    while time is left."""
+    expected = _expected_seconds(sizes)
+    records, queue = {}, list(tasks)
+    while queue:
         allowance = budget.allowance("steps")
-        need = expected[(task["model"], task["xla"])]
+        need = WORKER_START_SECONDS + expected[_setting_key(queue[0])]
         if allowance < need:
-            records[task["id"]] = _skipped(f"budget: about {need:.0f} s needed, {max(allowance, 0):.0f} s left",
-                                           **_known(task))
-            continue
-        records[task["id"]] = run_job([task], allowance)[task["id"]]
-        if records[task["id"]].get("task_seconds"):
-            expected[(task["model"], task["xla"])] = records[task["id"]]["task_seconds"] + 8.0  # + the start
+            records.update({task["id"]: _skipped(f"budget: about {need:.0f} s needed, {max(allowance, 0):.0f} s left",
+                                                 **_known(task)) for task in queue})
+            break
+        done = run_job([{**task, "deadline_s": allowance - 5.0, "expected_s": expected[_setting_key(task)]}
+                        for task in queue], allowance)
+        finished = sum(1 for task in queue if "task_seconds" in done[task["id"]])  # the worker runs them in order
+        for task in queue[:finished + 1]:  # those it finished, and the one it died in
+            records[task["id"]] = done[task["id"]]
+            if done[task["id"]].get("status") == "ok":
+                expected[_setting_key(task)] = done[task["id"]]["task_seconds"]
+        queue = queue[finished + 1:]
     return records
 
 
-def run_max_batch(tasks: list, sizes: dict, budget: Budget) -> dict:
-    """The searches one after the other, each with an equal part of the allowance."""
-    records = {}
-    for index, task in enumerate(tasks):
-        share = budget.allowance("max_batch") / (len(tasks) - index)
-        if share < 2 * sizes["setting_seconds"][False]:
-            records[task["id"]] = _skipped(f"budget: {max(share, 0):.0f} s left", **_known(task))
-            continue
-        records.update(run_job([{**task, "deadline_s": share - 5.0}], share))
-    return records
-
-
-def ordered_settings(records: dict, peaks: dict) -> list:
-    """Every training setting's record (model, precision, without then with XLA), with its share of the peak."""
+def ordered_settings(tasks: list, records: dict, peaks: dict) -> list:
+    """Every training setting's record in the order of ``tasks``, with its share of the matmul peak."""
     settings = []
-    for model in MODELS:
-        for precision in PRECISIONS:
-            for xla in (False, True):
-                record = records[f"steps/{model}/{precision}/{'xla' if xla else 'no_xla'}"]
-                if record.get("status") == "ok":
-                    key = MATMUL_DTYPE[precision]
-                    peak = peaks.get(key)
-                    record["matmul_peak_key"] = key
-                    record["share_of_matmul_peak"] = record["train_tflops_per_second"] / peak if peak else None
-                settings.append(record)
+    for task in tasks:
+        record = records[task["id"]]
+        if record.get("status") == "ok":
+            key = MATMUL_DTYPE[record["precision"]]
+            peak = peaks.get(key)
+            achieved = record.get("train_tflops_per_second")
+            record["matmul_peak_key"] = key
+            record["share_of_matmul_peak"] = achieved / peak if peak and achieved else None
+        settings.append(record)
     return settings
 
 
@@ -673,21 +711,74 @@ def _describe_setting(record: dict) -> str:
     name = f"{record.get('model')} {record.get('precision')}{' XLA' if record.get('xla') else ''}"
     if record.get("status") != "ok":
         return f"{name}: {record.get('status')} ({(record.get('reason') or record.get('error') or '')[:160]})"
-    share = record.get("share_of_matmul_peak")
-    return (f"{name}: {record['images_per_second']:.1f} images/s, {record['train_tflops_per_second']:.3g} TFLOP/s"
+    share, tflops = record.get("share_of_matmul_peak"), record.get("train_tflops_per_second")
+    estimate = record.get("estimated_peak_memory_gib")
+    return (f"{name}: batch {record['effective_batch']} = {record['accumulation_steps']} x {record['micro_batch']}, "
+            f"{record['seconds_per_optimizer_step_median']:.2f} s per optimizer step, "
+            f"{record['images_per_second']:.1f} images/s"
+            + (f", {tflops:.3g} TFLOP/s" if tflops is not None else "")
             + (f" ({100 * share:.1f} % of the matmul peak)" if share is not None else "")
-            + f", {record['peak_memory_gib']:.2f} GiB, first step {record['first_step_seconds']:.1f} s")
+            + f", peak {record['peak_memory_gib']:.2f} GiB"
+            + (f" (plan: {estimate:.2f} GiB)" if estimate is not None else "")
+            + f", first step {record['first_step_seconds']:.1f} s")
+
+
+def _default_setting(settings, model: str):
+    """The measured float32 setting of ``model`` without XLA, the package's default (or None)."""
+    return next((s for s in settings if s.get("model") == model and s.get("precision") == "float32"
+                 and not s.get("xla") and s.get("status") == "ok"), None)
+
+
+def _rate(record: dict, source: str, factor: float = 1.0) -> dict:
+    """What the estimate takes from a measured setting: a micro-batch pass's seconds (x ``factor``) and its plan."""
+    return {"source": source, "precision": record["precision"], "xla": record["xla"],
+            "micro_batch": record["micro_batch"], "accumulation_steps": record["accumulation_steps"],
+            "global_micro_batch": record["global_micro_batch"],
+            "seconds_per_optimizer_step": record["seconds_per_optimizer_step_median"] * factor,
+            "seconds_per_micro_step": record["seconds_per_micro_step"] * factor}
+
+
+def _model_rate(model: str, measured: dict, unet_flops: dict) -> dict:
+    """The rate of a protocol model: its own measurement, its stand-in's (``STAND_INS``), or
+    W-MM-U-Net's scaled by the analytic FLOPs (segmenters) / MFF's by the VGG-16 passes."""
+    name = STAND_INS.get(model, model)
+    if measured.get(name) is not None:
+        return _rate(measured[name], "measured" if name == model else f"measured on {name} (the same graph)")
+    if model in TABLE2_BACKBONE_PASSES:
+        passes = TABLE2_BACKBONE_PASSES[model]
+        return _rate(measured["mff"], f"MFF's x {passes} VGG-16 pass(es) / 2", passes / 2)
+    wmm = measured["w_mm_unet"]
+    wmm_flops = wmm.get("forward_gflops_per_example")
+    if model in unet_flops and wmm_flops:
+        return _rate(wmm, "W-MM-U-Net's x the analytic FLOPs' ratio", unet_flops[model] / wmm_flops)
+    return _rate(wmm, "W-MM-U-Net's")
+
+
+def fold_seconds(rate: dict, epochs: int, overhead: float, sizes: tuple, batch: int | None = None) -> float:
+    """One fold's seconds: ``epochs`` of the training pairs in micro-batches of the plan and the
+    validation pairs at ``VALIDATION_COST`` of that, the test pairs predicted once, and
+    ``overhead``. A ``batch`` below the plan's micro-batch runs in one pass of that many images,
+    at the plan's seconds per image."""
+    train, val, test = sizes
+    micro, seconds = rate["global_micro_batch"], rate["seconds_per_micro_step"]
+    if batch is not None and batch < micro:
+        micro, seconds = batch, seconds * batch / micro
+
+    def passes(pairs):
+        return math.ceil(pairs / micro)
+
+    return (epochs * seconds * (passes(train) + VALIDATION_COST * passes(val))
+            + VALIDATION_COST * seconds * passes(test) + overhead)
 
 
 def estimate_protocol(settings: list, probe: dict, fold: dict | None, preset: str, tiny: bool) -> dict:
-    """Hours of Table 1, Table 2 and the grid search (Table S4) from the measured steps."""
+    """Hours of Table 1, Table 2 and the grid search (Table S4) from the measured optimizer steps."""
     from tf_bimodal.config import EXPERIMENT_PRESETS, SEGMENTATION_MODELS, TABLE2_ROWS, SplitConfig
 
     experiment = EXPERIMENT_PRESETS[preset]
     folds = SplitConfig().num_folds
-    train, val, test = SplitConfig().paper_sizes  # pairs per fold of the paper's protocol (§3.1, §3.4)
-    wmm_flops = next((s["forward_gflops_per_example"] for s in settings
-                      if s["model"] == "w_mm_unet" and s.get("status") == "ok"), None)
+    sizes = SplitConfig().paper_sizes  # pairs per fold of the paper's protocol (§3.1, §3.4)
+    train, val, test = sizes
     unet_flops = (probe or {}).get("forward_gflops_per_image") or {}
     overhead_seg = overhead_cls = 0.0
     overhead_note = "no end-to-end fold measured: per-fold overhead (build, tracing, prediction, saving) taken as 0"
@@ -697,45 +788,32 @@ def estimate_protocol(settings: list, probe: dict, fold: dict | None, preset: st
         overhead_cls = steps.get("mff", 0.0) / fold["folds"]
         overhead_note = (f"per-fold overhead from the end-to-end fold (its few epochs on {fold.get('pairs')} pairs "
                          f"included): segmenter {overhead_seg:.0f} s, classifier {overhead_cls:.0f} s")
-    choices = {"package default (float32, no XLA)": lambda model: next(
-        (s for s in settings if s["model"] == model and s["precision"] == "float32" and not s["xla"]
-         and s.get("status") == "ok"), None),
-        "fastest measured setting": lambda model: _fastest(settings, model)}
+    choices = {"package default (float32, no XLA)": _default_setting, "fastest measured setting": _fastest}
+    grid = experiment.grid_search
+    seg_epochs, cls_epochs = experiment.segmentation.epochs, experiment.classification.epochs
+    grid_epochs = grid.epochs or seg_epochs
     estimates = {}
     for label, choose in choices.items():
-        seg, cls = choose("w_mm_unet"), choose("mff")
-        if seg is None or cls is None:
+        measured = {model: choose(settings, model) for model in STEP_MODELS}
+        if measured["w_mm_unet"] is None or measured["mff"] is None:
             estimates[label] = {"status": "not measured"}
             continue
-        seg_rate = seg["examples_per_second"]
-
-        def rate(model, seg_rate=seg_rate):
-            """Training images/s of a Table 1 model: W-MM-U-Net's, scaled by the FLOPs."""
-            if model in unet_flops and wmm_flops:
-                return seg_rate * wmm_flops / unet_flops[model]
-            return seg_rate  # MM-U-Net and W-MM-U-Net (manual) have W-MM-U-Net's graph
-
-        def fold_seconds(images_per_second, epochs, overhead):
-            # An epoch trains on the training pairs and validates (a forward pass, a third of a
-            # training step) on the validation pairs; the test pairs are predicted once.
-            return epochs * (train + val / 3) / images_per_second + test / 3 / images_per_second + overhead
-
-        seg_epochs, cls_epochs = experiment.segmentation.epochs, experiment.classification.epochs
-        table1 = {model: folds * fold_seconds(rate(model), seg_epochs, overhead_seg) for model in SEGMENTATION_MODELS}
-        pair_rate = cls["examples_per_second"]
-        table2 = {row.name: folds * fold_seconds(pair_rate * 2 / TABLE2_BACKBONE_PASSES[row.model], cls_epochs,
-                                                 overhead_cls) for row in TABLE2_ROWS}
-        grid = experiment.grid_search
-        grid_epochs = grid.epochs or seg_epochs
-        grid_seconds = {model: grid.num_settings * fold_seconds(rate(model), grid_epochs, overhead_seg)
+        table2_models = list(dict.fromkeys(row.model for row in TABLE2_ROWS))
+        rates = {model: _model_rate(model, measured, unet_flops)
+                 for model in [*SEGMENTATION_MODELS, *table2_models]}
+        table1 = {model: folds * fold_seconds(rates[model], seg_epochs, overhead_seg, sizes)
+                  for model in SEGMENTATION_MODELS}
+        table2 = {row.name: folds * fold_seconds(rates[row.model], cls_epochs, overhead_cls, sizes)
+                  for row in TABLE2_ROWS}
+        per_batch = len(grid.learning_rates) * len(grid.losses)
+        grid_seconds = {model: per_batch * sum(fold_seconds(rates[model], grid_epochs, overhead_seg, sizes, batch)
+                                               for batch in grid.batch_sizes)
                         for model in grid.models}
         hours = {"table1": sum(table1.values()) / 3600, "table2": sum(table2.values()) / 3600,
                  "grid_search": sum(grid_seconds.values()) / 3600}
         hours["total"] = sum(hours.values())
         estimates[label] = {
-            "status": "ok", "hours": hours,
-            "segmenter_setting": {k: seg[k] for k in ("precision", "xla", "batch", "examples_per_second")},
-            "classifier_setting": {k: cls[k] for k in ("precision", "xla", "batch", "examples_per_second")},
+            "status": "ok", "hours": hours, "rates_by_model": rates,
             "table1_hours_by_model": {k: v / 3600 for k, v in table1.items()},
             "table2_hours_by_run": {k: v / 3600 for k, v in table2.items()},
             "grid_search_hours_by_model": {k: v / 3600 for k, v in grid_seconds.items()},
@@ -745,20 +823,21 @@ def estimate_protocol(settings: list, probe: dict, fold: dict | None, preset: st
         "estimates": estimates,
         "assumptions": [
             f"pairs per fold as the paper (§3.1, §3.4): {train} train, {val} validation, {test} test; {folds} folds",
-            f"every run trains its full epochs (segmenters {experiment.segmentation.epochs}, classifiers "
-            f"{experiment.classification.epochs}, grid settings {experiment.grid_search.epochs or 'the preset'}'s): "
-            "early stopping can only shorten it, so this is an upper bound",
-            "an epoch = training pairs at the measured training rate + validation pairs at 3x that rate (a forward "
-            "pass is a third of a training step); the test pairs are predicted once per fold",
-            "U-Nets (Table 1 rows 1-2) run at W-MM-U-Net's measured rate scaled by the analytic FLOPs; MM-U-Net and "
-            "W-MM-U-Net (manual) have W-MM-U-Net's graph; the auto-weight pre-stage ResNet is left out (its FLOPs are "
-            "under 0.1 % of W-MM-U-Net's)",
-            "Table 2: the nine runs of TABLE2_ROWS; each model's step time is MFF's x its VGG-16 passes per pair / 2 "
-            f"({TABLE2_BACKBONE_PASSES}); the W-MM-U-Net masks come from Table 1's run",
-            f"grid search (Table S4): {experiment.grid_search.num_settings} settings x "
-            f"{len(experiment.grid_search.models)} models on one fold, each at the timing batch's rate (small "
-            "batches are slower, so the grid is underestimated)",
-            "the timing batches (W-MM-U-Net and MFF, see training_steps) stand for the paper's batch of 32",
+            f"every run trains its full epochs (segmenters {seg_epochs}, classifiers {cls_epochs}, grid settings "
+            f"{grid_epochs}): early stopping can only shorten it, so this is an upper bound",
+            "each model at its plan on this device (micro-batch x accumulation steps to the batch of 32, "
+            "tf_bimodal.training.memory.training_plan) and its measured seconds per optimizer step: an epoch is "
+            "ceil(pairs / micro-batch) micro-batch passes of the training pairs, each an optimizer step's time / the "
+            f"accumulation steps, plus the validation pairs' passes at {VALIDATION_COST:.2f} of that (a forward pass); "
+            "the test pairs are predicted once per fold, as tf-bimodal plan estimates",
+            f"models not measured take a stand-in: the same graph ({STAND_INS}); else segmenters W-MM-U-Net's time x "
+            "the analytic FLOPs' ratio (the probe's U-Net counts) and Table 2 models MFF's x their VGG-16 passes per "
+            f"pair / 2 ({TABLE2_BACKBONE_PASSES}); rates_by_model says which; the auto-weight pre-stage ResNet is "
+            "left out (its FLOPs are under 0.1 % of W-MM-U-Net's)",
+            "Table 2: the nine runs of TABLE2_ROWS; the W-MM-U-Net masks come from Table 1's run",
+            f"grid search (Table S4): {grid.num_settings} settings x {len(grid.models)} models on one fold; a batch "
+            "below the planned micro-batch runs in one pass at the same seconds per image (small batches use the "
+            "GPU less well, so the grid is underestimated)",
             overhead_note,
             "one GPU, no data-pipeline stalls (benchmarks/bench_pipeline.py: the pipeline outruns the step)",
         ] + (["tiny mode: quick-preset models on the machine at hand; the numbers are no estimate of the paper's run"]
@@ -766,20 +845,18 @@ def estimate_protocol(settings: list, probe: dict, fold: dict | None, preset: st
     }
 
 
-def _run_tiny(args, sizes, budget: Budget, workdir: str) -> tuple:
+def _run_tiny(args, tasks: list, sizes, budget: Budget, workdir: str) -> tuple:
     """Tiny mode: three workers side by side (on a small CPU most of the time is single-threaded
-    tracing): the fold; W-MM-U-Net's settings and search; the probe and MFF's settings and search.
-    Each search takes the fastest precision its worker measured."""
+    tracing): the fold; the probe and the segmenters' settings; the classifiers' settings."""
     jobs = [Job([fold_spec(sizes, "tiny", args.fold_precision, workdir, 32)])] if "end_to_end" in args.parts else []
-    steps = step_specs(sizes, args.strategy) if "steps" in args.parts else []
-    searches = max_batch_specs(sizes, "tiny", args.strategy, None if steps else []) \
-        if "max_batch" in args.parts else []
-    for model in MODELS:
-        tasks = [probe_spec(sizes, "tiny")] if model == "mff" else []
-        tasks += [task for task in steps if task["model"] == model]
-        tasks += [{**task, "deadline_s": budget.allowance() - 5.0} for task in searches if task["model"] == model]
-        if tasks:
-            jobs.append(Job(tasks))
+    steps = tasks if "steps" in args.parts else []
+    deadline = {"deadline_s": budget.allowance() - 5.0}
+    for family in ("segmenter", "classifier"):
+        group = [probe_spec(sizes, "tiny")] if family == "segmenter" else []
+        group += [{**task, **deadline, "expected_s": _expected_seconds(sizes)[_setting_key(task)]}
+                  for task in steps if _family(task["model"]) == family]
+        if group:
+            jobs.append(Job(group))
     records = {}
     for job in jobs:
         records.update(job.records(budget.allowance()))
@@ -793,6 +870,11 @@ def main(argv=None) -> int:
     parser.add_argument("--tiny", action="store_true", help="quick-preset sizes, for a test run on a CPU")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
                         help="parts to run (the probe always runs; the estimate uses what ran)")
+    parser.add_argument("--models", nargs="+", choices=STEP_MODELS, default=list(STEP_MODELS),
+                        help="models of the training steps (default: all, in the order given here)")
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(DEFAULT_PRECISIONS),
+                        help="precisions of the training steps (default %(default)s)")
+    parser.add_argument("--xla", action="store_true", help="also time every setting with XLA (jit_compile), last")
     parser.add_argument("--strategy", default="auto", help="RuntimeConfig.strategy of the timed steps (as the runners)")
     parser.add_argument("--fold-precision", default="float32", choices=PRECISIONS,
                         help="precision of the end-to-end fold (default: the package's)")
@@ -817,9 +899,10 @@ def main(argv=None) -> int:
     os.makedirs(workdir, exist_ok=True)
     _print(f"gpu_check ({mode}): budget {args.budget_s:.0f} s, parts {', '.join(parts)}")
 
-    fold, max_batch, records = None, {}, {}
+    tasks = step_specs(sizes, args.strategy, step_order(args.models, args.precisions, args.xla))
+    fold, records = None, {}
     if args.tiny:
-        records, fold = _run_tiny(args, sizes, budget, workdir)
+        records, fold = _run_tiny(args, tasks, sizes, budget, workdir)
         probe = records["probe"]
     else:
         # Without the probe nothing else runs: it may take more than its share (the later parts get less).
@@ -839,31 +922,23 @@ def main(argv=None) -> int:
            + ", ".join(f"{key} {value:.3g}" for key, value in peaks.items())
            + f"; TF32 {'on' if probe['tensor_float_32_execution'] else 'off'}")
 
-    tasks = step_specs(sizes, args.strategy)
     if "steps" not in parts:
         records.update({task["id"]: _skipped("not requested (--parts)", **_known(task)) for task in tasks})
     elif not args.tiny:
         records = run_steps(tasks, sizes, budget)
-    settings = ordered_settings(records, peaks)
+    settings = ordered_settings(tasks, records, peaks)
     for record in settings:
         _print("  " + _describe_setting(record))
     report["training_steps"] = {
-        "preset": sizes["preset"], "strategy": args.strategy, "timing_batch": sizes["batch"],
-        "note": "median of the timed steps after a tracing step and a warm-up step, random inputs; share = "
-                "training TFLOP/s / the matmul peak of the same precision (float32: TF32 as recorded)",
+        "preset": sizes["preset"], "strategy": args.strategy,
+        "batch": sizes["batch"] or "the preset's (§3.4: 32)",
+        "micro_batch": sizes["micro_batch"] or "the memory rule's (tf_bimodal.training.memory.training_plan)",
+        "models": args.models, "precisions": args.precisions, "xla": args.xla,
+        "note": "median of the timed optimizer steps (each of accumulation_steps micro-batches) after one traced "
+                "optimizer step, random inputs; share = training TFLOP/s / the matmul peak of the same precision "
+                "(float32: TF32 as recorded); the settings are in the order they ran",
         "settings": settings,
     }
-
-    if "max_batch" in parts:
-        if args.tiny:
-            max_batch = {task["model"]: records[task["id"]] for task in max_batch_specs(sizes, mode, args.strategy, [])}
-        else:
-            searched = run_max_batch(max_batch_specs(sizes, mode, args.strategy, settings), sizes, budget)
-            max_batch = {record_id.split("/", 1)[1]: record for record_id, record in searched.items()}
-        for model, record in max_batch.items():
-            _print(f"  largest batch of {model} in {record.get('precision')}: {record.get('largest_fitting_batch')} "
-                   f"(stopped by {record.get('stopped_by') or record.get('reason') or record.get('error', '')[:200]})")
-    report["max_batch"] = {"start": sizes["batch"], "cap": MAX_BATCH_CAP[mode], "xla": False, "models": max_batch}
 
     if "end_to_end" in parts and not args.tiny:
         allowance = budget.allowance("end_to_end")
@@ -877,7 +952,10 @@ def main(argv=None) -> int:
     report["end_to_end_fold"] = fold or _skipped("not requested (--parts)")
     if fold is not None:
         stages = ", ".join(f"{name} {stage['seconds']:.0f} s" for name, stage in fold.get("stages", {}).items())
+        plans = ", ".join(f"{run} {plan['accumulation_steps']} x {plan['micro_batch']}"
+                          for run, plan in (fold.get("batch_plans") or {}).items() if plan)
         _print(f"  end-to-end fold: {fold.get('status')}" + (f" (stages: {stages})" if stages else "")
+               + (f" (batch plans: {plans})" if plans else "")
                + ("" if fold.get("status") == "ok" else f": {(fold.get('reason') or fold.get('error', ''))[:300]}"))
 
     report["protocol_estimate"] = estimate_protocol(settings, probe, fold, sizes["preset"], args.tiny)

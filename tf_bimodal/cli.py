@@ -104,6 +104,24 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
 
 
+def add_request(parser: argparse.ArgumentParser, choices, help_text: str) -> None:
+    """The request of ``train`` and ``plan``: a positional ``MODEL``, or ``--model MODEL`` as
+    ``run_experiments.py`` spells it."""
+    parser.add_argument("request", nargs="?", choices=[*choices, None], metavar="MODEL", help=help_text)
+    parser.add_argument("--model", dest="model_option", choices=choices, default=None, metavar="MODEL",
+                        help="the same as the positional MODEL")
+
+
+def request_of(parser: argparse.ArgumentParser, args) -> str:
+    """The one request of parsed ``train`` / ``plan`` arguments (exit 2 naming the rule otherwise)."""
+    given = [value for value in (args.request, args.model_option) if value is not None]
+    if not given:
+        parser.error(f"{args.command}: give the MODEL to {args.command} (positional or --model)")
+    if len(set(given)) > 1:
+        parser.error(f"{args.command}: MODEL {args.request!r} and --model {args.model_option!r} disagree")
+    return given[0]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``tf-bimodal`` argument parser."""
     parser = argparse.ArgumentParser(prog="tf-bimodal", description=__doc__,
@@ -115,8 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(data)
 
     train = commands.add_parser("train", help="train and cross-validate a model, a table or everything")
-    train.add_argument("request", choices=REQUESTS, metavar="MODEL",
-                       help="a Table 1 segmenter, a Table 2 classifier, table1, table2, all or grid_search")
+    add_request(train, REQUESTS, "a Table 1 segmenter, a Table 2 classifier, table1, table2, all or grid_search")
     train.add_argument("--crop", choices=CLASSIFICATION_CROPS, default="predicted",
                        help=CROP_HELP + " (default: %(default)s)")
     train.add_argument("--fold", dest="folds", type=int, action="append", default=None, metavar="K",
@@ -127,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = commands.add_parser("plan", help="what a train request will take on this device: memory, "
                                             "micro-batch x accumulation, steps, time (writes plan.json)")
-    plan.add_argument("request", choices=[r for r in REQUESTS if r != "grid_search"], metavar="MODEL",
-                      help="a Table 1 segmenter, a Table 2 classifier, table1, table2 or all")
+    add_request(plan, [r for r in REQUESTS if r != "grid_search"],
+                "a Table 1 segmenter, a Table 2 classifier, table1, table2 or all")
     plan.add_argument("--crop", choices=CLASSIFICATION_CROPS, default="predicted",
                       help=CROP_HELP + " (default: %(default)s)")
     plan.add_argument("--timing", choices=("measured", "none"), default="measured",
@@ -204,7 +221,10 @@ def settings_overrides(args) -> list[str]:
 def main(argv=None) -> int:
     """Run ``tf-bimodal``; returns the exit status (0 success, 1 some predicted cases failed,
     2 bad input or arguments, 130 interrupted)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("train", "plan"):
+        args.request = request_of(parser, args)
     sys.stdout.reconfigure(line_buffering=True)  # progress lines appear at once, also through a pipe
     from tf_bimodal import logs
 

@@ -48,7 +48,8 @@ from tf_bimodal.experiments.protocol import experiment_dir, run_protocol
 from tf_bimodal.experiments.report import write_report
 from tf_bimodal.export import export_experiment
 from tf_bimodal.io import write_json
-from tf_bimodal.models.classification.backbone_weights import check_backbone_weights
+from tf_bimodal.models.classification.backbone_weights import BackboneWeightsUnavailable, check_backbone_weights
+from tf_bimodal.models.pretrained import PretrainedWeightsUnavailable
 from tf_bimodal.schema import LABELS, SYNTHETIC_NOTICE
 from tf_bimodal.training import runtime as runtime_lib
 
@@ -261,7 +262,14 @@ def plan(model: str, data: DataConfig | None = None, split: SplitConfig | None =
                          f"got {model!r}")
     checked = plan_lib.check_fit(model, data, experiment, crop)
     summary = describe_data(data, split, output)
-    return plan_lib.make_plan(checked, summary["folds"], data, split, experiment, output, timing)
+    record = plan_lib.make_plan(checked, summary["folds"], data, split, experiment, output, timing)
+    if model in (*CLASSIFICATION_MODELS, "table2", "all"):
+        try:
+            check_backbone_weights(experiment.classification.backbone_weights,
+                                   experiment.classification.require_backbone_weights)
+        except (BackboneWeightsUnavailable, PretrainedWeightsUnavailable, ValueError) as error:
+            logger.warning(f"train {model} would stop before its first step: {getattr(error, 'command_line', error)}")
+    return record
 
 
 def _export(output, data, experiment, crop, export_dir) -> dict:

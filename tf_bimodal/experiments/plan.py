@@ -11,7 +11,8 @@ trains (:func:`tf_bimodal.experiments.protocol.plan_steps`):
 2. the data's fold sizes (the data set is prepared and its splits made, as ``train`` would),
    hence the micro-batches and optimizer steps per epoch;
 3. the time of one micro-batch training step measured on this device (a few steps on random
-   inputs at the planned micro-batch, after one traced step; ``timing="none"`` skips it), and
+   inputs at the planned micro-batch after one traced step, or on a CPU at
+   :data:`CPU_TIMING_IMAGES` images scaled to it; ``timing="none"`` skips it), and
    from it an estimate of each step's and the request's time (:data:`ESTIMATE_RULE`).
 
 The plan is printed and written to ``<output>/<dataset>-<preset>/plan.json``.
@@ -47,6 +48,8 @@ TIMINGS = ("measured", "none")
 ESTIMATE_RULE = ("every fold runs the preset's maximum epochs (early stopping shortens it), validation a third "
                  "of a training pass per image, one traced first step per fold; the auto-weight pre-stage, "
                  "the data pipeline and prediction not counted")
+CPU_TIMING_IMAGES = 2
+"""On a CPU, step times are measured at this many images per pass and scaled to the micro-batch."""
 VALIDATION_COST = 1 / 3
 """A validation image's cost relative to a training image (a forward pass only)."""
 
@@ -191,8 +194,12 @@ def make_plan(checked: dict, folds: list, data: DataConfig, split: SplitConfig, 
     if timing == "measured":
         for model_name in models:
             micro = fitted[model_name]["batch_plan"]["micro_batch"]
-            logger.info(f"  timing {model_name} at micro-batch {micro} ...")
-            timings[model_name] = time_step(model_name, data, experiment, micro)
+            # A CPU's step time grows in proportion to the images: time a short pass and scale.
+            images = micro if device["device"] == "gpu" else min(micro, CPU_TIMING_IMAGES)
+            logger.info(f"  timing {model_name} at {images} image{'s' * (images > 1)} per pass ...")
+            measured = time_step(model_name, data, experiment, images, steps=1 if images < micro else 2)
+            timings[model_name] = {"first": measured["first"], "step": measured["step"] * micro / images,
+                                   "timed_images": images}
     rows, total = [], 0.0
     for row in steps:
         fit = fitted[row.model]
@@ -210,7 +217,11 @@ def make_plan(checked: dict, folds: list, data: DataConfig, split: SplitConfig, 
                         for batches, fold in zip(train_batches, folds, strict=True)]
             record.update(micro_step_seconds=seconds, optimizer_step_seconds=seconds * plan["accumulation_steps"],
                           first_step_seconds=first,
-                          step_time_source="measured on this device (random inputs, after one traced step)",
+                          step_time_source=(
+                              "measured on this device (random inputs, after one traced step)"
+                              + ("" if timings[row.model]["timed_images"] == plan["micro_batch"] else
+                                 f" at {timings[row.model]['timed_images']} images per pass, scaled to "
+                                 f"{plan['micro_batch']}")),
                           estimated_seconds=sum(per_fold))
             total += sum(per_fold)
         rows.append(record)

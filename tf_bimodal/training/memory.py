@@ -47,16 +47,19 @@ MEMORY_MARGIN = 0.8
 """Share of the device's memory a planned micro-batch may fill (the rest: allocator
 fragmentation, cuDNN / oneDNN work space, the estimate's error)."""
 
-ACTIVATION_FACTOR = 1.6
-"""Measured peak bytes per training image over the bytes of the forward pass's layer outputs.
+ACTIVATION_FACTOR = 1.0
+"""Peak bytes per training image over the bytes of the forward pass's layer outputs.
 
-Fitted on float32 training steps of the paper preset's models at batch sizes 1 and 2 on a
-CPU (``benchmarks/bench_memory.py``, ``benchmarks/results/memory_paper.json``): the backward
-pass holds the saved outputs and, at its widest, the gradients of a few of them at once."""
+Measured on float32 training steps of the paper preset's models at batch sizes 1 and 2 on a
+CPU (``benchmarks/bench_memory.py``, ``benchmarks/results/memory_paper.json``, 2026-12-03):
+0.70-0.98 for the U-Nets and MM-U-Nets, 0.6-0.9 for the VGG-16 classifiers; 1.0 is the
+largest, rounded up. The planned micro-batch fills at most :data:`MEMORY_MARGIN` of the
+device, which leaves room for an allocator that needs more than the CPU's did."""
 
-RUNTIME_BYTES = 1.5 * 2**30
-"""The fixed memory of the TensorFlow runtime in a training process (measured: the resident
-memory of a process that has imported TensorFlow and built a small model)."""
+RUNTIME_BYTES = 2 * 2**30
+"""The fixed memory of a training process beyond the weight copies: the measured fixed part
+minus weights, gradients and optimizer slots was 1.2-2.1 GiB for the paper preset's models
+(same benchmark)."""
 
 OPTIMIZER_SLOTS = {"adam": 2, "sgd_momentum": 1, "sgd": 0}
 """Variables an optimizer keeps per weight."""
