@@ -35,7 +35,7 @@ def tiny_report(tmp_path_factory):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--tiny", "--json", str(path), "--workdir", str(folder / "work"),
-         "--budget-s", "600"],  # about 100 s on 2 idle cores; the budget only bites on a crowded machine
+         "--budget-s", "600"],  # about 380 s on 2 cores shared with another job; the budget only bites on a crowded machine
         capture_output=True, text=True, timeout=900, env=env, cwd=REPO_ROOT,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

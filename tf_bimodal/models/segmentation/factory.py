@@ -83,9 +83,8 @@ def build_segmenter(model_name: str, config: SegmentationConfig, image_size=None
         config: the ``SegmentationConfig``.
         image_size: side used when ``config.image_size`` is None; None leaves it open.
         modality_weights: the pre-stage's weights, one per modal path, for ``w_mm_unet``
-            under ``auto_weight="prestage"``. Without them (a benchmark, a hyperparameter
-            search) equal weights stand in, with a warning: the architecture and its cost are
-            the same.
+            under ``auto_weight="prestage"``. Without them (a benchmark, a memory plan)
+            equal weights stand in, with a warning: the architecture and its cost are the same.
 
     Raises:
         ValueError: an unknown model, or ``modality_weights`` for a model that takes none.
