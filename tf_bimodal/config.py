@@ -979,7 +979,8 @@ class RuntimeConfig:
             (:func:`tf_bimodal.training.memory.plan_batch`); the configured batch is then reached by
             accumulating the gradients of ``batch / (micro_batch * replicas)`` passes before
             each optimizer step. Not part of a run's cache key (batch normalisation aside, the
-            step is the same; recorded per fold).
+            step is the same; recorded per fold). Every worker of a ``multi_worker`` run must
+            reach the same plan: on machines of different memory, set it.
     """
 
     strategy: str = "auto"

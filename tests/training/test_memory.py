@@ -67,7 +67,7 @@ def test_layer_outputs_are_counted_once_per_call_of_a_nested_model():
     assert profile.activation_bytes == 4 * (32 + 32 + 64 + 64 + 1)
     assert profile.parameters == outer.count_params()
     assert profile.fixed_bytes == outer.count_params() * 4 * 4 + memory.RUNTIME_BYTES
-    assert profile.per_image_bytes == int(profile.activation_bytes * memory.ACTIVATION_FACTOR)
+    assert profile.per_image_bytes == int(profile.activation_bytes * memory.ACTIVATION_FACTORS["classification"])
 
 
 def test_the_paper_segmenter_estimate_follows_its_width():
@@ -81,6 +81,7 @@ def test_the_paper_segmenter_estimate_follows_its_width():
                                       "bottleneck_filters": 1024})
     wide = memory.estimate_training_memory(build_segmenter("unet_bmode", wide_config, 96))
     assert 1.8 < wide.activation_bytes / narrow.activation_bytes < 2.2
+    assert narrow.per_image_bytes == int(narrow.activation_bytes * memory.ACTIVATION_FACTORS["segmentation"])
     assert 3.5 < wide.parameters / narrow.parameters < 4.5
 
 

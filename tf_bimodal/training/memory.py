@@ -10,7 +10,7 @@ step does, while each forward/backward pass holds only a micro-batch.
 * :func:`estimate_training_memory` predicts a model's peak training memory as a fixed part
   (weights, gradients, optimizer slots, gradient accumulators, the runtime) plus a part per
   image (every layer output of the forward pass, kept for the backward pass, times a factor
-  measured on real training steps: ``benchmarks/bench_memory.py``,
+  measured on real training steps, :data:`ACTIVATION_FACTORS`: ``benchmarks/bench_memory.py``,
   ``benchmarks/results/memory_paper.json``).
 * :func:`device_memory` is the memory of the device at hand: a GPU's total memory, or the
   RAM available on a CPU.
@@ -47,14 +47,17 @@ MEMORY_MARGIN = 0.8
 """Share of the device's memory a planned micro-batch may fill (the rest: allocator
 fragmentation, cuDNN / oneDNN work space, the estimate's error)."""
 
-ACTIVATION_FACTOR = 1.0
-"""Peak bytes per training image over the bytes of the forward pass's layer outputs.
+ACTIVATION_FACTORS = {"segmentation": 1.0, "classification": 1.6}
+"""Peak bytes per training image over the bytes of the forward pass's layer outputs, for a
+model with a per-pixel output (a segmenter) and for the others (a classifier).
 
 Measured on float32 training steps of the paper preset's models at batch sizes 1 and 2 on a
 CPU (``benchmarks/bench_memory.py``, ``benchmarks/results/memory_paper.json``, 2026-12-03):
-0.70-0.98 for the U-Nets and MM-U-Nets, 0.6-0.9 for the VGG-16 classifiers; 1.0 is the
-largest, rounded up. The planned micro-batch fills at most :data:`MEMORY_MARGIN` of the
-device, which leaves room for an allocator that needs more than the CPU's did."""
+0.70-0.98 for the U-Nets and MM-U-Nets at 32 and 64 filters, 0.59-1.59 for the VGG-16
+classifiers (whose EmbraceNet and decision layers keep tensors that are not layer outputs);
+the largest of each, rounded up. One factor of 1.6 for all refused the 64-filter W-MM-U-Net
+on 24 GiB (21.2 GiB estimated for one image) where it measured 13.3-13.8 GiB. The planned
+micro-batch fills at most :data:`MEMORY_MARGIN` of the device on top of it."""
 
 RUNTIME_BYTES = 2 * 2**30
 """The fixed memory of a training process beyond the weight copies: the measured fixed part
@@ -135,10 +138,11 @@ def estimate_training_memory(model, slots: int = 2, accumulate: bool = True,
     parameters = int(model.count_params())
     weight_copies = 2 + slots + int(accumulate)  # weights, gradients, slots, accumulators (float32)
     activation = _output_elements(model) * compute_bytes
+    factor = ACTIVATION_FACTORS["segmentation" if len(model.outputs[0].shape) == 4 else "classification"]
     return MemoryProfile(
         parameters=parameters,
         fixed_bytes=int(parameters * 4 * weight_copies + RUNTIME_BYTES),
-        per_image_bytes=int(activation * ACTIVATION_FACTOR),
+        per_image_bytes=int(activation * factor),
         activation_bytes=int(activation),
     )
 
