@@ -13,7 +13,8 @@ trains (:func:`tf_bimodal.experiments.protocol.plan_steps`):
 3. the time of one micro-batch training step measured on this device (a few steps on random
    inputs at the planned micro-batch after one traced step, or on a CPU at
    :data:`CPU_TIMING_IMAGES` images scaled to it; ``timing="none"`` skips it), and
-   from it an estimate of each step's and the request's time (:data:`ESTIMATE_RULE`).
+   from it an estimate of each step's and the request's time (:data:`ESTIMATE_RULE`). Models
+   of one graph (MM-U-Net and the W-MM-U-Nets, whose weights are fixed inputs) are timed once.
 
 The plan is printed and written to ``<output>/<dataset>-<preset>/plan.json``.
 """
@@ -192,8 +193,14 @@ def make_plan(checked: dict, folds: list, data: DataConfig, split: SplitConfig, 
     fitted, device = checked["fitted"], checked["device"]
     timings = {}
     if timing == "measured":
+        timed_graphs = {}  # MM-U-Net, W-MM-U-Net (manual, pre-stage) share a graph: timed once
         for model_name in models:
             micro = fitted[model_name]["batch_plan"]["micro_batch"]
+            graph = (fitted[model_name]["parameters"], fitted[model_name]["per_image_bytes"], micro)
+            if graph in timed_graphs:
+                timings[model_name] = {**timings[timed_graphs[graph]], "same_graph_as": timed_graphs[graph]}
+                continue
+            timed_graphs[graph] = model_name
             # A CPU's step time grows in proportion to the images: time a short pass and scale.
             images = micro if device["device"] == "gpu" else min(micro, CPU_TIMING_IMAGES)
             logger.info(f"  timing {model_name} at {images} image{'s' * (images > 1)} per pass ...")
@@ -221,7 +228,9 @@ def make_plan(checked: dict, folds: list, data: DataConfig, split: SplitConfig, 
                               "measured on this device (random inputs, after one traced step)"
                               + ("" if timings[row.model]["timed_images"] == plan["micro_batch"] else
                                  f" at {timings[row.model]['timed_images']} images per pass, scaled to "
-                                 f"{plan['micro_batch']}")),
+                                 f"{plan['micro_batch']}")
+                              + (f"; the same graph as {timings[row.model]['same_graph_as']}, timed once"
+                                 if "same_graph_as" in timings[row.model] else "")),
                           estimated_seconds=sum(per_fold))
             total += sum(per_fold)
         rows.append(record)
