@@ -91,8 +91,9 @@ def main(argv=None) -> int:
 
     from tf_bimodal.config import CropConfig, DataConfig, SplitConfig, crop_masks, crop_shape, resolve_experiment
     from tf_bimodal.data import inputs
+    from tf_bimodal.data.cropping import scaled_margin
     from tf_bimodal.experiments.classification import run_classification, usable_images
-    from tf_bimodal.experiments.cross_validation import load_experiment_data
+    from tf_bimodal.experiments.experiment_data import resolve_data
     from tf_bimodal.layers.embracenet import EmbraceNet
     from tf_bimodal.models.classification.factory import model_input_keys
     from tf_bimodal.training.classification import predict_probabilities
@@ -107,12 +108,12 @@ def main(argv=None) -> int:
     summary = run_classification("mff", data, split, experiment, args.output, crop=args.crop)
     train_seconds = time.time() - started
 
-    experiment_data = load_experiment_data(data, split, args.output)
+    experiment_data = resolve_data(data, split, args.output)
     arrays, _ = inputs.apply_crop_masks(experiment_data.arrays, crop_masks(args.crop), None)
     usable, _ = usable_images(arrays, "mff")
     usable_ids = set(arrays["image_id"][usable].tolist())
     shape = crop_shape(args.crop)
-    crop_config = None if shape is None else CropConfig(margin=inputs.crop_margin(data), shape=shape)
+    crop_config = None if shape is None else CropConfig(margin=scaled_margin(data.image_size), shape=shape)
     config = experiment.classification
     keys = model_input_keys("mff")
     run_folder = os.path.join(args.output, summary.get("run", "mff_crop_manual"))

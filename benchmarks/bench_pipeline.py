@@ -94,6 +94,7 @@ def main(argv=None):
     )
     from tf_bimodal.data import dataset as dataset_lib
     from tf_bimodal.data import inputs, pipeline
+    from tf_bimodal.data.cropping import scaled_margin
     from tf_bimodal.models.classification.factory import build_classifier, model_input_keys
     from tf_bimodal.models.segmentation.factory import MODEL_INPUTS, build_segmenter
     from tf_bimodal.training.segmentation import compile_segmenter
@@ -132,7 +133,7 @@ def main(argv=None):
     # Classification: MFF on crops around the ground-truth masks (pairs per second).
     arrays = inputs.load_arrays(ds)
     ids = list(arrays["image_id"])
-    crop = CropConfig(margin=inputs.crop_margin(data))
+    crop = CropConfig(margin=scaled_margin(data.image_size))
     keys = model_input_keys("mff")
     presets = [("cpu", args.epochs, args.steps)] + ([("paper", 1, args.paper_steps)] if args.paper else [])
     for preset, epochs, steps in presets:

@@ -1,28 +1,14 @@
 """Shared fixtures: the BUSI sample location, a guard against network access, and the
-package's progress lines."""
+package's progress lines. Helpers shared by several test modules live in ``helpers.py``."""
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import logging
 import os
-import pathlib
 import socket
 
 import pytest
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def load_script(path: pathlib.Path):
-    """A script of the repository (not installed: ``run_experiments.py``, a benchmark, a
-    notebook tool) imported as a module named after its file."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-BUSI_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "busi_sample"
+from helpers import BUSI_SAMPLE, captured_progress
 
 
 @pytest.fixture
@@ -47,47 +33,11 @@ def no_network(monkeypatch):
     yield
 
 
-class _Lines(logging.Handler):
-    def __init__(self, lines, hook=None):
-        super().__init__(logging.DEBUG)
-        self.lines, self.hook = lines, hook
-
-    def emit(self, record):
-        line = record.getMessage()
-        if self.hook is not None:
-            self.hook(line)  # may raise: an interruption while the line is printed
-        self.lines.append(line)
-
-
-@contextlib.contextmanager
-def captured_progress(hook=None):
-    """The messages the package logs (``tf_bimodal`` logger) while the block runs, as a list of
-    str; ``hook`` sees each line first."""
-    lines = []
-    handler = _Lines(lines, hook)
-    logger = logging.getLogger("tf_bimodal")
-    previous = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
-
-
 @pytest.fixture
 def progress():
-    """The messages the package logs during the test (:func:`captured_progress`)."""
+    """The messages the package logs during the test (:func:`helpers.captured_progress`)."""
     with captured_progress() as lines:
         yield lines
-
-
-def quick_experiment(name: str = "quick", runtime=None, **overrides):
-    """The ``quick`` preset's ``ExperimentConfig``, with ``overrides`` (``segmentation=...``)."""
-    from tf_bimodal.config import resolve_experiment
-
-    return resolve_experiment("quick", runtime=runtime, name=name, **overrides)
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

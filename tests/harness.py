@@ -106,7 +106,7 @@ def assert_shapes_agree(symbolic: Any, eager: Any, expected: Any = None) -> None
     shapes.
     """
     symbolic_leaves, eager_leaves = keras.tree.flatten(symbolic), keras.tree.flatten(eager)
-    assert len(symbolic_leaves) == len(eager_leaves), (symbolic, eager)
+    assert len(symbolic_leaves) == len(eager_leaves) > 0, (symbolic, eager)
     if expected is None:
         expected_leaves = [None] * len(eager_leaves)
     elif _is_shape(expected):
@@ -159,7 +159,7 @@ def assert_float32_variables(layer: keras.layers.Layer) -> None:
 def assert_outputs_close(actual: Any, expected: Any, rtol: float = 1e-6, atol: float = 1e-6) -> None:
     """Same structure and values within tolerance."""
     actual_leaves, expected_leaves = keras.tree.flatten(actual), keras.tree.flatten(expected)
-    assert len(actual_leaves) == len(expected_leaves)
+    assert len(actual_leaves) == len(expected_leaves) > 0
     for a, e in zip(actual_leaves, expected_leaves):
         np.testing.assert_allclose(ops.convert_to_numpy(a), ops.convert_to_numpy(e), rtol=rtol, atol=atol)
 

@@ -1,4 +1,5 @@
-"""The ``tf-bimodal`` command (tf_bimodal.cli): parsing, exit codes, a clean console."""
+"""The ``tf-bimodal`` command (tf_bimodal.cli) and ``run_experiments.py``, the same command line:
+parsing, the workflow calls, exit codes and error lines, a clean console."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from tf_bimodal.cli import build_parser
 
-from conftest import REPO_ROOT, load_script
+from helpers import REPO_ROOT, load_script
 
 
 def _run(*args, cwd, timeout=300):
@@ -85,6 +86,97 @@ def _run_experiments():
     return load_script(REPO_ROOT / "run_experiments.py")
 
 
+def _tool_argv(script_argv: list[str]) -> list[str]:
+    """The ``tf-bimodal`` arguments of ``run_experiments.py`` arguments: ``--model M`` is
+    ``train M``, ``--export DIR`` alone ``export DIR``, neither ``data``."""
+    argv = list(script_argv)
+    for option, command in (("--model", "train"), ("--export", "export")):
+        if option in argv:
+            at = argv.index(option)
+            value = argv[at + 1]
+            del argv[at:at + 2]
+            return [command, value, *argv]
+    return ["data", *argv]
+
+
+SCRIPT_OPTIONS = {
+    "-h", "--help", "--model", "--crop", "--export", "--verbose",
+    "--data", "--manual-dir", "--data-dir", "--image-size", "--busi-duplicates", "--split", "--num-folds",
+    "--val-fraction", "--seed", "--output",
+    "--preset", "--set", "--config", "--backbone-weights", "--require-backbone-weights", "--linear-readout",
+    "--strategy", "--precision", "--no-tensorboard",
+}
+"""Every option of ``run_experiments.py`` (0.4.0); argparse also takes their unambiguous prefixes."""
+
+DATA_ARGV = ["--data", "busi", "--manual-dir", "scans", "--data-dir", "tfds", "--image-size", "64",
+             "--busi-duplicates", "group", "--split", "kfold", "--num-folds", "3", "--val-fraction", "0.125",
+             "--seed", "7", "--output", "results"]
+SETTINGS_ARGV = ["--preset", "quick", "--set", "segmentation.epochs=2", "--set", "classification.epochs=3",
+                 "--config", "settings.toml", "--backbone-weights", "none", "--linear-readout",
+                 "--strategy", "one_device", "--precision", "float32", "--no-tensorboard"]
+
+
+def test_run_experiments_keeps_every_option():
+    from tf_bimodal.cli import build_script_parser
+
+    options = {option for action in build_script_parser()._actions for option in action.option_strings}
+    assert options == SCRIPT_OPTIONS
+    script = _run_experiments()
+    args = script.parse_args(["--model", "mff", "--crop", "manual", "--export", "out", "--verbose", *DATA_ARGV,
+                              *SETTINGS_ARGV, "--require-backbone-weights"])
+    assert (args.command, args.request, args.model, args.crop, args.export, args.verbose) == (
+        "train", "mff", "mff", "manual", "out", True)
+    assert (args.data, args.manual_dir, args.data_dir, args.image_size, args.busi_duplicates) == (
+        "busi", "scans", "tfds", 64, "group")
+    assert (args.split, args.num_folds, args.val_fraction, args.seed, args.output) == ("kfold", 3, 0.125, 7, "results")
+    assert (args.preset, args.overrides, args.config_file, args.backbone_weights) == (
+        "quick", ["segmentation.epochs=2", "classification.epochs=3"], "settings.toml", "none")
+    assert args.linear_readout and args.require_backbone_weights and args.no_tensorboard
+    assert (args.strategy, args.precision) == ("one_device", "float32")
+    # The prefixes argparse took before are taken still.
+    assert script.parse_args(["--mod", "mff", "--exp", "out", "--verb"]).request == "mff"
+    assert (script.parse_args([]).command, script.parse_args(["--export", "out"]).command) == ("data", "export")
+
+
+@pytest.mark.parametrize("script_argv", [
+    ["--model", "mff", "--crop", "manual", *DATA_ARGV, *SETTINGS_ARGV],
+    ["--model", "w_mm_unet", "--export", "exported", "--verbose", *DATA_ARGV, *SETTINGS_ARGV],
+    ["--model", "grid_search", "--preset", "quick"],
+    ["--export", "exported", "--crop", "predicted_mask_shape", *DATA_ARGV, *SETTINGS_ARGV],
+    [*DATA_ARGV, "--crop", "manual", *SETTINGS_ARGV],
+    [],
+])
+def test_run_experiments_calls_the_workflow_as_tf_bimodal_does(tmp_path, monkeypatch, no_work, script_argv):
+    """``run_experiments.py ARGS`` and the ``tf-bimodal`` command it stands for make the same
+    workflow call; only the recorded command line differs, and it is the one typed."""
+    from tf_bimodal import cli, workflow
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "settings.toml").write_text("[segmentation]\nepochs = 4\n")
+    calls = []
+    monkeypatch.setattr(workflow, "run", lambda *args, **kwargs: calls.append(("run", args, kwargs)) or {})
+    monkeypatch.setattr(workflow, "describe_data", lambda *args, **kwargs: calls.append(("data", args, kwargs)))
+    tool_argv = _tool_argv(script_argv)
+    if tool_argv[0] == "data":  # describing the data uses no settings; the script takes and ignores them
+        tool_argv = ["data", *(DATA_ARGV if "--data" in script_argv else [])]
+    assert _run_experiments().main(script_argv) == 0
+    assert cli.main([arg for arg in tool_argv if arg != "--verbose"]) == 0
+    (script_name, script_args, script_kwargs), (tool_name, tool_args, tool_kwargs) = calls
+    assert (script_name, script_args) == (tool_name, tool_args)
+    if "command" in tool_kwargs:
+        assert script_kwargs.pop("command") == " ".join(["python run_experiments.py", *script_argv])
+        assert tool_kwargs.pop("command") == " ".join(["tf-bimodal", *(a for a in tool_argv if a != "--verbose")])
+    assert script_kwargs == tool_kwargs
+
+
+def test_help_is_plain_text():
+    from tf_bimodal.cli import build_script_parser
+
+    for text in (build_parser().format_help(), build_script_parser(_run_experiments().__doc__).format_help()):
+        assert "::" not in text and "``" not in text and ":mod:" not in text and ":func:" not in text
+        assert "Examples:" in text
+
+
 @pytest.mark.parametrize("crop", ["predicted_mask_shape", "manual_mask_shape", "none"])
 def test_crop_choices_include_the_mask_shaped_crops(crop):
     run_experiments = _run_experiments()
@@ -141,9 +233,9 @@ def _offline_fetch():
 
 
 @pytest.fixture
-def no_work(monkeypatch):
-    """The ImageNet download fails as offline; preparing data or training fails the test; the
-    test's logging and absl's verbosity are left as they are."""
+def offline(monkeypatch):
+    """The ImageNet download fails as offline; training fails the test; the test's logging and
+    absl's verbosity are left as they are."""
     from absl import logging as absl_logging
 
     from tf_bimodal import logs, workflow
@@ -154,11 +246,18 @@ def no_work(monkeypatch):
 
     monkeypatch.setattr(backbone_weights, "fetch_imagenet_weights_file", _offline_fetch)
     monkeypatch.setattr(workflow, "run_protocol", no_protocol)
-    monkeypatch.setattr(workflow, "describe_data", no_protocol)
     monkeypatch.setattr(logs, "console", lambda *args, **kwargs: None)
     verbosity = absl_logging.get_verbosity()
-    yield
+    yield no_protocol
     absl_logging.set_verbosity(verbosity)
+
+
+@pytest.fixture
+def no_work(monkeypatch, offline):
+    """As ``offline``, and preparing the data fails the test too."""
+    from tf_bimodal import workflow
+
+    monkeypatch.setattr(workflow, "describe_data", offline)
 
 
 @pytest.mark.parametrize("request_argv", [
@@ -193,10 +292,44 @@ def test_verbose_shows_the_traceback_of_an_error(tmp_path, capsys, no_network, n
     assert err.strip().splitlines()[-1].startswith("error: ") and "--backbone-weights PATH" in err
 
 
-def test_run_experiments_stops_the_same_way(tmp_path, capsys, no_network, no_work):
-    status = _run_experiments().main(["--model", "mff", "--preset", "paper", "--output", str(tmp_path / "runs")])
-    err = capsys.readouterr().err
-    assert status == 2 and err.startswith("error: ") and err.count("\n") == 1 and "--backbone-weights PATH" in err
+@pytest.mark.parametrize("request_argv", [
+    ["--model", "mff", "--preset", "paper"],  # weights that cannot be had
+    ["--model", "unet_bmode", "--preset", "quick", "--set", "segmentation.epochs=many"],  # a bad override
+    ["--model", "mff", "--preset", "quick", "--image-size", "16"],  # a bad size
+    ["--data", "busi", "--manual-dir", "nowhere"],  # data: a folder that does not exist
+    ["--export", "out", "--preset", "quick", "--set", "export.nothing=1"],  # export: an unknown setting
+])
+def test_both_entry_points_print_the_same_error_line(tmp_path, capsys, monkeypatch, no_network, offline,
+                                                     request_argv):
+    """The one error handler: the same line for the same bad input, from ``run_experiments.py``
+    and from the ``tf-bimodal`` command it stands for."""
+    from tf_bimodal import cli
+
+    monkeypatch.chdir(tmp_path)  # "nowhere" and "out" are relative to here
+    common = ["--output", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "tfds")]
+    errors = []
+    for main, argv in ((_run_experiments().main, request_argv), (cli.main, _tool_argv(request_argv))):
+        status = main([*argv, *common])
+        err = capsys.readouterr().err
+        assert status == 2, err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+        errors.append(err)
+    assert errors[0] == errors[1]
+    assert not (tmp_path / "tfds").exists() and not (tmp_path / "runs").exists()
+
+
+def test_both_entry_points_stop_the_same_way_when_interrupted(tmp_path, capsys, monkeypatch, no_work):
+    from tf_bimodal import cli, workflow
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workflow, "run", interrupted)
+    errors = []
+    for main, argv in ((_run_experiments().main, ["--model", "mff"]), (cli.main, ["train", "mff"])):
+        assert main([*argv, "--preset", "quick", "--output", str(tmp_path / "runs")]) == 130
+        errors.append(capsys.readouterr().err)
+    assert errors[0] == errors[1] and errors[0].startswith("interrupted: ") and errors[0].count("\n") == 1
 
 
 def test_hed_weights_not_installed_is_an_error_line(tmp_path, capsys, monkeypatch, no_work):

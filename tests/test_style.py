@@ -10,17 +10,18 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "tf_bimodal"
 
 LAYERS = (
-    ("tf_bimodal.schema", "tf_bimodal.config", "tf_bimodal.layout", "tf_bimodal.io", "tf_bimodal.logs"),
+    ("tf_bimodal.schema", "tf_bimodal.config", "tf_bimodal.layout", "tf_bimodal.io", "tf_bimodal.logs",
+     "tf_bimodal.records", "tf_bimodal.layers.options"),
     ("tf_bimodal.data",),
     ("tf_bimodal.layers",),
     ("tf_bimodal.models",),
-    ("tf_bimodal.training",),
     ("tf_bimodal.evaluation",),
+    ("tf_bimodal.training",),
     ("tf_bimodal.experiments",),
     ("tf_bimodal.export",),
     ("tf_bimodal.workflow", "tf_bimodal.cli", "tf_bimodal.__main__"),

@@ -8,14 +8,13 @@ import sys
 
 import pytest
 
-from tf_bimodal.config import DataConfig, PhantomConfig, SplitConfig
+from tf_bimodal.config import DataConfig, SplitConfig
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.workflow import run
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT, tiny_phantom
 
-TINY_PHANTOM = PhantomConfig(num_benign_patients=4, num_malignant_patients=4,
-                             min_pairs_per_patient=2, max_pairs_per_patient=3, seed=3)
+TINY_PHANTOM = tiny_phantom(seed=3)
 
 
 def tiny_data(tmp_path):

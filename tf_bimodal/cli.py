@@ -1,10 +1,10 @@
-"""The ``tf-bimodal`` command (also ``python -m tf_bimodal``): every step of the journey.
+"""The tf-bimodal command (also python -m tf_bimodal): every step of the journey.
 
-::
-
+Examples:
     tf-bimodal data                                   prepare and describe the data set
     tf-bimodal train mff                              a model, table1, table2 or all (§3.4)
     tf-bimodal train w_mm_unet --fold 2               one fold of a model (one job per fold)
+    tf-bimodal train mff --export out/                train, then export as below
     tf-bimodal plan all --preset paper                memory, micro-batches and time on this device
     tf-bimodal grid-search                            learning rate x batch x loss (Table S4)
     tf-bimodal report                                 rewrite report.md from the results
@@ -12,26 +12,29 @@
     tf-bimodal predict out/ --bmode b.png --semode se.png --output pred/
     tf-bimodal predict out/ --folder scans/ --output pred/
 
-It only parses: each subcommand calls a function of :mod:`tf_bimodal.workflow` or
-:mod:`tf_bimodal.export.predict` with plain values. ``python run_experiments.py --model mff``
-stays the design card's command for training.
+python run_experiments.py, the design card's command, is this command line in its first
+spelling: --model MODEL is train MODEL, --export DIR alone is export DIR, and no --model is
+data; it takes the options of train except --fold.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
 from tf_bimodal.config import (
     BUSI_DUPLICATE_RULES,
     CLASSIFICATION_CROPS,
+    CLASSIFICATION_MODELS,
     DATA_SOURCES,
     DEFAULT_PRESET,
     LINEAR_READOUT,
     PRECISIONS,
     PRESETS,
     REQUESTS,
+    SEGMENTATION_MODELS,
     STRATEGIES,
     DataConfig,
     RuntimeConfig,
@@ -44,6 +47,18 @@ CROP_HELP = ("a single classifier's input (§3.1, Fig. S2): a rectangle around t
              "the manual masks (manual) plus the margin, the same cut to the mask's shape (predicted_mask_shape, "
              "manual_mask_shape: pixels farther than the margin from the mask blanked), or the full images (none)")
 """The help of ``--crop`` (``tf-bimodal train`` and ``run_experiments.py``)."""
+
+EXPORT_HELP = "export the experiment's W-MM-U-Net, MFF and the end-to-end CAD pipeline as SavedModels into DIR"
+PRECISION_HELP = ("Keras dtype policy; auto measures this machine: mixed_bfloat16 where bfloat16 matmuls run >= 2x "
+                  "float32 (or on GPUs from compute capability 8.0), mixed_float16 on 7.x GPUs, else float32")
+BUSI_DUPLICATES_HELP = ("BUSI near-duplicates (one scan saved twice) form one pseudo-patient; groups whose images "
+                        "carry two labels are left out (drop_conflicts, default), kept (group), or no grouping at "
+                        "all (none)")
+INTERRUPTED = ("interrupted: run the same command again to go on (finished folds are kept, an unfinished fold "
+               "resumes from its last epoch)")
+
+SCRIPT = "python run_experiments.py"
+"""How ``run_experiments.py`` is recorded as the command line of a report."""
 
 EXIT_FAILED_CASES = 1
 EXIT_BAD_INPUT = 2
@@ -62,9 +77,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--image-size", type=int, default=defaults.image_size,
                        help="side of the square images (default: %(default)s, paper §3.1)")
     group.add_argument("--busi-duplicates", choices=BUSI_DUPLICATE_RULES, default=defaults.busi_duplicates,
-                       help="BUSI near-duplicates (one scan saved twice) form one pseudo-patient; groups whose "
-                            "images carry two labels are left out (drop_conflicts, default), kept (group), or no "
-                            "grouping at all (none)")
+                       help=BUSI_DUPLICATES_HELP)
     group.add_argument("--split", choices=("kfold", "paper"), default=split.scheme,
                        help="patient-level K folds, or the paper's held-out test set (default: %(default)s)")
     group.add_argument("--num-folds", type=int, default=split.num_folds)
@@ -98,10 +111,14 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--strategy", choices=STRATEGIES, default=runtime.strategy,
                        help="tf.distribute strategy (default: %(default)s)")
     group.add_argument("--precision", choices=PRECISIONS, default=runtime.precision,
-                       help="Keras dtype policy; auto measures this machine: mixed_bfloat16 where bfloat16 "
-                            "matmuls run >= 2x float32 (or on GPUs from compute capability 8.0), mixed_float16 "
-                            "on 7.x GPUs, else float32 (default: %(default)s)")
+                       help=PRECISION_HELP + " (default: %(default)s)")
     group.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
+
+
+def add_crop_option(parser: argparse.ArgumentParser, help_text: str = CROP_HELP) -> None:
+    """``--crop``: which crops a single classifier reads (default ``predicted``)."""
+    parser.add_argument("--crop", choices=CLASSIFICATION_CROPS, default="predicted",
+                        help=help_text + " (default: %(default)s)")
 
 
 def add_request(parser: argparse.ArgumentParser, choices, help_text: str) -> None:
@@ -134,11 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train and cross-validate a model, a table or everything")
     add_request(train, REQUESTS, "a Table 1 segmenter, a Table 2 classifier, table1, table2, all or grid_search")
-    train.add_argument("--crop", choices=CLASSIFICATION_CROPS, default="predicted",
-                       help=CROP_HELP + " (default: %(default)s)")
+    add_crop_option(train)
     train.add_argument("--fold", dest="folds", type=int, action="append", default=None, metavar="K",
                        help="train only fold K (repeatable): one job per fold; the summary and report are "
                             "written by the job that finds every fold finished")
+    train.add_argument("--export", default=None, metavar="DIR", help=EXPORT_HELP + ", after training")
     add_data_options(train)
     add_settings_options(train)
 
@@ -146,8 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "micro-batch x accumulation, steps, time (writes plan.json)")
     add_request(plan, [r for r in REQUESTS if r != "grid_search"],
                 "a Table 1 segmenter, a Table 2 classifier, table1, table2 or all")
-    plan.add_argument("--crop", choices=CLASSIFICATION_CROPS, default="predicted",
-                      help=CROP_HELP + " (default: %(default)s)")
+    add_crop_option(plan)
     plan.add_argument("--timing", choices=("measured", "none"), default="measured",
                       help="measure a few training steps of every model on this device (default), or skip "
                            "the time estimate")
@@ -164,11 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export W-MM-U-Net, MFF and the CAD pipeline as SavedModels")
     export.add_argument("directory", help="the folder to write the SavedModels and export.json to")
-    export.add_argument("--crop", choices=CLASSIFICATION_CROPS, default="predicted",
-                        help="which MFF run to export, by its crops (default: %(default)s)")
+    add_crop_option(export, "which MFF run to export, by its crops")
     add_data_options(export)
     add_settings_options(export)
 
+    add_predict_parser(commands)
+    return parser
+
+
+def add_predict_parser(commands) -> None:
+    """``tf-bimodal predict``: an exported model on new patients' files."""
     predict = commands.add_parser("predict", help="run an exported model on new patients' files")
     predict.add_argument("source", help="an export folder (tf-bimodal export), or an experiment folder")
     cases = predict.add_mutually_exclusive_group(required=True)
@@ -182,7 +203,35 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", default="predictions", help="folder for masks, overlays and the table "
                                                                   "(default: %(default)s)")
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_script_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``run_experiments.py``: the options of ``tf-bimodal train`` but ``--fold``,
+    with ``--model`` optional (no model: ``data``; ``--export`` alone: ``export``) and
+    ``--verbose`` among them (:func:`script_command`)."""
+    parser = argparse.ArgumentParser(prog="run_experiments.py", description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=REQUESTS, default=None, metavar="MODEL",
+                        help="a Table 1 segmenter (" + ", ".join(SEGMENTATION_MODELS) + "), a Table 2 classifier ("
+                             + ", ".join(CLASSIFICATION_MODELS) + "), table1, table2, all or grid_search; "
+                             "without it the data set is prepared and described")
+    add_crop_option(parser, CROP_HELP + "; W-MM-U-Net is trained first if its masks are needed")
+    parser.add_argument("--export", default=None, metavar="DIR",
+                        help=EXPORT_HELP + " (after --model, or alone for an experiment already trained)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up messages")
+    add_data_options(parser)
+    add_settings_options(parser)
     return parser
+
+
+def script_command(args: argparse.Namespace) -> argparse.Namespace:
+    """The ``tf-bimodal`` arguments that parsed ``run_experiments.py`` arguments stand for:
+    ``--model MODEL`` is ``train MODEL``, ``--export DIR`` alone ``export DIR``, neither ``data``."""
+    if args.model is not None:
+        return argparse.Namespace(**vars(args), command="train", request=args.model, folds=None)
+    if args.export is not None:
+        return argparse.Namespace(**vars(args), command="export", directory=args.export)
+    return argparse.Namespace(**vars(args), command="data")
 
 
 def data_config(args) -> DataConfig:
@@ -218,6 +267,84 @@ def settings_overrides(args) -> list[str]:
     return overrides + list(args.overrides)
 
 
+def command_line(program: str, argv=None) -> str:
+    """The command line recorded in a report: ``program`` and its arguments."""
+    return " ".join([program, *(argv if argv is not None else sys.argv[1:])])
+
+
+def dispatch(args, command: str) -> int:
+    """Call the workflow function of parsed ``tf-bimodal`` arguments with plain values; returns
+    the exit status. ``command`` is the command line recorded in the report."""
+    from tf_bimodal import workflow
+
+    if args.command == "data":
+        workflow.describe_data(data_config(args), split_config(args), args.output)
+        return 0
+    if args.command == "predict":
+        return predict(args)
+    experiment = workflow.resolve(args.preset, runtime_config(args), settings_overrides(args), args.config_file)
+    data, split = data_config(args), split_config(args)
+    if args.command == "train":
+        workflow.run(args.request, data, split, experiment, crop=args.crop, output=args.output, command=command,
+                     folds=args.folds, export=args.export)
+    elif args.command == "plan":
+        workflow.plan(args.request, data, split, experiment, crop=args.crop, output=args.output, timing=args.timing)
+    elif args.command == "grid-search":
+        workflow.run("grid_search", data, split, experiment, output=args.output, command=command)
+    elif args.command == "report":
+        workflow.report(data, experiment, args.output)
+    elif args.command == "export":
+        workflow.run(None, data, split, experiment, crop=args.crop, output=args.output, export=args.directory)
+    return 0
+
+
+def predict(args) -> int:
+    """``tf-bimodal predict``: 0, or 1 when some cases failed."""
+    from tf_bimodal.export import predict as predict_lib
+
+    if args.bmode:
+        cases = [predict_lib.pair_case(args.bmode, args.semode)]
+    elif args.dual_view:
+        cases = [predict_lib.dual_view_case(args.dual_view, args.boxes)]
+    elif args.folder:
+        cases = predict_lib.folder_cases(args.folder)
+    else:
+        cases = predict_lib.csv_cases(args.csv)
+    result = predict_lib.predict(args.source, cases, args.output, progress=not args.no_progress)
+    return EXIT_FAILED_CASES if result["failed"] else 0
+
+
+def execute(args, command: str) -> int:
+    """Start TensorFlow quietly (its start-up lines and C++ log only with ``--verbose``), then
+    :func:`dispatch` under the one error handler of ``tf-bimodal`` and ``run_experiments.py``:
+    bad input (a ``ValueError`` such as :class:`tf_bimodal.data.errors.DataError`, a missing
+    file, backbone weights that cannot be had) is one line ``error: ...`` on standard error and
+    exit 2, with the traceback only with ``--verbose``; an interruption is exit 130."""
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines appear at once, also through a pipe
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tf_bimodal import logs
+
+    logs.start_tensorflow(args.verbose)
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.INFO if args.verbose else absl_logging.ERROR)
+    from tf_bimodal.models.classification.backbone_weights import BackboneWeightsUnavailable
+    from tf_bimodal.models.pretrained import PretrainedWeightsUnavailable
+
+    logs.console()
+    try:
+        return dispatch(args, command)
+    except (ValueError, FileNotFoundError, BackboneWeightsUnavailable, PretrainedWeightsUnavailable) as error:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {getattr(error, 'command_line', error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
 def main(argv=None) -> int:
     """Run ``tf-bimodal``; returns the exit status (0 success, 1 some predicted cases failed,
     2 bad input or arguments, 130 interrupted)."""
@@ -225,64 +352,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command in ("train", "plan"):
         args.request = request_of(parser, args)
-    sys.stdout.reconfigure(line_buffering=True)  # progress lines appear at once, also through a pipe
-    from tf_bimodal import logs
+    return execute(args, command_line("tf-bimodal", argv))
 
-    logs.start_tensorflow(args.verbose)  # TensorFlow's start-up lines only with --verbose
-    from absl import logging as absl_logging
 
-    absl_logging.set_verbosity(absl_logging.INFO if args.verbose else absl_logging.ERROR)
-    from tf_bimodal import workflow
-    from tf_bimodal.data.errors import DataError
-    from tf_bimodal.models.classification.backbone_weights import BackboneWeightsUnavailable
-    from tf_bimodal.models.pretrained import PretrainedWeightsUnavailable
-
-    logs.console()
-    command = " ".join(["tf-bimodal", *(argv if argv is not None else sys.argv[1:])])
-    try:
-        if args.command == "data":
-            workflow.describe_data(data_config(args), split_config(args), args.output)
-        elif args.command == "predict":
-            from tf_bimodal.export import predict as predict_lib
-
-            if args.bmode:
-                cases = [predict_lib.pair_case(args.bmode, args.semode)]
-            elif args.dual_view:
-                cases = [predict_lib.dual_view_case(args.dual_view, args.boxes)]
-            elif args.folder:
-                cases = predict_lib.folder_cases(args.folder)
-            else:
-                cases = predict_lib.csv_cases(args.csv)
-            result = predict_lib.predict(args.source, cases, args.output, progress=not args.no_progress)
-            return EXIT_FAILED_CASES if result["failed"] else 0
-        else:
-            experiment = workflow.resolve(args.preset, runtime_config(args), settings_overrides(args),
-                                          args.config_file)
-            if args.command == "train":
-                workflow.run(args.request, data_config(args), split_config(args), experiment, crop=args.crop,
-                             output=args.output, command=command, folds=args.folds)
-            elif args.command == "plan":
-                workflow.plan(args.request, data_config(args), split_config(args), experiment, crop=args.crop,
-                              output=args.output, timing=args.timing)
-            elif args.command == "grid-search":
-                workflow.run("grid_search", data_config(args), split_config(args), experiment, output=args.output,
-                             command=command)
-            elif args.command == "report":
-                workflow.report(data_config(args), experiment, args.output)
-            elif args.command == "export":
-                workflow.run(None, data_config(args), split_config(args), experiment, crop=args.crop,
-                             output=args.output, export=args.directory)
-    except (DataError, ValueError, FileNotFoundError, BackboneWeightsUnavailable,
-            PretrainedWeightsUnavailable) as error:
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: {getattr(error, 'command_line', error)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to go on (finished folds are kept, an unfinished "
-              "fold resumes from its last epoch)", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
+def script_main(argv=None, description: str | None = None) -> int:
+    """Run ``run_experiments.py`` as the ``tf-bimodal`` command it stands for
+    (:func:`script_command`); the same exit statuses as :func:`main`. ``description`` is the
+    script's help text."""
+    args = script_command(build_script_parser(description).parse_args(argv))
+    return execute(args, command_line(SCRIPT, argv))
 
 
 if __name__ == "__main__":

@@ -38,16 +38,15 @@ from tf_bimodal.config import (
     resolve_experiment,
     to_dict,
 )
-from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import fingerprint as fingerprint_lib
 from tf_bimodal.data import readers
-from tf_bimodal.data import splits as splits_lib
 from tf_bimodal.evaluation.figures import save_examples_figure
 from tf_bimodal.experiments import plan as plan_lib
-from tf_bimodal.experiments.protocol import experiment_dir, run_protocol
+from tf_bimodal.experiments.experiment_data import ExperimentData, resolve_data
+from tf_bimodal.experiments.protocol import experiment_data_for, experiment_dir, run_protocol
 from tf_bimodal.experiments.report import write_report
 from tf_bimodal.export import export_experiment
-from tf_bimodal.io import write_json
+from tf_bimodal.io import read_json_or_none, write_json
 from tf_bimodal.models.classification.backbone_weights import BackboneWeightsUnavailable, check_backbone_weights
 from tf_bimodal.models.pretrained import PretrainedWeightsUnavailable
 from tf_bimodal.schema import LABELS, SYNTHETIC_NOTICE
@@ -56,26 +55,16 @@ from tf_bimodal.training import runtime as runtime_lib
 logger = logging.getLogger(__name__)
 
 
-def dataset_title(data: DataConfig, name: str | None = None) -> str:
-    """A one-line description of the data, marking synthetic data as such."""
-    name = name or dataset_lib.builder_config_name(data)
-    if data.source == "phantom":
-        return f"bimodal_breast_us/{name} (synthetic phantom)"
-    if data.source == "busi":
-        return f"bimodal_breast_us/{name} (BUSI, real, B-mode only)"
-    return f"bimodal_breast_us/{name} (clinical, {data.manual_dir})"
-
-
-def _pick_examples(builder, index, per_class=2):
+def _pick_examples(data: ExperimentData, per_class=2):
     """The first ``per_class`` examples of each class present, decoded."""
     wanted = {}
-    for position, label in enumerate(index.labels):
+    for position, label in enumerate(data.index.labels):
         if len(wanted.setdefault(int(label), [])) < per_class:
             wanted[int(label)].append(position)
     positions = sorted(p for ps in wanted.values() for p in ps)
     picked = []
     read_config = tfds.ReadConfig(try_autocache=False)
-    ds = builder.as_dataset(split="train", read_config=read_config).take(max(positions) + 1)
+    ds = data.builder.as_dataset(split="train", read_config=read_config).take(max(positions) + 1)
     for position, example in enumerate(ds.as_numpy_iterator()):
         if position in positions:
             picked.append(example)
@@ -92,49 +81,59 @@ def _busi_duplicates(builder) -> dict | None:
     return dict(metadata["busi_duplicates"])
 
 
-def describe_data(data: DataConfig, split: SplitConfig, output: str = layout.DEFAULT_OUTPUT) -> dict:
+def describe_data(data: DataConfig | ExperimentData, split: SplitConfig | None = None,
+                  output: str = layout.DEFAULT_OUTPUT) -> dict:
     """Prepare the dataset, make (or reuse) its patient-level splits and summarise it.
 
     Returns the summary dict that is also written to ``<output>/data/<dataset>/summary.json``.
     For BUSI it also holds ``busi_duplicates``: the near-duplicate groups and label conflicts
     found when the data were prepared (:meth:`tf_bimodal.data.readers.BusiGroups.summary`).
+
+    Args:
+        data: the data, or the request's data resolved already (its folds are then the ones
+            described).
+        split: the patient-level split settings (None: the default, or the resolved data's).
+        output: the results folder.
     """
     started = time.time()
-    builder = dataset_lib.prepare(data)
-    fingerprint = dataset_lib.stored_fingerprint(builder)
-    name = dataset_lib.builder_config_name(data, fingerprint)
-    folder = layout.data_folder(output, name)
+    if not isinstance(data, ExperimentData):
+        data = resolve_data(data, split or SplitConfig(), output, in_memory=False)
+    folder = layout.data_folder(output, data.name)
     os.makedirs(folder, exist_ok=True)
-    logger.info(f"Dataset: {dataset_title(data, name)}")
-    if data.source == "phantom":
+    logger.info(f"Dataset: {data.description}")
+    if data.synthetic:
         logger.info(SYNTHETIC_NOTICE)
-    logger.info(f"  source {fingerprint_lib.describe(fingerprint)}")
-    index = dataset_lib.index_dataset(builder)
-    summary = index.summary()
-    splits = splits_lib.load_or_make_splits(
-        layout.splits_path(output, name), index.image_ids, index.patient_ids, index.labels, split
-    )
+    logger.info(f"  source {fingerprint_lib.describe(data.fingerprint)}")
+    summary = data.index.summary()
     summary.update(
-        dataset=f"bimodal_breast_us/{name}",
-        synthetic=data.source == "phantom",
-        dataset_version=str(builder.info.version),
-        source_fingerprint=fingerprint,
-        prepared_at=builder.data_dir,
-        image_size=data.image_size,
-        data_config=to_dict(data),
-        split_config=to_dict(split),
-        folds=[
-            {part: len(fold[part]) for part in ("train", "val", "test")} for fold in splits
-        ],
+        dataset=data.title,
+        synthetic=data.synthetic,
+        dataset_version=data.version,
+        source_fingerprint=data.fingerprint,
+        prepared_at=data.builder.data_dir,
+        image_size=data.data_size,
+        data_config=to_dict(data.config),
+        split_config=to_dict(data.split),
+        folds=[{part: len(fold[part]) for part in ("train", "val", "test")} for fold in data.splits],
         prepare_seconds=round(time.time() - started, 1),
     )
-    duplicates = _busi_duplicates(builder) if data.source == "busi" else None
+    duplicates = _busi_duplicates(data.builder) if data.config.source == "busi" else None
     if duplicates is not None:
         summary["busi_duplicates"] = duplicates
     summary_path = write_json(os.path.join(folder, layout.SUMMARY_FILE), summary)
+    _log_summary(summary, data.data_size, duplicates)
+    figure = save_examples_figure(
+        _pick_examples(data),
+        os.path.join(folder, layout.EXAMPLES_FIGURE),
+        title=f"{data.description}: examples",
+        captions=None,
+    )
+    logger.info(f"Wrote {summary_path}, {data.splits_path} and {figure}")
+    return summary
 
-    logger.info(f"  images {summary['num_images']}, patients {summary['num_patients']}, "
-                f"image size {data.image_size}x{data.image_size}")
+
+def _log_summary(summary: dict, size: int, duplicates: dict | None) -> None:
+    logger.info(f"  images {summary['num_images']}, patients {summary['num_patients']}, image size {size}x{size}")
     for label in LABELS:
         if label in summary:
             logger.info(f"  {label:<10} {summary[label]['images']:>4} images  "
@@ -144,14 +143,6 @@ def describe_data(data: DataConfig, split: SplitConfig, output: str = layout.DEF
         logger.info(f"  BUSI near-duplicates: {readers.describe_busi_groups(duplicates)}")
     for k, fold in enumerate(summary["folds"]):
         logger.info(f"  fold {k}: train {fold['train']}, val {fold['val']}, test {fold['test']} images")
-    figure = save_examples_figure(
-        _pick_examples(builder, index),
-        os.path.join(folder, layout.EXAMPLES_FIGURE),
-        title=f"{dataset_title(data, name)}: examples",
-        captions=None,
-    )
-    logger.info(f"Wrote {summary_path}, {layout.splits_path(output, name)} and {figure}")
-    return summary
 
 
 def resolve(preset: str = DEFAULT_PRESET, runtime: RuntimeConfig | None = None, overrides=(),
@@ -230,16 +221,17 @@ def run(
         raise ValueError(f"model must be one of {REQUESTS} (or None to describe the data), got {model!r}")
     experiment = preset if isinstance(preset, ExperimentConfig) else resolve(preset, runtime)
     if model is None:
-        return _export(output, data, experiment, crop, export)
+        return _export(experiment_dir(output, data, experiment.name), experiment, crop, export)
     if model in (*CLASSIFICATION_MODELS, "table2", "all"):
         # A missing weights file, or required weights that cannot be had, fails now rather
         # than after the data are prepared and the segmenters have trained.
         check_backbone_weights(experiment.classification.backbone_weights,
                                experiment.classification.require_backbone_weights)
-    result = run_protocol(model, data, split, experiment, output, crop=crop, command=command, folds=folds)
+    resolved = experiment_data_for(data, split, experiment, output)  # the one pass over the data
+    result = run_protocol(model, resolved, None, experiment, output, crop=crop, command=command, folds=folds)
     if export is not None:
-        result["export"] = _export(output, data, experiment, crop if model in CLASSIFICATION_MODELS else "predicted",
-                                   export)
+        result["export"] = _export(resolved.experiment_dir(output, experiment.name), experiment,
+                                   crop if model in CLASSIFICATION_MODELS else "predicted", export)
     return result
 
 
@@ -261,8 +253,9 @@ def plan(model: str, data: DataConfig | None = None, split: SplitConfig | None =
         raise ValueError(f"plan: model must be one of {tuple(r for r in REQUESTS if r != 'grid_search')}, "
                          f"got {model!r}")
     checked = plan_lib.check_fit(model, data, experiment, crop)
-    summary = describe_data(data, split, output)
-    record = plan_lib.make_plan(checked, summary["folds"], data, split, experiment, output, timing)
+    resolved = resolve_data(data, split, output, in_memory=False)
+    describe_data(resolved, output=output)
+    record = plan_lib.make_plan(checked, resolved, experiment, output, timing)
     if model in (*CLASSIFICATION_MODELS, "table2", "all"):
         try:
             check_backbone_weights(experiment.classification.backbone_weights,
@@ -272,11 +265,10 @@ def plan(model: str, data: DataConfig | None = None, split: SplitConfig | None =
     return record
 
 
-def _export(output, data, experiment, crop, export_dir) -> dict:
+def _export(root, experiment, crop, export_dir) -> dict:
     if not runtime_lib.is_chief(experiment.runtime):
         logger.info(f"Not exporting to {export_dir}: only the chief worker exports")
         return {"skipped": "not the chief worker"}
-    root = experiment_dir(output, data, experiment.name)
     logger.info(f"Exporting {root} to {export_dir}")
     return export_experiment(root, export_dir, classifier_run=layout.classification_run_name("mff", crop))
 
@@ -287,6 +279,8 @@ def report(data: DataConfig, experiment: ExperimentConfig, output: str = layout.
     root = experiment_dir(output, data, experiment.name)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"no experiment at {root}: train something first (tf-bimodal train MODEL)")
-    path = write_report(root, data)
+    protocol = read_json_or_none(os.path.join(root, layout.PROTOCOL_FILE)) or {}
+    split = SplitConfig(**protocol["split"]) if protocol.get("split") else None  # the folds it was trained on
+    path = write_report(root, experiment_data_for(data, split, experiment, output))
     logger.info(f"Report: {path}")
     return path

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT, load_script
+from helpers import REPO_ROOT, load_script
 
 SCRIPT = REPO_ROOT / "benchmarks" / "gpu_check.py"
 
@@ -110,6 +110,7 @@ def test_tiny_run_proves_the_fold_and_export(tiny_report):
     assert set(fold["stages"]) == {"data", "train_predict", "export", "serve"}
     assert [step["name"] for step in fold["steps"]] == ["w_mm_unet", "mff"]
     assert fold["predictions"] == {"w_mm_unet_masks": True, "mff_fold_predictions": True}
+    assert fold["batch_plans"]
     for plan in fold["batch_plans"].values():  # the runners' own plans (quick preset: batch 8, fits in one pass)
         assert plan["effective_batch"] == plan["micro_batch"] * plan["accumulation_steps"] == 8, plan
     export = fold["export"]

@@ -29,6 +29,13 @@ def assert_data_error(excinfo, file_name: str, phrase: str) -> None:
     assert phrase in message, message
 
 
+def assert_manifest_refused(folder, phrase: str) -> None:
+    """Reading ``folder``'s manifest raises a DataError naming ``manifest.csv`` and ``phrase``."""
+    with pytest.raises(DataError) as excinfo:
+        readers.read_manifest(folder)
+    assert_data_error(excinfo, "manifest.csv", phrase)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
@@ -95,58 +102,46 @@ def test_grey_dual_view(tmp_path, rng):
 
 
 def test_missing_manifest(tmp_path):
-    with pytest.raises(DataError) as excinfo:
-        readers.read_manifest(tmp_path)
-    assert_data_error(excinfo, "manifest.csv", "not found")
+    assert_manifest_refused(tmp_path, "not found")
 
 
 @pytest.mark.parametrize("content", ["", HEADER + "\n", HEADER + "\n\n,,,,\n"])
 def test_empty_manifest(tmp_path, content):
     (tmp_path / "manifest.csv").write_text(content)
-    with pytest.raises(DataError) as excinfo:
-        readers.read_manifest(tmp_path)
-    assert_data_error(excinfo, "manifest.csv", "empty manifest")
+    assert_manifest_refused(tmp_path, "empty manifest")
 
 
 def test_missing_required_column(tmp_path, rng):
     cells = write_pair(tmp_path, "a", rng)
     write_manifest(tmp_path, "benign," + cells, header="label,bmode,semode,mask")
-    with pytest.raises(DataError) as excinfo:
-        readers.read_manifest(tmp_path)
-    assert_data_error(excinfo, "manifest.csv", "missing required column 'patient_id'")
+    assert_manifest_refused(tmp_path, "missing required column 'patient_id'")
 
 
-def test_unknown_label(tmp_path, rng):
+@pytest.mark.parametrize(
+    "second_row, rule",
+    [
+        ("P2,suspicious,", "row 3, column label: unknown label 'suspicious'"),
+        ("P1,malignant,", "patient 'P1' has two labels"),
+    ],
+    ids=["unknown label", "one patient with two labels"],
+)
+def test_bad_label(tmp_path, rng, second_row, rule):
     first, second = write_pair(tmp_path, "a", rng), write_pair(tmp_path, "b", rng)
-    write_manifest(tmp_path, "P1,benign," + first, "P2,suspicious," + second)
-    with pytest.raises(DataError) as excinfo:
-        readers.read_manifest(tmp_path)
-    assert_data_error(excinfo, "manifest.csv", "row 3, column label: unknown label 'suspicious'")
-
-
-def test_one_patient_with_two_labels(tmp_path, rng):
-    first, second = write_pair(tmp_path, "a", rng), write_pair(tmp_path, "b", rng)
-    write_manifest(tmp_path, "P1,benign," + first, "P1,malignant," + second)
-    with pytest.raises(DataError) as excinfo:
-        readers.read_manifest(tmp_path)
-    assert_data_error(excinfo, "manifest.csv", "patient 'P1' has two labels")
+    write_manifest(tmp_path, "P1,benign," + first, second_row + second)
+    assert_manifest_refused(tmp_path, rule)
 
 
 def test_missing_file_in_manifest(tmp_path, rng):
     write_manifest(tmp_path, "P1,benign,a_b.png,a_se.png,")
     write_pair(tmp_path, "a", rng)
     (tmp_path / "a_se.png").unlink()
-    with pytest.raises(DataError) as excinfo:
-        readers.read_manifest(tmp_path)
-    assert_data_error(excinfo, "manifest.csv", "row 2, column semode: file not found: a_se.png")
+    assert_manifest_refused(tmp_path, "row 2, column semode: file not found: a_se.png")
 
 
 def test_duplicate_image(tmp_path, rng):
     cells = write_pair(tmp_path, "a", rng, mask=False)
     write_manifest(tmp_path, "P1,benign," + cells, "P2,benign," + cells)
-    with pytest.raises(DataError) as excinfo:
-        readers.read_manifest(tmp_path)
-    assert_data_error(excinfo, "manifest.csv", "duplicate image: a_b.png already listed in row 2")
+    assert_manifest_refused(tmp_path, "duplicate image: a_b.png already listed in row 2")
 
 
 # --- pair rules (checked per image) -----------------------------------------------------------
@@ -281,7 +276,7 @@ def _png_header_only(width: int, height: int) -> bytes:
 def test_image_above_the_pixel_limit_is_refused_from_its_header(tmp_path, monkeypatch):
     (tmp_path / "huge.png").write_bytes(_png_header_only(20000, 20000))
     decoded = []
-    monkeypatch.setattr(readers.cv2, "imdecode", lambda *args: decoded.append(args))
+    monkeypatch.setattr(readers.images.cv2, "imdecode", lambda *args: decoded.append(args))
     with pytest.raises(DataError) as excinfo:
         readers.read_image(tmp_path / "huge.png")
     assert_data_error(excinfo, "huge.png", "image too large: 20000x20000 px")
@@ -294,7 +289,7 @@ def test_pixel_limit_reads_jpeg_bmp_and_tiff_headers(tmp_path, rng, monkeypatch,
     write_image(tmp_path / f"scan{extension}", bmode)
     data = (tmp_path / f"scan{extension}").read_bytes()
     assert readers.raster_size(data) == (bmode.shape[1], bmode.shape[0])
-    monkeypatch.setattr(readers, "MAX_IMAGE_PIXELS", bmode.shape[0] * bmode.shape[1] - 1)
+    monkeypatch.setattr(readers.images, "MAX_IMAGE_PIXELS", bmode.shape[0] * bmode.shape[1] - 1)
     with pytest.raises(DataError) as excinfo:
         readers.read_image(tmp_path / f"scan{extension}")
     assert_data_error(excinfo, f"scan{extension}", "image too large")
@@ -379,9 +374,7 @@ def test_manifest_with_bom_and_crlf_is_accepted(tmp_path, rng):
 def test_manifest_separated_by_semicolons(tmp_path, rng):
     write_manifest(tmp_path, "P1;benign;" + write_pair(tmp_path, "a", rng).replace(",", ";"),
                    header=HEADER.replace(",", ";"))
-    with pytest.raises(DataError) as excinfo:
-        readers.read_manifest(tmp_path)
-    assert_data_error(excinfo, "manifest.csv", "separated by semicolons")
+    assert_manifest_refused(tmp_path, "separated by semicolons")
 
 
 @pytest.mark.parametrize(

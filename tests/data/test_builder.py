@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import collections
+import pathlib
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+import tf_bimodal
 from tf_bimodal.config import PhantomConfig
 from tf_bimodal.data import phantom as phantom_lib
+from tf_bimodal.data.builder import DATASET_FOLDER
 from tf_bimodal.schema import DEFAULT_IMAGE_SIZE, EXAMPLE_KEYS, LABELS
 from tfds_builder.bimodal_breast_us import BimodalBreastUs, BimodalBreastUsConfig
 from tfds_builder.bimodal_breast_us.make_dummy_data import DUMMY_DIR
@@ -65,6 +68,16 @@ def test_builder_description_states_limitations():
     assert "synthetic" in description
     assert "BUSI has no SE image" in description
     assert "one split, `train`" in description and "patient level" in description
+
+
+def test_description_and_citation_ship_with_the_package():
+    """Read from ``tf_bimodal/data/bimodal_breast_us/``, inside the package: an installed wheel
+    has them (``tests/test_wheel.py``)."""
+    package = pathlib.Path(tf_bimodal.__file__).resolve().parent
+    assert DATASET_FOLDER.is_relative_to(package) and BimodalBreastUs.pkg_dir_path == DATASET_FOLDER
+    metadata = BimodalBreastUs.get_metadata()
+    assert metadata.description == (DATASET_FOLDER / "README.md").read_text(encoding="utf-8")
+    assert "Misra" in metadata.citation
 
 
 def test_busi_sample(tmp_path, busi_sample_dir, no_gcs):

@@ -122,6 +122,7 @@ def test_batched_crop_matches_single_crops():
     batch = crop_pair(bmodes, semodes, masks, margin=2, output_size=(8, 8))
     for index in range(2):
         single = crop_pair(bmode, semode, masks[index], margin=2, output_size=(8, 8))
+        assert len(batch) == len(single) == 3
         for got, want in zip(batch, single):
             np.testing.assert_allclose(got[index], want)
 
@@ -142,6 +143,7 @@ def test_works_inside_tf_function_with_unknown_sizes():
 
     got = crop(bmode, semode, mask)
     want = crop_pair(bmode, semode, mask, margin=2, shape="mask", output_size=(12, 12))
+    assert len(got) == len(want) == 3
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w)
     empty = crop(bmode, semode, np.zeros_like(mask))  # no error inside the graph
@@ -213,5 +215,6 @@ def test_survives_saved_model_round_trip(tmp_path):
     restored = tf.saved_model.load(path)
     got = restored(bmode[None], semode[None], mask[None])
     want = crop_pair(bmode, semode, mask, margin=2, shape="mask", output_size=(12, 12))
+    assert len(got) == len(want) == 3
     for g, w in zip(got, want):
         np.testing.assert_allclose(g[0], w)

@@ -19,9 +19,9 @@ from tf_bimodal.config import DataConfig, SplitConfig
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import duplicates, readers, splits
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"
+from helpers import BUSI_SAMPLE, SHARED_DATA
+
 BUSI_DEV = SHARED_DATA / "busi_dev"
-BUSI_SAMPLE = SHARED_DATA / "busi_sample"
 
 VERIFIED_GROUPS = [
     # one lesion filed as benign twice and as malignant once (busi_dev/README.md)

@@ -18,7 +18,7 @@ from tf_bimodal.data.errors import DataError
 from tf_bimodal.experiments.cross_validation import data_identity
 from tfds_builder.bimodal_breast_us.make_dummy_data import synthetic_bmode, write_image
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 
 def write_busi(folder: pathlib.Path, counts: dict, seed: int = 0) -> pathlib.Path:
@@ -59,7 +59,9 @@ def test_two_folders_prepare_apart_and_keep_their_own_images(tmp_path, no_networ
     assert image_ids(busi(first, tmp_path)) == ["busi_benign_1", "busi_benign_2", "busi_malignant_1"]
     prepared = sorted(p.parent.parent.name for p in (tmp_path / "tfds").rglob("dataset_info.json"))
     assert prepared == sorted(names)
-    assert data_identity(busi(first, tmp_path)) != data_identity(busi(second, tmp_path))
+    identities = [data_identity(busi(folder, tmp_path), dataset_lib.source_fingerprint(busi(folder, tmp_path)))
+                  for folder in (first, second)]
+    assert identities[0] != identities[1]
 
 
 def test_same_folder_after_adding_a_patient_prepares_afresh(tmp_path, no_network):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tf_bimodal.config import CropConfig
-from tf_bimodal.data.inputs import classification_dataset
+from tf_bimodal.data.inputs import classification_dataset, load_predicted_masks, save_predicted_masks
 
 SIZE = 64
 
@@ -54,3 +54,14 @@ def test_a_context_input_without_a_context_crop_is_refused():
     arrays = lesion_arrays(2)
     with pytest.raises(ValueError, match=r"need a context_crop"):
         classification_dataset(arrays, list(arrays["image_id"]), ("bmode", "bmode_context"), 32, CropConfig())
+
+
+def test_predicted_masks_round_trip(tmp_path):
+    masks = np.zeros((3, 4, 4, 1), np.uint8)
+    masks[1, 1:3, 1:3] = 1
+    path = save_predicted_masks(str(tmp_path / "m" / "predicted_masks.npz"), ["a", "b", "c"], masks, rule="test")
+    loaded = load_predicted_masks(path)
+    assert list(loaded) == ["a", "b", "c"]
+    assert loaded["b"].dtype == np.uint8 and loaded["b"].shape == (4, 4) and loaded["b"].sum() == 4
+    with pytest.raises(ValueError, match="N masks"):
+        save_predicted_masks(str(tmp_path / "x.npz"), ["a"], masks)

@@ -68,6 +68,7 @@ def test_kfold_parts_are_patient_disjoint(cohort, folds):
 
 
 def test_kfold_val_is_next_test_part(folds):
+    assert len(folds) == 5
     for fold, split in enumerate(folds):
         assert split["fold"] == fold
         assert split["val"] == folds[(fold + 1) % len(folds)]["test"]
@@ -79,6 +80,7 @@ def test_kfold_tests_each_image_exactly_once(cohort, folds):
 
 
 def test_kfold_is_about_60_20_20(cohort, folds):
+    assert len(folds) == 5
     for split in folds:
         fractions = np.array([len(split[part]) for part in PARTS]) / len(cohort[0])
         np.testing.assert_allclose(fractions, [0.6, 0.2, 0.2], atol=0.05)
@@ -88,6 +90,7 @@ def test_kfold_is_stratified(cohort, folds):
     image_ids, _, labels = cohort
     label_of = dict(zip(image_ids, labels))
     overall = malignant_fraction(image_ids, label_of)
+    assert len(folds) == 5
     for split in folds:
         assert abs(malignant_fraction(split["test"], label_of) - overall) < 0.08
 

@@ -14,10 +14,11 @@ from tf_bimodal.evaluation.classification import (
     evaluate_predictions,
     patient_vote,
     predict_labels,
+    roc_points,
     summarize_folds,
     youden_threshold,
 )
-from tf_bimodal.evaluation.figures import save_roc_figure
+from tf_bimodal.evaluation.figures import draw_roc_curves, save_roc_figure
 from tf_bimodal.evaluation.statistics import mean_sd
 
 
@@ -35,6 +36,43 @@ def test_youden_threshold_against_sklearn_roc(seed):
     sensitivity = np.mean(predictions[labels == 1] == 1)
     specificity = np.mean(predictions[labels == 0] == 0)
     assert sensitivity + specificity - 1 == pytest.approx(result["youden_index"])
+
+
+def test_roc_points_hand_example_and_sklearn():
+    """The one ROC helper (§3.3.1, Fig. 6): sklearn's points and AUC, None for one class."""
+    # Scores 0.2 (benign), 0.4 (malignant), 0.6 (benign), 0.8 (malignant): of the four
+    # benign-malignant pairs, three are ordered right, so AUC = 3/4.
+    labels, scores = [0, 1, 0, 1], np.float32([0.2, 0.4, 0.6, 0.8])
+    roc = roc_points(labels, scores)
+    assert roc.auc == pytest.approx(0.75) and isinstance(roc.auc, float)
+    assert roc.fpr.tolist() == [0.0, 0.0, 0.5, 0.5, 1.0] and roc.tpr.tolist() == [0.0, 0.5, 0.5, 1.0, 1.0]
+    assert np.isinf(roc.thresholds[0]) and roc.thresholds[1:].tolist() == pytest.approx([0.8, 0.6, 0.4, 0.2])
+    rng = np.random.default_rng(3)
+    labels, scores = rng.integers(0, 2, size=50), rng.random(50)
+    expected = roc_curve(labels, scores)
+    roc = roc_points(labels, scores)
+    assert len(expected) == 3 and all(np.array_equal(a, b) for a, b in zip(roc[:3], expected))
+    assert roc.auc == roc_auc_score(labels, scores) == binary_metrics(labels, scores > 0.5, scores)["auc"]
+    assert roc_points([1, 1, 1], [0.2, 0.5, 0.9]) is None
+
+
+def test_draw_roc_curves_names_a_one_class_curve_and_marks_the_threshold():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots()
+    curves = {"fold 0": roc_points([0, 1, 0, 1], [0.2, 0.4, 0.6, 0.8]), "fold 1": None}
+    draw_roc_curves(axes, curves, "ROC", operating_point=(0.5, 1.0, "threshold 0.400"))
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == ["fold 0 (AUC 0.75)", "threshold 0.400"]
+    assert axes.get_title() == "ROC\n(no ROC for fold 1: one class only)"
+    plt.close(figure)
+    figure, axes = plt.subplots()
+    draw_roc_curves(axes, {"": None}, "ROC, test images", operating_point=(0.0, 1.0, "threshold"))
+    assert axes.get_legend() is None and axes.get_title() == "ROC, test images"
+    assert [text.get_text() for text in axes.texts] == ["one class only: no ROC curve"]
+    plt.close(figure)
 
 
 def test_youden_threshold_hand_example():

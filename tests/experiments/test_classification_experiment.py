@@ -11,19 +11,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_bimodal.config import CLASSIFICATION_PRESETS, DataConfig, PhantomConfig, SplitConfig
+from tf_bimodal.config import CLASSIFICATION_PRESETS, DataConfig, SplitConfig
 from tf_bimodal.data import dataset as dataset_lib
-from tf_bimodal.data.inputs import apply_crop_masks, crop_margin, drop_modalities, load_arrays, save_predicted_masks
+from tf_bimodal.data.cropping import scaled_margin
+from tf_bimodal.data.inputs import apply_crop_masks, drop_modalities, load_arrays, save_predicted_masks
 from tf_bimodal.experiments import classification as classification_experiment
 from tf_bimodal.experiments.bmode_only import evaluate_bmode_only
 from tf_bimodal.experiments.classification import ClassificationTask, run_classification
 from tf_bimodal.experiments.cross_validation import Fold
 from tf_bimodal.training.classification import build_classifier_for_training
 
-from conftest import quick_experiment
+from helpers import quick_experiment, tiny_phantom
 
-TINY_PHANTOM = PhantomConfig(num_benign_patients=4, num_malignant_patients=4,
-                             min_pairs_per_patient=2, max_pairs_per_patient=3, seed=3)
+TINY_PHANTOM = tiny_phantom(seed=3)
 TINY_PRESET = dataclasses.replace(CLASSIFICATION_PRESETS["quick"], epochs=1)
 TINY = quick_experiment(classification=TINY_PRESET)
 CONTEXT = quick_experiment(classification=dataclasses.replace(TINY_PRESET, context_margin=150))
@@ -90,6 +90,7 @@ def _embracement_draws(seed):
 def test_two_fold_seeds_draw_differently_and_a_rerun_draws_the_same():
     fold0, fold1, fold0_again = _embracement_draws(0), _embracement_draws(1), _embracement_draws(0)
     assert not np.array_equal(fold0[0], fold1[0])
+    assert len(fold0) == len(fold0_again) == 2
     for first, again in zip(fold0, fold0_again):
         np.testing.assert_array_equal(first, again)
 
@@ -100,8 +101,8 @@ def test_predicted_crop_without_segmentation_masks_says_what_to_run(tiny_data, t
 
 
 def test_crop_margin_scales_the_paper_margin():
-    assert crop_margin(DataConfig()) == 50
-    assert crop_margin(DataConfig(image_size=64)) == 10
+    assert scaled_margin(DataConfig().image_size) == 50
+    assert scaled_margin(DataConfig(image_size=64).image_size) == 10
 
 
 def test_drop_modalities_hides_exactly_one_image_of_complete_pairs():
@@ -215,6 +216,7 @@ def test_late_integration_records_each_branch_best_epoch(tiny_data, tmp_path, pr
     experiment = quick_experiment(classification=dataclasses.replace(TINY_PRESET, epochs=2))
     summary = run_classification("mff_late", tiny_data, SplitConfig(num_folds=2), experiment, str(tmp_path),
                                  crop="manual")
+    assert len(summary["folds"]) == 2
     for fold in summary["folds"]:
         assert fold["best_epoch"] is None
         assert set(fold["branch_best_epochs"]) == {"bmode", "semode"}

@@ -11,14 +11,14 @@ import keras_tuner
 import numpy as np
 import pytest
 
-from tf_bimodal.config import DataConfig, GridSearchConfig, PhantomConfig, SplitConfig
+from tf_bimodal.config import DataConfig, GridSearchConfig, SplitConfig
 from tf_bimodal.experiments import grid_search
 from tf_bimodal.experiments import segmentation as segmentation_experiment
 from tf_bimodal.experiments.grid_search import GridSearchTrialError, choose_setting, run_grid_search
 from tf_bimodal.layers.colour_input import modal_path_names
 from tf_bimodal.schema import MODALITY_CHANNELS, SYNTHETIC_NOTICE
 
-from conftest import captured_progress, quick_experiment
+from helpers import captured_progress, quick_experiment, tiny_phantom
 
 TINY_GRID = GridSearchConfig(models=("unet_bmode",), learning_rates=(1e-2, 1e-3), batch_sizes=(8,),
                              losses=("bce", "dice"), epochs=1)
@@ -32,8 +32,7 @@ SETTING_LINE = re.compile(
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    phantom = PhantomConfig(num_benign_patients=4, num_malignant_patients=4, min_pairs_per_patient=2,
-                            max_pairs_per_patient=3, seed=5)
+    phantom = tiny_phantom(seed=5)
     return DataConfig(source="phantom", image_size=64, data_dir=str(tmp_path_factory.mktemp("tfds")),
                       phantom=phantom)
 
@@ -108,6 +107,7 @@ def test_one_log_line_per_trained_setting(first_search):
     assert SYNTHETIC_NOTICE in lines
     matches = setting_lines(lines)
     assert [int(m.group(1)) for m in matches] == [1, 2, 3, 4]
+    assert len(summary["models"]["unet_bmode"]["settings"]) == len(matches)
     for match, row in zip(matches, summary["models"]["unet_bmode"]["settings"]):
         assert float(match.group(2)) == row["learning_rate"] and match.group(4) == row["loss"]
         assert float(match.group(5)) == pytest.approx(row["val_dice"], abs=1e-4)

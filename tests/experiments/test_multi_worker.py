@@ -23,7 +23,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 JOB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "multi_worker_job.py")
 CLI = os.path.join(str(REPO_ROOT), "run_experiments.py")
@@ -107,6 +107,7 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path, kind)
     assert second["worker_output"] == os.path.join("runs", "_workers", "worker_1")
     # The workers hold one model: the same weights to the bit, the same reported losses.
     assert first["checksum"] == second["checksum"]
+    assert len(first["weights"]) == len(second["weights"]) == len(reference["weights"]) > 0
     for a, b in zip(first["weights"], second["weights"]):
         np.testing.assert_array_equal(a, b)
     assert first["loss"] == second["loss"] and first["dice"] == second["dice"]

@@ -21,13 +21,13 @@ from tf_bimodal.experiments.cross_validation import cache_key, finished_fold, re
 from tf_bimodal.experiments.protocol import experiment_dir, plan_steps
 from tf_bimodal.experiments.report import fold_ensemble
 
-ROOT = Path(__file__).resolve().parents[2]
-BUSI_SAMPLE = ROOT.parent / "shared" / "data" / "busi_sample"
+from helpers import BUSI_SAMPLE, REPO_ROOT
+
 IMAGE_SIZE = "64"
 
 
 def _command(tmp_path, *args):
-    return [sys.executable, "-u", str(ROOT / "run_experiments.py"), "--preset", "quick", "--image-size", IMAGE_SIZE,
+    return [sys.executable, "-u", str(REPO_ROOT / "run_experiments.py"), "--preset", "quick", "--image-size", IMAGE_SIZE,
             "--output", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "tfds"), *args]
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tf_bimodal.config import DataConfig, PhantomConfig, SegmentationConfig, SplitConfig
+from tf_bimodal.config import DataConfig, SplitConfig
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data.inputs import load_predicted_masks
 from tf_bimodal.experiments.segmentation import (
@@ -18,14 +18,11 @@ from tf_bimodal.experiments.segmentation import (
 )
 from tf_bimodal.training.metrics import METRIC_NAMES
 
-from conftest import quick_experiment
+from helpers import quick_experiment, tiny_phantom, tiny_segmentation
 
-TINY_PHANTOM = PhantomConfig(num_benign_patients=5, num_malignant_patients=5, min_pairs_per_patient=2,
-                             max_pairs_per_patient=3, seed=4)
-TINY_SEGMENTATION = SegmentationConfig(
-    image_size=32, stackwise_num_filters=(4, 8), bottleneck_filters=8, auto_weight_filters=(4,),
-    batch_size=8, epochs=1, early_stopping_patience=1, learning_rate=1e-3, augment=True,
-)
+TINY_PHANTOM = tiny_phantom(seed=4, patients=5)
+TINY_SEGMENTATION = tiny_segmentation(batch_size=8, epochs=1, early_stopping_patience=1, learning_rate=1e-3,
+                                      augment=True)
 TINY = quick_experiment("tiny", segmentation=TINY_SEGMENTATION)
 SUMMARY_KEYS = {
     "model", "dataset", "synthetic", "preset", "config", "data_config", "split_config", "num_folds",
@@ -81,7 +78,7 @@ def test_run_segmentation_end_to_end_on_tiny_phantom(tmp_path, no_network, progr
     assert summary["dataset"] == f"bimodal_breast_us/{dataset_lib.builder_config_name(data)}"
     for name in METRIC_NAMES:
         assert {"mean", "sd", "values"} <= set(summary[name]) and 0.0 <= summary[name]["mean"] <= 1.0
-    assert summary["num_folds"] == len(summary["folds"])
+    assert summary["num_folds"] == len(summary["folds"]) == 5
     # The paper protocol: every fold model is tested on the same held-out images.
     assert summary["shared_test_set"] is True
     assert set(summary["fold_union"]) == set(METRIC_NAMES)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_bimodal.config import CropConfig, DataConfig, PhantomConfig, RuntimeConfig, SplitConfig
+from tf_bimodal.config import CropConfig, DataConfig, RuntimeConfig, SplitConfig
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import inputs, pipeline
 from tf_bimodal.data.cropping import crop_pair, mask_bounding_box, scaled_margin
@@ -43,10 +43,9 @@ from tf_bimodal.export import (
 )
 from tf_bimodal.training.segmentation import predict_masks
 
-from conftest import quick_experiment
+from helpers import BLOCK_TF_BIMODAL, quick_experiment, tiny_phantom
 
-TINY_PHANTOM = PhantomConfig(num_benign_patients=4, num_malignant_patients=4,
-                             min_pairs_per_patient=2, max_pairs_per_patient=3, seed=8)
+TINY_PHANTOM = tiny_phantom(seed=8)
 DATA_SIZE = 64
 ODD_SIZE = (72, 90)  # another size, not square: the pipeline resizes and scales the margin per side
 NUM_PAIRS = 4
@@ -59,20 +58,7 @@ SERVING_SCRIPT = textwrap.dedent('''
     """Load the exported SavedModels with TensorFlow alone and run them on the saved inputs."""
     import json
     import sys
-
-
-    class BlockTfBimodal:
-        def find_spec(self, name, path=None, target=None):
-            if name == "tf_bimodal" or name.startswith("tf_bimodal."):
-                raise ImportError("tf_bimodal must not be needed to serve the export")
-            return None
-
-
-    sys.meta_path.insert(0, BlockTfBimodal())
-
-    import numpy as np
-    import tensorflow as tf
-
+''') + BLOCK_TF_BIMODAL + textwrap.dedent('''
     export_dir, inputs_path, arrays_path, report_path = sys.argv[1:5]
     inputs = dict(np.load(inputs_path))
     arrays = {}
@@ -204,10 +190,10 @@ def keras_reference(experiment, pairs):
     reference["data_fold_probabilities"] = data_probabilities
     reference["cad_mask"] = majority_vote((data_probabilities > threshold).sum(-1), len(seg_models))
     crops = _crops(pairs["bmode"], pairs["semode"], reference["cad_mask"], classifier.input_size,
-                   margin=inputs.crop_margin(experiment["data"]))
+                   margin=scaled_margin(experiment["data"].image_size))
     reference["crop_bmode"], reference["crop_semode"] = crops
     reference["cad_box"] = np.stack([
-        [int(v) for v in mask_bounding_box(mask, inputs.crop_margin(experiment["data"]))]
+        [int(v) for v in mask_bounding_box(mask, scaled_margin(experiment["data"].image_size))]
         for mask in reference["cad_mask"]
     ])
     reference["cad_fold_p_malignant"] = _classify(cls_models, *crops)
@@ -314,10 +300,10 @@ def test_a_classifier_with_a_context_crop_is_refused(tmp_path):
         find_classifier(str(tmp_path), "vgg16_bmode_crop_manual")
 
 
-def test_scaled_margin_in_the_graph_is_crop_margin_for_square_data():
-    for size in (32, 64, 100, 224, 336, 512):
-        assert int(scaled_margin(tf.constant(size))) == inputs.crop_margin(DataConfig(image_size=size)) \
-            == scaled_margin(size), size
+def test_scaled_margin_in_the_graph_is_the_paper_margin_scaled():
+    expected = {32: 5, 64: 10, 100: 15, 224: 33, 336: 50, 512: 76}  # round(50 * side / 336), §3.1
+    for size, margin in expected.items():
+        assert int(scaled_margin(tf.constant(size))) == scaled_margin(size) == margin, size
 
 
 def test_lesion_box_is_the_mask_bounding_box_with_the_margin():
@@ -492,7 +478,9 @@ def test_cad_pipeline_reproduces_the_protocol_at_the_data_size(experiment, serve
     np.testing.assert_allclose(arrays["cad_p_malignant"], keras_reference["cad_fold_p_malignant"].mean(-1),
                                atol=PROBABILITY_TOLERANCE)
     # ... and each fold model's test probabilities of the experiment (predictions.csv, 6 decimals).
-    for column, k in enumerate(find_classifier(experiment["root"]).folds):
+    folds = find_classifier(experiment["root"]).folds
+    assert len(folds) == arrays["cad_fold_p_malignant"].shape[1] > 0
+    for column, k in enumerate(folds):
         with open(os.path.join(experiment["root"], "mff", f"fold_{k}", "predictions.csv")) as handle:
             written = {row["image_id"]: float(row["probability_malignant"])
                        for row in csv.DictReader(handle) if row["split"] == "test"}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import subprocess
 import sys
 import textwrap
@@ -26,7 +25,8 @@ from tf_bimodal.export import CADPipeline, ClassifierEnsemble, SegmenterEnsemble
 from tf_bimodal.models.classification.factory import build_classifier, model_input_keys
 from tf_bimodal.models.segmentation.factory import MODEL_INPUTS, build_segmenter
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+from helpers import BLOCK_TF_BIMODAL, REPO_ROOT
+
 HEIGHT, WIDTH = 40, 52
 TOLERANCE = 1e-6
 SEGMENTER_THRESHOLD = 0.62
@@ -286,20 +286,7 @@ SERVING_SCRIPT = textwrap.dedent('''
     sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or ".") != repo_root]
     # An editable install finds the package through its own finder, not sys.path: drop it too.
     sys.meta_path[:] = [finder for finder in sys.meta_path if "__editable__" not in getattr(finder, "__module__", "")]
-
-
-    class BlockTfBimodal:
-        def find_spec(self, name, path=None, target=None):
-            if name == "tf_bimodal" or name.startswith("tf_bimodal."):
-                raise ImportError("tf_bimodal must not be needed to serve the export")
-            return None
-
-
-    sys.meta_path.insert(0, BlockTfBimodal())
-
-    import numpy as np
-    import tensorflow as tf
-
+''') + BLOCK_TF_BIMODAL + textwrap.dedent('''
     model_dir, inputs_path, arrays_path, report_path = sys.argv[2:6]
     inputs = dict(np.load(inputs_path))
     cad = tf.saved_model.load(model_dir)

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import REPO_ROOT, load_script
+from helpers import REPO_ROOT, load_script
 
 SCRIPT = REPO_ROOT / "notebooks" / "colab_badges.py"
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
@@ -62,6 +62,7 @@ def test_writes_badges_and_install_urls(folder, capsys):
         assert new["cells"][0]["source"][2:] == old["cells"][0]["source"]
         assert new["cells"][0]["source"][1] == "\n"
         assert {k: v for k, v in new.items() if k != "cells"} == {k: v for k, v in old.items() if k != "cells"}
+        assert len(new["cells"]) == len(old["cells"]) > 1
         for old_cell, new_cell in zip(old["cells"][1:], new["cells"][1:]):
             if old_cell["cell_type"] != "code":
                 assert new_cell == old_cell

@@ -49,6 +49,7 @@ def test_the_model_gives_the_fitted_regressions_probabilities():
     assert record["method"] == "logistic" and record["images"] == 40 and record["features"] == 2 * (8 + 8 + 8)
     assert 1e-4 <= record["C"] <= 1.0 and 0.0 <= record["cv_auc"] <= 1.0
     # The backbone is untouched; the softmax is the regression on standardised features.
+    assert len(frozen) == len(classifier.get_layer("backbone").weights) > 0
     for before, after in zip(frozen, classifier.get_layer("backbone").weights):
         np.testing.assert_array_equal(before, after.numpy())
     features_model = keras.Model(classifier.inputs, classifier.get_layer("predictions").input)

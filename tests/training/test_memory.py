@@ -7,13 +7,14 @@ import json
 import keras
 import pytest
 
-from tf_bimodal.config import DataConfig, PhantomConfig, SplitConfig, resolve_experiment
+from tf_bimodal.config import DataConfig, SplitConfig, resolve_experiment
 from tf_bimodal.training import memory
 from tf_bimodal.training.memory import DoesNotFit, MemoryProfile, plan_batch
 
+from helpers import tiny_phantom
+
 GIB = 2**30
-TINY_PHANTOM = PhantomConfig(num_benign_patients=4, num_malignant_patients=4,
-                             min_pairs_per_patient=2, max_pairs_per_patient=2, seed=3)
+TINY_PHANTOM = tiny_phantom(seed=3, max_pairs=2)
 
 
 def _profile(fixed_gib, per_image_gib):

@@ -13,18 +13,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_bimodal.config import DataConfig, PhantomConfig, RuntimeConfig, SegmentationConfig, SplitConfig
+from tf_bimodal.config import DataConfig, RuntimeConfig, SplitConfig
 from tf_bimodal.data import pipeline
 from tf_bimodal.models.segmentation.factory import build_segmenter
 from tf_bimodal.training import runtime as runtime_lib
 from tf_bimodal.training.segmentation import compile_segmenter
 
-from conftest import REPO_ROOT, quick_experiment
+import helpers
+from helpers import REPO_ROOT, quick_experiment, tiny_segmentation
 
-TINY_SEGMENTER = SegmentationConfig(
-    image_size=32, stackwise_num_filters=(4, 8), bottleneck_filters=8, auto_weight_filters=(4,),
-    batch_size=4, epochs=1,
-)
+TINY_SEGMENTER = tiny_segmentation(batch_size=4, epochs=1)
 GPUS = tf.config.list_physical_devices("GPU")
 
 
@@ -150,9 +148,12 @@ def test_only_the_chief_writes_the_experiment_protocol_and_report(monkeypatch, t
     monkeypatch.setattr(protocol, "_run_step", lambda *args: {})
     reports = []
     monkeypatch.setattr(protocol, "write_report", lambda root, data: reports.append(root) or "report.md")
+    from tf_bimodal.experiments.experiment_data import ExperimentData
+
     multi = RuntimeConfig(strategy="multi_worker")
-    done = protocol.run_protocol("unet_bmode", DataConfig(image_size=32), SplitConfig(),
-                                 quick_experiment(runtime=multi), str(tmp_path))
+    data = ExperimentData(config=DataConfig(image_size=32), split=SplitConfig(), name="phantom_32px", version="1",
+                          fingerprint={"digest": "f"}, builder=None, splits=[])  # resolved by the entry
+    done = protocol.run_protocol("unet_bmode", data, None, quick_experiment(runtime=multi), str(tmp_path))
     root = protocol.experiment_dir(str(tmp_path), DataConfig(image_size=32), "quick")
     own = runtime_lib.worker_output(root, multi)
     assert reports == [own] and done["experiment_dir"] == own
@@ -262,15 +263,19 @@ def test_precision_auto_measures_the_cpu_and_follows_its_rule():
 
 
 @pytest.mark.parametrize("measured, expected", [("mixed_bfloat16", "mixed_bfloat16"), ("float32", "float32")])
-def test_precision_auto_becomes_the_measured_policy_everywhere(monkeypatch, measured, expected):
+def test_precision_auto_is_measured_once_and_lower_layers_refuse_it_unresolved(monkeypatch, measured, expected):
     monkeypatch.setattr(runtime_lib, "measure_precision", lambda: {"precision": measured, "device": "CPU"})
     auto = RuntimeConfig(precision="auto", tensorboard=False)
     assert runtime_lib.resolve_precision(auto) == RuntimeConfig(precision=expected, tensorboard=False)
     for fixed in ("float32", "mixed_bfloat16"):  # only auto is measured
         assert runtime_lib.resolve_precision(RuntimeConfig(precision=fixed)).precision == fixed
-    with runtime_lib.precision(auto):
+    resolved = runtime_lib.resolve_precision(auto)
+    with runtime_lib.precision(resolved):
         assert keras.config.dtype_policy().name == expected
-    assert runtime_lib.describe(auto)["precision"] == expected
+    assert runtime_lib.describe(resolved)["precision"] == expected
+    for needs_resolving in (runtime_lib.precision(auto).__enter__, lambda: runtime_lib.describe(auto)):
+        with pytest.raises(ValueError, match="precision is 'auto'"):
+            needs_resolving()
 
 
 def test_precision_auto_is_resolved_before_the_cache_key(monkeypatch):
@@ -281,11 +286,13 @@ def test_precision_auto_is_resolved_before_the_cache_key(monkeypatch):
     assert resolve("quick", RuntimeConfig(precision="auto")).runtime.precision == "mixed_bfloat16"
 
     class Data:
-        config, fingerprint, version = DataConfig(), {"digest": "f"}, "1"
+        config, split, fingerprint, version = DataConfig(), SplitConfig(), {"digest": "f"}, "1"
 
-    keys = {precision: run_cache_key({"model": "m"}, Data(), SplitConfig(), RuntimeConfig(precision=precision))
-            for precision in ("auto", "mixed_bfloat16", "float32")}
-    assert keys["auto"] == keys["mixed_bfloat16"] != keys["float32"]
+    keys = {precision: run_cache_key({"model": "m"}, Data(), RuntimeConfig(precision=precision))
+            for precision in ("mixed_bfloat16", "float32")}
+    assert keys["mixed_bfloat16"] != keys["float32"]
+    with pytest.raises(ValueError, match="precision is 'auto'"):  # resolved once, at the entry
+        run_cache_key({"model": "m"}, Data(), RuntimeConfig(precision="auto"))
 
 
 def test_clear_session_keeps_the_policy_that_keras_own_drops():
@@ -344,8 +351,7 @@ def test_tiny_segmenter_trains_in_mixed_precision(precision, compute_dtype, loss
 def tiny_phantom(tmp_path_factory):
     return DataConfig(
         source="phantom", image_size=64, data_dir=str(tmp_path_factory.mktemp("tfds")),
-        phantom=PhantomConfig(num_benign_patients=4, num_malignant_patients=4, min_pairs_per_patient=2,
-                              max_pairs_per_patient=3, seed=6),
+        phantom=helpers.tiny_phantom(seed=6),
     )
 
 

@@ -1,4 +1,4 @@
-"""Segmentation metrics and losses (§3.4) and the fold union (§3.4, §4.1) on hand-made masks."""
+"""Segmentation metrics and losses (§3.4) on hand-made masks."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ import keras
 import numpy as np
 import pytest
 
-from tf_bimodal.data.inputs import load_predicted_masks, save_predicted_masks
-from tf_bimodal.evaluation.segmentation import fold_union, majority_vote, score_fold_union, summarize_folds
-from tf_bimodal.evaluation.statistics import mean_sd
 from tf_bimodal.training.losses import DiceBCELoss, segmentation_loss
 from tf_bimodal.training.metrics import METRIC_NAMES, SegmentationScore, confusion_counts, segmentation_scores
 
@@ -125,68 +122,3 @@ def test_dice_bce_loss_adds_the_two_and_serializes():
 def test_unknown_loss_is_refused():
     with pytest.raises(ValueError, match="segmentation loss must be one of"):
         segmentation_loss("focal")
-
-
-# --------------------------------------------------------------------------- fold union
-
-
-MODEL_MASKS = [
-    M([[1, 1], [0, 0]]),
-    M([[1, 0], [1, 0]]),
-    M([[1, 0], [0, 1]]),
-    M([[0, 1], [1, 0]]),
-    M([[0, 1], [1, 0]]),
-]
-
-
-@pytest.mark.parametrize(
-    "num_models, expected",
-    [
-        (1, M([[1, 1], [0, 0]])),
-        (3, M([[1, 0], [0, 0]])),  # votes [[3, 1], [1, 1]], need 2
-        (4, M([[1, 0], [0, 0]])),  # votes [[3, 2], [2, 1]], need 3: 2 of 4 is not more than half
-        (5, M([[1, 1], [1, 0]])),  # votes [[3, 3], [3, 1]], need 3
-    ],
-)
-def test_fold_union_is_the_strict_majority(num_models, expected):
-    masks = np.stack(MODEL_MASKS[:num_models])[:, None]  # (K, N=1, 2, 2)
-    union = fold_union(masks)
-    assert union.dtype == np.uint8 and union.shape == (1, 2, 2)
-    np.testing.assert_array_equal(union[0], expected)
-    np.testing.assert_array_equal(majority_vote(masks.sum(axis=0), num_models), union)
-
-
-def test_fold_union_score_thresholds_then_votes():
-    truth = M([[[1, 1], [1, 0]]])
-    probabilities = np.stack(MODEL_MASKS)[:, None] * 0.9 + 0.05  # 0.95 / 0.05
-    scores = score_fold_union(truth, probabilities)
-    assert scores == {"dice": 1.0, "iou": 1.0, "precision": 1.0, "recall": 1.0}
-
-
-def test_fold_union_rejects_probabilities():
-    with pytest.raises(ValueError, match="binary"):
-        fold_union(np.full((3, 1, 2, 2), 0.7))
-
-
-def test_mean_and_sample_sd_over_folds():
-    result = mean_sd([0.7, 0.8, 0.9])
-    assert result["mean"] == pytest.approx(0.8) and result["values"] == pytest.approx([0.7, 0.8, 0.9])
-    assert result["sd"] == pytest.approx(np.sqrt(2 / 300))  # population SD, as Table 2
-    single = mean_sd([0.5])
-    assert single["mean"] == 0.5 and single["sd"] == 0.0
-    with pytest.raises(ValueError, match="at least one value"):
-        mean_sd([])
-    summary = summarize_folds([{name: 0.5 for name in METRIC_NAMES}, {name: 0.7 for name in METRIC_NAMES}])
-    assert set(summary) == set(METRIC_NAMES)
-    assert summary["dice"]["mean"] == pytest.approx(0.6)
-
-
-def test_predicted_masks_round_trip(tmp_path):
-    masks = np.zeros((3, 4, 4, 1), np.uint8)
-    masks[1, 1:3, 1:3] = 1
-    path = save_predicted_masks(str(tmp_path / "m" / "predicted_masks.npz"), ["a", "b", "c"], masks, rule="test")
-    loaded = load_predicted_masks(path)
-    assert list(loaded) == ["a", "b", "c"]
-    assert loaded["b"].dtype == np.uint8 and loaded["b"].shape == (4, 4) and loaded["b"].sum() == 4
-    with pytest.raises(ValueError, match="N masks"):
-        save_predicted_masks(str(tmp_path / "x.npz"), ["a"], masks)

@@ -19,9 +19,7 @@ from tf_bimodal.config import (
     CLASSIFICATION_PRESETS,
     DataConfig,
     GridSearchConfig,
-    PhantomConfig,
     RuntimeConfig,
-    SegmentationConfig,
     SplitConfig,
 )
 from tf_bimodal.experiments.classification import run_classification
@@ -33,14 +31,11 @@ from tf_bimodal.training import tensorboard as tensorboard_lib
 from tf_bimodal.training.segmentation import compile_segmenter
 from tf_bimodal.training.tuning import SegmentationHyperModel
 
-from conftest import quick_experiment
+from helpers import quick_experiment, tiny_phantom, tiny_segmentation
 
-TINY_PHANTOM = PhantomConfig(num_benign_patients=4, num_malignant_patients=4, min_pairs_per_patient=2,
-                             max_pairs_per_patient=3, seed=7)
-TINY_SEGMENTATION = SegmentationConfig(
-    image_size=32, stackwise_num_filters=(4, 8), bottleneck_filters=8, auto_weight_filters=(4,),
-    batch_size=8, epochs=2, early_stopping_patience=2, learning_rate=1e-3, augment=False,
-)
+TINY_PHANTOM = tiny_phantom(seed=7)
+TINY_SEGMENTATION = tiny_segmentation(batch_size=8, epochs=2, early_stopping_patience=2, learning_rate=1e-3,
+                                      augment=False)
 TINY_CLASSIFICATION = dataclasses.replace(
     CLASSIFICATION_PRESETS["quick"], input_size=32, stackwise_num_filters=(4, 4, 8, 8, 8),
     stackwise_num_repeats=(1, 1, 1, 1, 1), fc_units=16, embracement_size=16, decision_units=(8, 8),
@@ -239,6 +234,7 @@ def test_grid_search_writes_the_hparams_dashboard(tiny_data, tmp_path, no_networ
     assert sorted(path.name for path in log_dir.iterdir() if path.is_dir()) == runs
 
     def check():
+        assert len(rows) == len(runs)
         for run, row in zip(runs, rows):
             session = read_run(log_dir / run)
             assert session["_hparams_/session_start_info"]["plugin"] == "hparams"

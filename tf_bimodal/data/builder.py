@@ -1,10 +1,12 @@
 """TFDS builder ``bimodal_breast_us``: B-mode + SE-mode breast ultrasound (Misra et al. 2022).
 
 The builder belongs to the data layer (it reads with :mod:`tf_bimodal.data.readers` and
-:mod:`tf_bimodal.data.phantom`, and :mod:`tf_bimodal.data.dataset` loads through it); TFDS's
-dataset folder ``tfds_builder/bimodal_breast_us/`` (``README.md``, ``CITATIONS.bib``,
-``dummy_data/``, the conformance test and the module ``tfds build`` reads) holds its metadata
-and re-exports it, so imports run one way: ``tfds_builder`` -> ``tf_bimodal.data``.
+:mod:`tf_bimodal.data.phantom`, and :mod:`tf_bimodal.data.dataset` loads through it). Its
+description and citation (``README.md``, ``CITATIONS.bib``) ship with it, in
+``tf_bimodal/data/bimodal_breast_us/``, so an installed package needs nothing outside itself.
+TFDS's dataset folder ``tfds_builder/bimodal_breast_us/`` (the module ``tfds build`` reads,
+``dummy_data/`` and the conformance test) re-exports the builder, so imports run one way:
+``tfds_builder`` -> ``tf_bimodal.data``.
 
 One builder, three sources, one example format (:mod:`tf_bimodal.schema`):
 
@@ -25,7 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from tf_bimodal.config import BUSI_DUPLICATE_RULES, DATA_SOURCES, DataConfig, PhantomConfig
+from tf_bimodal.config import BUSI_DUPLICATE_RULES, DATA_SOURCES, DataConfig, PhantomConfig, check_choice
 from tf_bimodal.data import phantom as phantom_lib
 from tf_bimodal.data import readers
 from tf_bimodal.data.errors import DataError
@@ -34,8 +36,9 @@ from tf_bimodal.schema import DEFAULT_IMAGE_SIZE, EXAMPLE_KEYS, LABELS
 
 MIN_IMAGE_SIZE = 32
 
-DATASET_FOLDER = pathlib.Path(__file__).resolve().parents[2] / "tfds_builder" / "bimodal_breast_us"
-"""TFDS's folder of this dataset: its README, citations and dummy data."""
+DATASET_FOLDER = pathlib.Path(__file__).resolve().parent / "bimodal_breast_us"
+"""TFDS's metadata folder of this dataset (``pkg_dir_path``): its ``README.md`` (the
+description) and ``CITATIONS.bib``, package data of :mod:`tf_bimodal.data`."""
 
 @dataclasses.dataclass(eq=False)
 class BimodalBreastUsConfig(tfds.core.BuilderConfig):
@@ -60,15 +63,8 @@ class BimodalBreastUsConfig(tfds.core.BuilderConfig):
     busi_duplicates: str = DataConfig.busi_duplicates
 
     def __post_init__(self):
-        if self.source not in DATA_SOURCES:
-            raise ValueError(
-                f"BimodalBreastUsConfig: source must be one of {DATA_SOURCES}, got {self.source!r}"
-            )
-        if self.busi_duplicates not in BUSI_DUPLICATE_RULES:
-            raise ValueError(
-                f"BimodalBreastUsConfig: busi_duplicates must be one of {BUSI_DUPLICATE_RULES}, "
-                f"got {self.busi_duplicates!r}"
-            )
+        check_choice("BimodalBreastUsConfig", "source", self.source, DATA_SOURCES)
+        check_choice("BimodalBreastUsConfig", "busi_duplicates", self.busi_duplicates, BUSI_DUPLICATE_RULES)
         if not isinstance(self.image_size, int) or self.image_size < MIN_IMAGE_SIZE:
             raise ValueError(
                 f"BimodalBreastUsConfig: image_size must be an int >= {MIN_IMAGE_SIZE}, "
@@ -158,7 +154,7 @@ class BimodalBreastUs(tfds.core.GeneratorBasedBuilder):
     ]
     DEFAULT_BUILDER_CONFIG_NAME = "phantom"
     MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
-    # The description and citation (README.md, CITATIONS.bib) live in TFDS's dataset folder.
+    # The description and citation (README.md, CITATIONS.bib) ship with the package.
     pkg_dir_path = epath.Path(DATASET_FOLDER)
 
     def download_and_prepare(self, *, download_dir=None, download_config=None, **kwargs):

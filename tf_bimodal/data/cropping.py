@@ -30,14 +30,19 @@ from tf_bimodal.schema import DEFAULT_IMAGE_SIZE
 CROP_SHAPES = ("rectangle", "mask")
 
 
+PAPER_MARGIN = 50
+"""The paper's crop margin, in pixels of its 336-pixel images (§3.1); :func:`scaled_margin`
+gives it at any other side. The one home of the margin: the runs, the report and the exported
+pipeline all use it through :func:`scaled_margin`."""
+
 MARGIN_RULE = (
-    f"{CropConfig.margin} px at {DEFAULT_IMAGE_SIZE} px (§3.1), scaled to the image size: "
-    f"round({CropConfig.margin} * side / {DEFAULT_IMAGE_SIZE})"
+    f"{PAPER_MARGIN} px at {DEFAULT_IMAGE_SIZE} px (§3.1), scaled to the image size: "
+    f"round({PAPER_MARGIN} * side / {DEFAULT_IMAGE_SIZE})"
 )
 """The crop margin rule, as the runs and the exported pipeline record it."""
 
 
-def scaled_margin(size, margin: int = CropConfig.margin, reference_size: int = DEFAULT_IMAGE_SIZE):
+def scaled_margin(size, margin: int = PAPER_MARGIN, reference_size: int = DEFAULT_IMAGE_SIZE):
     """The paper's crop margin (§3.1: 50 px at its 336-px images) for a side of ``size`` pixels.
 
     ``round(margin * size / reference_size)``, rounding half to even (Python's ``round``,

@@ -31,8 +31,8 @@ def source_fingerprint(config: DataConfig) -> dict:
     Raises:
         DataError: a missing or empty ``manual_dir``, naming it.
     """
-    phantom = dataclasses.replace(config.phantom, image_size=config.image_size)
-    return fingerprint_lib.source_fingerprint(config.source, manual_dir=config.manual_dir, phantom=phantom,
+    return fingerprint_lib.source_fingerprint(config.source, manual_dir=config.manual_dir,
+                                              phantom=config.phantom_settings,
                                               busi_duplicates=config.busi_duplicates)
 
 
@@ -77,7 +77,7 @@ def make_builder(config: DataConfig, fingerprint: dict | None = None) -> Bimodal
             name=name,
             source=config.source,
             image_size=config.image_size,
-            phantom=dataclasses.replace(config.phantom, image_size=config.image_size),
+            phantom=config.phantom_settings,
             busi_duplicates=config.busi_duplicates,
         )
     return BimodalBreastUs(config=builder_config, data_dir=config.data_dir)

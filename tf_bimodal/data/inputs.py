@@ -9,7 +9,7 @@ What every experiment, the exporter, the benchmarks and the tests build their in
   lesion crop, resize), :func:`drop_modalities` hides one modality of a pair in training;
 * :func:`save_predicted_masks` / :func:`load_predicted_masks` store a segmenter's masks, and
   :func:`apply_crop_masks` gives a classifier the masks it crops with (``predicted``,
-  ``manual`` or ``none``); :func:`crop_margin` is the one margin rule (§3.1: 50 px at 336 px,
+  ``manual`` or ``none``); :func:`tf_bimodal.data.cropping.scaled_margin` is the one margin rule (§3.1: 50 px at 336 px,
   :func:`tf_bimodal.data.cropping.scaled_margin`).
 """
 
@@ -21,9 +21,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tf_bimodal.config import AugmentConfig, CropConfig, DataConfig, crop_masks
+from tf_bimodal.config import AugmentConfig, CropConfig, crop_masks
 from tf_bimodal.data import pipeline
-from tf_bimodal.data.cropping import scaled_margin
 
 ARRAY_KEYS = ("image_id", "patient_id", "label", "bmode", "semode", "mask", "has_semode", "has_mask")
 """The example keys the experiments hold in memory (every key of the schema)."""
@@ -212,13 +211,6 @@ def drop_modalities(inputs: dict, seed, rate: float) -> dict:
 
 
 # --------------------------------------------------------------------------- crop masks
-
-
-def crop_margin(data: DataConfig, crop_config: CropConfig | None = None) -> int:
-    """The crop margin in pixels at ``data``'s image size: the paper's 50 pixels at 336
-    pixels (§3.1), scaled (:func:`tf_bimodal.data.cropping.scaled_margin`)."""
-    crop_config = crop_config or CropConfig()
-    return scaled_margin(data.image_size, crop_config.margin)
 
 
 def save_predicted_masks(path: str, image_ids, masks, rule: str = "") -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import math
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -29,6 +30,40 @@ from tf_bimodal.evaluation import statistics
 METRIC_NAMES = ("accuracy", "precision", "specificity", "sensitivity", "f1", "auc")
 BENIGN, MALIGNANT = 0, 1
 DEFAULT_THRESHOLD = 0.5
+
+
+class RocCurve(NamedTuple):
+    """An ROC curve: ``sklearn.metrics.roc_curve``'s points and ``roc_auc_score``'s AUC."""
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    thresholds: np.ndarray
+    auc: float
+
+
+def roc_points(labels, scores) -> RocCurve | None:
+    """The ROC curve of ``scores`` against ``labels`` and its AUC (§3.3.1, §3.4, Fig. 6).
+
+    The one place the package computes an ROC curve: the Youden threshold
+    (:func:`youden_threshold`), the AUC of :func:`binary_metrics`, Figure 6 and the
+    TensorBoard ROC image all read it. Points are ``sklearn.metrics.roc_curve``'s (false and
+    true positive rates at decreasing thresholds, the first threshold infinite); a sample is
+    positive when its score is ``>= threshold``.
+
+    Args:
+        labels: 0/1 true classes (1 malignant).
+        scores: probabilities of malignancy (compared in float64).
+
+    Returns:
+        ``RocCurve(fpr, tpr, thresholds, auc)``, or None when ``labels`` hold one class only
+        (the ROC curve is undefined).
+    """
+    labels = np.asarray(labels).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(np.unique(labels)) < 2:
+        return None
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    return RocCurve(fpr, tpr, thresholds, float(roc_auc_score(labels, scores)))
 
 
 def youden_threshold(labels, scores) -> dict:
@@ -67,7 +102,7 @@ def youden_threshold(labels, scores) -> dict:
             "fpr": None,
             "reason": "validation data hold one class only; ROC undefined",
         }
-    fpr, tpr, thresholds = roc_curve(labels, scores)
+    fpr, tpr, thresholds, _ = roc_points(labels, scores)
     youden = tpr - fpr
     best = int(np.argmax(youden))
     if youden[best] <= 0 or not np.isfinite(thresholds[best]):
@@ -176,7 +211,7 @@ def binary_metrics(labels, predictions, scores=None) -> dict:
         f1 = 2 * precision * sensitivity / (precision + sensitivity)
     auc = float("nan")
     if scores is not None and len(np.unique(labels)) == 2:
-        auc = float(roc_auc_score(labels, np.asarray(scores, dtype=np.float64).reshape(-1)))
+        auc = roc_points(labels, scores).auc
     return {
         "accuracy": _ratio(tp + tn, labels.size),
         "precision": precision,

@@ -1,9 +1,10 @@
 """Every figure the package draws: Figure 5, Figure 6, the grid search, data examples.
 
 * :func:`save_segmentation_panel` (Figure 5), :func:`save_roc_figure` (Figure 6 and each
-  classifier's ``roc.png``), :func:`save_grid_figure` (the grid search of §3.4),
-  :func:`save_examples_figure` (a data set's examples) and :func:`save_phantom_montage` (the
-  phantom's README figure). Figures are PNG files written with Matplotlib's ``Agg`` backend.
+  classifier's ``roc.png``; :func:`draw_roc_curves` also draws TensorBoard's ROC image),
+  :func:`save_grid_figure` (the grid search of §3.4), :func:`save_examples_figure` (a data
+  set's examples) and :func:`save_phantom_montage` (the phantom's README figure). Figures
+  are PNG files written with Matplotlib's ``Agg`` backend.
 
 **Figure 5: qualitative comparison of segmentation models** (§4.1.2).
 
@@ -29,10 +30,10 @@ import os
 import numpy as np
 import tensorflow as tf
 from PIL import Image
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from tf_bimodal.config import GridSearchConfig, PhantomConfig
 from tf_bimodal.data import phantom
+from tf_bimodal.evaluation.classification import roc_points
 
 BACKGROUND_COLOUR = (0.05, 0.05, 0.05)
 TRUTH_ONLY_COLOUR = (0.0, 0.5, 0.0)
@@ -166,6 +167,52 @@ def save_segmentation_panel(bmode, semode, truth, predictions, path: str, title:
         ValueError: an argument of the wrong shape, dtype or values (the message names it
             and the expected shape), no images, or ``image_ids`` of the wrong length.
     """
+    bmode, semode, truth_masks, predicted, image_ids = _check_panel_inputs(
+        bmode, semode, truth, predictions, image_ids
+    )
+    count = len(bmode)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    columns = 3 + len(predicted)
+    figure, axes = plt.subplots(
+        count, columns, figsize=(CELL_INCHES * columns, CELL_INCHES * count + 0.9),
+        squeeze=False, layout="constrained",
+    )
+    truth_image = np.where(truth_masks[..., None], 1.0, np.array(BACKGROUND_COLOUR))
+    dice = {name: _dice_per_image(truth_masks, masks) for name, masks in predicted.items()}
+    for row in range(count):
+        cells = [
+            ("B-mode", lambda ax, row=row: ax.imshow(bmode[row], cmap="gray", vmin=0, vmax=255)),
+            ("SE-mode", lambda ax, row=row: ax.imshow(semode[row])),
+            ("ground truth", lambda ax, row=row: ax.imshow(truth_image[row], interpolation="nearest")),
+        ]
+        for name, masks in predicted.items():
+            cells.append((name, lambda ax, masks=masks, row=row: ax.imshow(
+                overlay_masks(truth_masks[row], masks[row]), interpolation="nearest")))
+        _draw_panel_row(axes[row], cells, dice, row)
+        axes[row, 0].set_ylabel(str(image_ids[row]), fontsize=7)
+    figure.suptitle(title, fontsize=9)
+    legend = [
+        Patch(color=TRUTH_ONLY_COLOUR, label="ground truth only (missed)"),
+        Patch(color=PREDICTION_ONLY_COLOUR, label="prediction only (false positive)"),
+        Patch(color=BOTH_COLOUR, label="both (correctly predicted)"),
+    ]
+    figure.legend(handles=legend, loc="outside lower center", ncol=3, fontsize=7, frameon=False,
+                  title="predicted masks (Dice per image in the corner)", title_fontsize=7)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)
+    return path
+
+
+def _check_panel_inputs(bmode, semode, truth, predictions, image_ids):
+    """:func:`save_segmentation_panel`'s arguments checked: ``(bmode N x H x W, semode,
+    truth masks, {column title: masks}, image_ids)``, the masks as bool arrays."""
     function = "save_segmentation_panel"
     bmode = np.asarray(bmode)
     if bmode.ndim == 4 and bmode.shape[-1] == 1:
@@ -192,53 +239,23 @@ def save_segmentation_panel(bmode, semode, truth, predictions, path: str, title:
         image_ids = [str(index) for index in range(count)]
     elif len(image_ids) != count:
         raise ValueError(f"{function}: image_ids must label the {count} rows, got {len(image_ids)}")
+    return bmode, semode, truth_masks, predicted, image_ids
 
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
-    columns = 3 + len(predicted)
-    figure, axes = plt.subplots(
-        count, columns, figsize=(CELL_INCHES * columns, CELL_INCHES * count + 0.9),
-        squeeze=False, layout="constrained",
-    )
-    truth_image = np.where(truth_masks[..., None], 1.0, np.array(BACKGROUND_COLOUR))
-    dice = {name: _dice_per_image(truth_masks, masks) for name, masks in predicted.items()}
-    for row in range(count):
-        cells = [
-            ("B-mode", lambda ax, row=row: ax.imshow(bmode[row], cmap="gray", vmin=0, vmax=255)),
-            ("SE-mode", lambda ax, row=row: ax.imshow(semode[row])),
-            ("ground truth", lambda ax, row=row: ax.imshow(truth_image[row], interpolation="nearest")),
-        ]
-        for name, masks in predicted.items():
-            cells.append((name, lambda ax, masks=masks, row=row: ax.imshow(
-                overlay_masks(truth_masks[row], masks[row]), interpolation="nearest")))
-        for column, (column_title, draw) in enumerate(cells):
-            ax = axes[row, column]
-            draw(ax)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(column_title, fontsize=8)
-            if column >= 3:
-                ax.text(0.03, 0.97, f"Dice {dice[column_title][row]:.2f}", transform=ax.transAxes,
-                        ha="left", va="top", fontsize=7, color="white",
-                        bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.0, "linewidth": 0})
-        axes[row, 0].set_ylabel(str(image_ids[row]), fontsize=7)
-    figure.suptitle(title, fontsize=9)
-    legend = [
-        Patch(color=TRUTH_ONLY_COLOUR, label="ground truth only (missed)"),
-        Patch(color=PREDICTION_ONLY_COLOUR, label="prediction only (false positive)"),
-        Patch(color=BOTH_COLOUR, label="both (correctly predicted)"),
-    ]
-    figure.legend(handles=legend, loc="outside lower center", ncol=3, fontsize=7, frameon=False,
-                  title="predicted masks (Dice per image in the corner)", title_fontsize=7)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path, dpi=DPI)
-    plt.close(figure)
-    return path
+def _draw_panel_row(row_axes, cells, dice: dict, row: int):
+    """One row of Figure 5: each ``(column title, draw)`` cell drawn without ticks, the
+    titles on the first row, each predicted mask (from the fourth column) with its Dice."""
+    for column, (column_title, draw) in enumerate(cells):
+        ax = row_axes[column]
+        draw(ax)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if row == 0:
+            ax.set_title(column_title, fontsize=8)
+        if column >= 3:
+            ax.text(0.03, 0.97, f"Dice {dice[column_title][row]:.2f}", transform=ax.transAxes,
+                    ha="left", va="top", fontsize=7, color="white",
+                    bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.0, "linewidth": 0})
 
 
 # --------------------------------------------------------------------------- data examples
@@ -355,6 +372,48 @@ def save_phantom_montage(path, config: PhantomConfig | None = None, num_per_clas
 # --------------------------------------------------------------------------- ROC curves (Fig. 6)
 
 
+def draw_roc_curves(axes, curves: dict, title: str, operating_point=None, auc_digits: int = 2,
+                    legend_fontsize: float = 7) -> None:
+    """Draw ROC curves on Matplotlib ``axes`` (Fig. 6), for the report and for TensorBoard.
+
+    Each curve is a line with its AUC in the legend (``"<label> (AUC 0.93)"``, or
+    ``"AUC 0.930"`` for an unlabelled one), over the chance diagonal, with false positive rate
+    on x and true positive rate on y.
+
+    Args:
+        axes: the Matplotlib axes.
+        curves: ``{legend label: RocCurve or None}``
+            (:func:`tf_bimodal.evaluation.classification.roc_points`); None, a set of one class
+            only, is named in the title, or said on the axes when no curve is drawn.
+        title: the axes title.
+        operating_point: optional ``(fpr, tpr, legend label)``, drawn as a red dot (the
+            decision threshold) when a curve is drawn.
+        auc_digits: decimals of the AUC in the legend.
+        legend_fontsize: font size of the legend.
+    """
+    skipped = [label for label, roc in curves.items() if roc is None]
+    for label, roc in curves.items():
+        if roc is not None:
+            auc = f"AUC {roc.auc:.{auc_digits}f}"
+            axes.plot(roc.fpr, roc.tpr, label=f"{label} ({auc})" if label else auc)
+    drawn = len(skipped) < len(curves)
+    if drawn and operating_point is not None:
+        point_fpr, point_tpr, point_label = operating_point
+        axes.plot([point_fpr], [point_tpr], "o", color="red", label=point_label)
+    if not drawn and not any(skipped):
+        axes.text(0.5, 0.5, "one class only: no ROC curve", ha="center", va="center")
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+    axes.set_xlabel("1 - specificity (false positive rate)")
+    axes.set_ylabel("sensitivity (true positive rate)")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.02)
+    if any(skipped):
+        title += f"\n(no ROC for {', '.join(label for label in skipped if label)}: one class only)"
+    axes.set_title(title, fontsize=9)
+    if drawn:
+        axes.legend(loc="lower right", fontsize=legend_fontsize)
+
+
 def save_roc_figure(curves, path: str, title: str = "ROC curves") -> str:
     """Plot ROC curves to a PNG (Fig. 6).
 
@@ -372,25 +431,7 @@ def save_roc_figure(curves, path: str, title: str = "ROC curves") -> str:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(5.5, 5.0))
-    skipped = []
-    for label, (true_labels, scores) in curves.items():
-        true_labels = np.asarray(true_labels).reshape(-1)
-        if len(np.unique(true_labels)) < 2:
-            skipped.append(label)
-            continue
-        fpr, tpr, _ = roc_curve(true_labels, np.asarray(scores).reshape(-1))
-        auc = roc_auc_score(true_labels, np.asarray(scores).reshape(-1))
-        axes.plot(fpr, tpr, label=f"{label} (AUC {auc:.2f})")
-    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
-    axes.set_xlabel("1 - specificity (false positive rate)")
-    axes.set_ylabel("sensitivity (true positive rate)")
-    axes.set_xlim(0, 1)
-    axes.set_ylim(0, 1.02)
-    if skipped:
-        title += f"\n(no ROC for {', '.join(skipped)}: one class only)"
-    axes.set_title(title, fontsize=9)
-    if len(skipped) < len(curves):
-        axes.legend(loc="lower right", fontsize=7)
+    draw_roc_curves(axes, {label: roc_points(labels, scores) for label, (labels, scores) in curves.items()}, title)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

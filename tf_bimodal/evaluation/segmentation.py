@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from tf_bimodal.evaluation import statistics
+from tf_bimodal.evaluation.segmentation_metrics import METRIC_NAMES, mean_scores, segmentation_scores
 from tf_bimodal.evaluation.statistics import SD_DDOF
-from tf_bimodal.training.metrics import METRIC_NAMES, mean_scores, segmentation_scores
 
 __all__ = [
     "MISSED_DICE", "SD_DDOF", "fold_union", "lesion_and_normal_scores", "majority_vote", "score_fold_union",

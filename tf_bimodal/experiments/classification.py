@@ -34,7 +34,7 @@ ground-truth masks (``"manual"``), the same crops cut to the mask's shape
 (``"predicted_mask_shape"``, ``"manual_mask_shape"``: pixels farther than the margin from
 the mask set to 0), or the full images (``"none"``), resized to the model's input size. The
 crop margin is the paper's 50 pixels at its 336-pixel image size, scaled to the data's image
-size (:func:`tf_bimodal.data.inputs.crop_margin`).
+size (:func:`tf_bimodal.data.cropping.scaled_margin`).
 
 Seeds: fold ``k`` trains with ``config.seed + k`` (the driver's
 :class:`~tf_bimodal.experiments.cross_validation.Fold` seed) for the weights, the shuffling,
@@ -68,18 +68,12 @@ from tf_bimodal.config import (
     to_dict,
 )
 from tf_bimodal.data import inputs, pipeline
+from tf_bimodal.data.cropping import MARGIN_RULE, scaled_margin
 from tf_bimodal.evaluation.classification import METRIC_NAMES, evaluate_predictions, summarize_folds, youden_threshold
 from tf_bimodal.evaluation.figures import save_roc_figure
 from tf_bimodal.evaluation.predictions import read_test_predictions, write_predictions
-from tf_bimodal.experiments.cross_validation import (
-    ExperimentData,
-    Fold,
-    FoldTask,
-    cross_validate,
-    experiment_runtime,
-    load_experiment_data,
-    run_cache_key,
-)
+from tf_bimodal.experiments.cross_validation import Fold, FoldTask, cross_validate, experiment_runtime, run_cache_key
+from tf_bimodal.experiments.experiment_data import ExperimentData, experiment_data
 from tf_bimodal.io import write_json
 from tf_bimodal.models.classification.factory import AVAILABILITY_MODELS, MODEL_DESCRIPTIONS, model_input_keys
 from tf_bimodal.schema import SYNTHETIC_NOTICE
@@ -309,11 +303,7 @@ class ClassificationTask(FoldTask):
             "model": self.model,
             "run": self.run_name,
             "description": MODEL_DESCRIPTIONS[self.model],
-            "dataset": self.data.title,
-            "dataset_version": self.data.version,
-            "source_fingerprint": self.data.fingerprint,
-            "synthetic": self.data.synthetic,
-            "notice": SYNTHETIC_NOTICE if self.data.synthetic else None,
+            **self.data.record(self.config.input_size),
             "preset": self.preset,
             "preset_notice": self.notice,
             "runtime": runtime_lib.describe(self.runtime),
@@ -342,10 +332,28 @@ class ClassificationTask(FoldTask):
         }
 
 
+def crop_settings(crop: str, config: ClassificationConfig, data_size: int) -> tuple:
+    """The lesion crop of a classifier's inputs and its optional wider context crop, their
+    margins the paper's 50 px at 336 px scaled to the data's side (§3.1,
+    :data:`tf_bimodal.data.cropping.MARGIN_RULE`); ``(None, None)`` for full images."""
+    shape = crop_shape(crop)
+    if shape is None:
+        return None, None
+    crop_config = CropConfig(margin=scaled_margin(data_size), shape=shape)
+    context_crop = None if config.context_margin is None else CropConfig(
+        margin=scaled_margin(data_size, config.context_margin), shape=shape)
+    return crop_config, context_crop
+
+
+def _crop_margins(crop_config: CropConfig | None, context_crop: CropConfig | None) -> dict:
+    return {"margin_px": None if crop_config is None else crop_config.margin, "margin_rule": MARGIN_RULE,
+            "context_margin_px": None if context_crop is None else context_crop.margin}
+
+
 def run_classification(
     model: str,
-    data: DataConfig,
-    split: SplitConfig,
+    data: DataConfig | ExperimentData,
+    split: SplitConfig | None,
     experiment: ExperimentConfig,
     output: str,
     crop: str = "predicted",
@@ -361,8 +369,10 @@ def run_classification(
     Args:
         model: one of ``CLASSIFICATION_MODELS``: ``mff``, ``mff_early``, ``mff_late``,
             ``mff_stack``, ``mff_intermediate``, ``vgg16_bmode``, ``vgg16_semode``.
-        data: the data set (``DataConfig``).
-        split: the patient-level split settings (``SplitConfig``).
+        data: the data set, resolved once per request (``ExperimentData``, see
+            :mod:`tf_bimodal.experiments.experiment_data`), or a ``DataConfig`` that this call
+            resolves.
+        split: the patient-level split settings (``SplitConfig``; None: the data's own).
         experiment: the resolved settings (``ExperimentConfig``: its ``classification`` and
             ``runtime``; :func:`tf_bimodal.config.resolve_experiment` makes one from a preset).
             The batch size is global, split over the strategy's replicas; with
@@ -399,31 +409,20 @@ def run_classification(
             )
         if masks == "predicted":
             inputs.check_predicted_masks(masks_path, layout.CROP_SEGMENTER)  # fail before any expensive step
-        experiment_data = load_experiment_data(data, split, output)
-        logger.info(f"Classification {model} [{MODEL_DESCRIPTIONS[model]}] on {experiment_data.name} "
+        resolved = experiment_data(data, split, output)
+        logger.info(f"Classification {model} [{MODEL_DESCRIPTIONS[model]}] on {resolved.name} "
                     f"(preset {experiment.name}, crop {crop})")
-        if experiment_data.synthetic:
+        if resolved.synthetic:
             logger.info(SYNTHETIC_NOTICE)
         notice = preset_notice(config, experiment.name)
         if notice:
             logger.info(notice)
-        arrays, crop_record = inputs.apply_crop_masks(experiment_data.arrays, masks, masks_path)
+        arrays, crop_record = inputs.apply_crop_masks(resolved.arrays, masks, masks_path)
         usable, excluded = usable_images(arrays, model)
-        check_semode(model, arrays, usable, experiment_data.name)
-        margin = inputs.crop_margin(data)
-        crop_config = None if shape is None else CropConfig(margin=margin, shape=shape)
-        context_crop = None if config.context_margin is None else CropConfig(
-            margin=inputs.crop_margin(data, CropConfig(margin=config.context_margin)), shape=shape
-        )
-        crop_record.update(
-            crop=crop,
-            masks_from=masks,
-            margin_px=None if shape is None else margin,
-            margin_rule="50 px at 336 px (§3.1), scaled to the data's image size",
-            shape=shape,
-            input_size=config.input_size,
-            context_margin_px=None if context_crop is None else context_crop.margin,
-        )
+        check_semode(model, arrays, usable, resolved.name)
+        crop_config, context_crop = crop_settings(crop, config, resolved.data_size)
+        crop_record.update(crop=crop, masks_from=masks, **_crop_margins(crop_config, context_crop),
+                           shape=shape, input_size=config.input_size)
         for reason, count in excluded.items():
             if count:
                 logger.info(f"  excluded {count} images: {reason}")
@@ -433,10 +432,11 @@ def run_classification(
             "step": "classification", "model": model, "crop": crop, "config": to_dict(config),
             "batches": pipeline.BATCHES_REVISION,
             "masks": masks_fingerprint(crop_record["masks"]) if masks == "predicted" else None,
-        }, experiment_data, split, runtime)
+        }, resolved, runtime)
         task = ClassificationTask(
-            model, crop, config, experiment_data, arrays, set(arrays["image_id"][usable].tolist()), crop_config,
-            crop_record, excluded, run_folder, split, experiment.name, notice, runtime, context_crop=context_crop,
+            model, crop, config, resolved, arrays, set(arrays["image_id"][usable].tolist()), crop_config,
+            crop_record, excluded, run_folder, resolved.split, experiment.name, notice, runtime,
+            context_crop=context_crop,
         )
-        return cross_validate(task, experiment_data.splits, run_folder, key,
+        return cross_validate(task, resolved.splits, run_folder, key,
                               {"model": model, "crop": crop, "preset": experiment.name}, runtime, folds=folds)

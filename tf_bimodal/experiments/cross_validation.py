@@ -3,9 +3,7 @@
 Segmentation (Table 1), classification (Table 2) and the grid search differ in what they
 build, fit, predict and score on a fold; everything else is here, once:
 
-* :func:`load_experiment_data`: the data set prepared, checked against its source, read into
-  memory, and its patient-level folds made once and reused
-  (``<experiment>/data/<dataset>/splits.json``);
+* :func:`experiment_runtime`: the strategy, the precision and the folder a run writes to;
 * :func:`run_cache_key`: the hash of everything a run's results depend on (model, settings,
   data and its source fingerprint, splits, data set version, precision);
 * :func:`cross_validate`: the run folder (reused when finished with the same key, moved aside
@@ -33,21 +31,17 @@ import time
 from collections.abc import Sequence
 
 import keras
-import numpy as np
 
-from tf_bimodal import layout, logs
-from tf_bimodal.config import DataConfig, ExperimentConfig, RuntimeConfig, SplitConfig, to_dict
-from tf_bimodal.data import dataset as dataset_lib
-from tf_bimodal.data import inputs
-from tf_bimodal.data import splits as splits_lib
+from tf_bimodal import layout, logs, records
+from tf_bimodal.config import DataConfig, ExperimentConfig, RuntimeConfig, to_dict
 from tf_bimodal.io import json_default, read_json_or_none, write_json
 from tf_bimodal.training import runtime as runtime_lib
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ExperimentData", "Fold", "FoldTask", "cache_key", "cross_validate", "data_identity",
-    "experiment_runtime", "finished_fold", "load_experiment_data", "reusable_summary", "run_cache_key",
+    "Fold", "FoldTask", "cache_key", "cross_validate", "data_identity",
+    "experiment_runtime", "finished_fold", "reusable_summary", "run_cache_key",
     "start_run_dir",
 ]
 
@@ -75,68 +69,6 @@ def experiment_runtime(experiment: ExperimentConfig, output: str, caller: str):
         yield runtime_lib.worker_output(output, experiment.runtime)
 
 
-# --------------------------------------------------------------------------- the data
-
-
-@dataclasses.dataclass(frozen=True)
-class ExperimentData:
-    """One data set ready for an experiment.
-
-    Attributes:
-        config: the ``DataConfig`` it was loaded with.
-        name: the prepared data set's builder config name (``phantom``, ``busi_<digest>``).
-        version: the TFDS data set version.
-        fingerprint: its source's fingerprint (:mod:`tf_bimodal.data.fingerprint`).
-        arrays: every example in memory (:func:`tf_bimodal.data.inputs.load_arrays`).
-        splits: the patient-level folds (:mod:`tf_bimodal.data.splits`).
-    """
-
-    config: DataConfig
-    name: str
-    version: str
-    fingerprint: dict
-    arrays: dict
-    splits: list
-
-    @property
-    def synthetic(self) -> bool:
-        """Whether the images are the synthetic phantom's."""
-        return self.config.source == "phantom"
-
-    @property
-    def title(self) -> str:
-        """``bimodal_breast_us/<name>``, as summaries record it."""
-        return f"bimodal_breast_us/{self.name}"
-
-    def positions(self, image_ids) -> np.ndarray:
-        """Row indices of ``image_ids`` in :attr:`arrays`."""
-        position = {image_id: i for i, image_id in enumerate(self.arrays["image_id"])}
-        return np.array([position[i] for i in image_ids], dtype=np.int64)
-
-
-def load_experiment_data(data: DataConfig, split: SplitConfig, output: str) -> ExperimentData:
-    """Prepare (or reuse) ``data``, read it into memory and make (or reuse) its folds.
-
-    The folds are kept in ``<output>/data/<dataset>/splits.json`` so that every model of an
-    experiment uses the same ones.
-
-    Raises:
-        tf_bimodal.data.DataError: bad input files or a missing folder (see
-            :func:`tf_bimodal.data.dataset.prepare`).
-    """
-    builder = dataset_lib.prepare(data)
-    fingerprint = dataset_lib.stored_fingerprint(builder)
-    name = dataset_lib.builder_config_name(data, fingerprint)
-    arrays = inputs.load_arrays(builder.as_dataset(split="train", shuffle_files=False))
-    splits = splits_lib.load_or_make_splits(
-        layout.splits_path(output, name), arrays["image_id"], arrays["patient_id"], arrays["label"], split
-    )
-    return ExperimentData(
-        config=data, name=name, version=str(builder.info.version), fingerprint=fingerprint, arrays=arrays,
-        splits=splits,
-    )
-
-
 # --------------------------------------------------------------------------- cache keys
 
 
@@ -146,34 +78,34 @@ def cache_key(payload: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def data_identity(data: DataConfig, fingerprint: dict | None = None) -> dict:
+def data_identity(data: DataConfig, fingerprint: dict) -> dict:
     """What in a ``DataConfig`` decides the data (not where TFDS keeps its files), with the
-    digest of its source's fingerprint, so results made from one folder (or from the same
+    digest of its source's ``fingerprint``, so results made from one folder (or from the same
     folder before it changed) are never reused for another."""
     identity = dataclasses.asdict(data)
     identity.pop("data_dir", None)
     if data.source != "phantom":
         identity.pop("phantom", None)
-    fingerprint = fingerprint or dataset_lib.source_fingerprint(data)
     identity["source_fingerprint"] = fingerprint["digest"]
     return identity
 
 
-def run_cache_key(step: dict, experiment_data: ExperimentData, split: SplitConfig,
-                  runtime: RuntimeConfig | None) -> str:
-    """The cache key of a run: ``step`` (its model and settings) with the data, its source
-    fingerprint, the splits, the data set version and the precision (not the strategy or the
+def run_cache_key(step: dict, experiment_data, runtime: RuntimeConfig | None) -> str:
+    """The cache key of a run: ``step`` (its model and settings) with the data
+    (:class:`~tf_bimodal.experiments.experiment_data.ExperimentData`: its config, source
+    fingerprint, splits and data set version), the version of the summaries' provenance block
+    (:data:`tf_bimodal.records.SCHEMA_VERSION`) and the precision (not the strategy or the
     logging, which do not change the results)."""
     payload = {
         **step,
         "data": data_identity(experiment_data.config, experiment_data.fingerprint),
-        "split": to_dict(split),
+        "split": to_dict(experiment_data.split),
         "dataset_version": experiment_data.version,
+        "summary_schema": records.SCHEMA_VERSION,
     }
-    if runtime is not None:
-        runtime = runtime_lib.resolve_precision(runtime)
-        if runtime.precision != "float32":
-            payload["precision"] = runtime.precision
+    precision = runtime_lib.resolved_precision(runtime)
+    if precision != "float32":
+        payload["precision"] = precision
     return cache_key(payload)
 
 

@@ -46,7 +46,8 @@ from tf_bimodal import layout, logs
 from tf_bimodal.config import DataConfig, ExperimentConfig, GridSearchConfig, SplitConfig, to_dict
 from tf_bimodal.data import inputs, pipeline
 from tf_bimodal.evaluation.figures import save_grid_figure
-from tf_bimodal.experiments.cross_validation import experiment_runtime, load_experiment_data
+from tf_bimodal.experiments.cross_validation import experiment_runtime
+from tf_bimodal.experiments.experiment_data import ExperimentData, experiment_data
 from tf_bimodal.experiments.segmentation import AUTO_WEIGHT_FILE, check_modalities, kept_auto_weight_prestage
 from tf_bimodal.io import read_json, write_json
 from tf_bimodal.models.segmentation.factory import MODEL_INPUTS, model_weighting
@@ -223,8 +224,8 @@ def _write_csv(path, models) -> str:
 
 
 def run_grid_search(
-    data: DataConfig,
-    split: SplitConfig,
+    data: DataConfig | ExperimentData,
+    split: SplitConfig | None,
     experiment: ExperimentConfig,
     output: str,
 ) -> dict:
@@ -262,8 +263,9 @@ def run_grid_search(
     one per model for its choice, also in ``<output>/grid_search/log.txt``.
 
     Args:
-        data: the data set (``DataConfig``).
-        split: the patient-level split settings (``SplitConfig``).
+        data: the data set, resolved once per request (``ExperimentData``), or a
+            ``DataConfig`` that this call resolves.
+        split: the patient-level split settings (``SplitConfig``; None: the data's own).
         experiment: the resolved settings (``ExperimentConfig``: its ``grid_search``,
             ``segmentation`` and ``runtime``). The settings are built and trained under the
             runtime's strategy (KerasTuner's ``distribution_strategy``) and precision; with
@@ -280,7 +282,7 @@ def run_grid_search(
         GridSearchTrialError: a setting failed to train (the original error is its cause).
     """
     if isinstance(experiment, ExperimentConfig):
-        _check_grid(experiment.grid_search, split)
+        _check_grid(experiment.grid_search, split or getattr(data, "split", None) or SplitConfig())
     with experiment_runtime(experiment, output, "run_grid_search") as output:
         grid_dir = os.path.join(output, layout.GRID_SEARCH_FOLDER)
         with logs.run_log(grid_dir, layout.LOG_FILE):
@@ -289,22 +291,59 @@ def run_grid_search(
 
 def _run_grid_search(data, split, experiment, output, grid_dir) -> dict:
     started = time.time()
-    grid, base, runtime = experiment.grid_search, experiment.segmentation, experiment.runtime
+    grid, base = experiment.grid_search, experiment.segmentation
     epochs = grid.epochs or base.epochs
-    settings = grid_settings(grid)
-    experiment_data = load_experiment_data(data, split, output)
-    dataset_name, arrays, splits = experiment_data.name, experiment_data.arrays, experiment_data.splits
-    logger.info(f"Grid search (§3.4) of {', '.join(grid.models)} on {dataset_name} (preset {experiment.name}): "
-                f"{len(settings)} settings per model, fold {grid.fold}, at most {_epochs(epochs)} each")
-    if experiment_data.synthetic:
+    resolved = experiment_data(data, split, output)
+    logger.info(f"Grid search (§3.4) of {', '.join(grid.models)} on {resolved.name} (preset {experiment.name}): "
+                f"{len(grid_settings(grid))} settings per model, fold {grid.fold}, at most {_epochs(epochs)} each")
+    if resolved.synthetic:
         logger.info(SYNTHETIC_NOTICE)
+    fold, train_ids, val_ids = _grid_fold(resolved, grid)
+    model_size = resolved.model_size(base.image_size)
+    model_arrays = inputs.resize_arrays(resolved.arrays, model_size)
+    logger.info(f"  fold {fold['fold']}: train {len(train_ids)}, val {len(val_ids)} images (test images unused)")
+    models, hparams_dirs = {}, {}
     for model_name in grid.models:
-        check_modalities(model_name, arrays, dataset_name)
+        project_dir = os.path.join(grid_dir, "tuner", model_name)
+        _check_tuner_project(project_dir, _tuner_settings(
+            model_name, resolved.name, resolved.split, grid, base, epochs,
+            runtime_lib.resolved_precision(experiment.runtime)
+        ))
+        prestage = grid_prestage(model_name, base, grid, model_arrays, fold, model_size, project_dir,
+                                 experiment.runtime)
+        hypermodel = SegmentationHyperModel(
+            model_name, base, grid, model_arrays, train_ids, val_ids, model_size, started=started,
+            runtime=experiment.runtime, modality_weights=prestage["weights"] if prestage else None,
+        )
+        rows = search_grid(hypermodel, project_dir, started, experiment.runtime)
+        chosen = choose_setting(rows)
+        models[model_name] = {"settings": rows, "chosen_row": chosen, "prestage": prestage}
+        hparams_dirs[model_name] = write_grid_hparams(
+            os.path.join(grid_dir, "tensorboard", model_name), grid, rows, experiment.runtime
+        )
+        if chosen is not None:
+            logger.info(f"{model_name}: chosen "
+                        f"{describe_setting((chosen['learning_rate'], chosen['batch_size'], chosen['loss']))}"
+                        f" (best val dice {chosen['val_dice']:.4f}); the paper used 1e-4 / 32 / dice for all models")
+        keras.backend.clear_session()
+    summary = _grid_summary(resolved, experiment, grid_dir, fold, (train_ids, val_ids), model_size, models,
+                            hparams_dirs, started)
+    write_json(os.path.join(grid_dir, layout.SUMMARY_FILE), summary)
+    logger.info(f"Wrote {os.path.join(grid_dir, layout.SUMMARY_FILE)}, {summary['files']['csv']} and "
+                f"{summary['files']['figure']} ({summary['timing']['total_seconds']:.0f} s)")
+    return summary
+
+
+def _grid_fold(resolved: ExperimentData, grid) -> tuple:
+    """The grid's fold and its training and validation images with a mask (checked)."""
+    arrays, splits = resolved.arrays, resolved.splits
+    for model_name in grid.models:
+        check_modalities(model_name, arrays, resolved.name)
     if grid.fold >= len(splits):
         raise ValueError(f"preset: the grid search's fold must be < {len(splits)} (the number of folds), "
                          f"got fold {grid.fold}")
     fold = splits[grid.fold]
-    has_mask = dict(zip(arrays["image_id"], arrays["has_mask"]))
+    has_mask = dict(zip(arrays["image_id"], arrays["has_mask"], strict=True))
     train_ids = [image_id for image_id in fold["train"] if has_mask[image_id]]
     val_ids = [image_id for image_id in fold["val"] if has_mask[image_id]]
     if not train_ids or not val_ids:
@@ -312,55 +351,30 @@ def _run_grid_search(data, split, experiment, output, grid_dir) -> dict:
             f"fold {fold['fold']} has {len(train_ids)} training and {len(val_ids)} validation images with a "
             "mask; the grid search needs at least one of each"
         )
-    model_size = base.image_size or int(arrays["bmode"].shape[1])
-    model_arrays = inputs.resize_arrays(arrays, model_size)
-    logger.info(f"  fold {fold['fold']}: train {len(train_ids)}, val {len(val_ids)} images (test images unused)")
+    return fold, train_ids, val_ids
 
-    models, hparams_dirs = {}, {}
-    for model_name in grid.models:
-        project_dir = os.path.join(grid_dir, "tuner", model_name)
-        _check_tuner_project(project_dir, _tuner_settings(
-            model_name, dataset_name, split, grid, base, epochs, runtime_lib.resolve_precision(runtime).precision
-        ))
-        prestage = grid_prestage(model_name, base, grid, model_arrays, fold, model_size, project_dir, runtime)
-        hypermodel = SegmentationHyperModel(
-            model_name, base, grid, model_arrays, train_ids, val_ids, model_size, started=started, runtime=runtime,
-            modality_weights=prestage["weights"] if prestage else None,
-        )
-        rows = search_grid(hypermodel, project_dir, started, runtime)
-        chosen = choose_setting(rows)
-        models[model_name] = {"settings": rows, "chosen_row": chosen, "prestage": prestage}
-        hparams_dirs[model_name] = write_grid_hparams(
-            os.path.join(grid_dir, "tensorboard", model_name), grid, rows, runtime
-        )
-        if chosen is not None:
-            logger.info(f"{model_name}: chosen "
-                        f"{describe_setting((chosen['learning_rate'], chosen['batch_size'], chosen['loss']))}"
-                        f" (best val dice {chosen['val_dice']:.4f}); the paper used 1e-4 / 32 / dice for all models")
-        keras.backend.clear_session()
 
+def _grid_summary(resolved: ExperimentData, experiment, grid_dir, fold, parts, model_size, models,
+                  hparams_dirs, started) -> dict:
+    """``grid_search/summary.json``: the settings, the choice per model, files and timing."""
+    grid, base = experiment.grid_search, experiment.segmentation
+    epochs = grid.epochs or base.epochs
     os.makedirs(grid_dir, exist_ok=True)
     csv_path = _write_csv(os.path.join(grid_dir, "results.csv"), models)
-    title = (f"Grid search (§3.4, Table S4): best validation Dice\n{dataset_name}, fold {grid.fold}, "
+    title = (f"Grid search (§3.4, Table S4): best validation Dice\n{resolved.name}, fold {grid.fold}, "
              f"at most {_epochs(epochs)} per setting"
-             + ("\nSYNTHETIC PHANTOM DATA, not patient results" if experiment_data.synthetic else ""))
+             + ("\nSYNTHETIC PHANTOM DATA, not patient results" if resolved.synthetic else ""))
     figure_path = save_grid_figure(os.path.join(grid_dir, "grid.png"), models, grid, title)
-    total_seconds = time.time() - started
-    summary = {
-        "dataset": experiment_data.title,
-        "dataset_version": experiment_data.version,
-        "source_fingerprint": experiment_data.fingerprint,
-        "synthetic": experiment_data.synthetic,
-        "notice": SYNTHETIC_NOTICE if experiment_data.synthetic else None,
+    rows = [row for result in models.values() for row in result["settings"]]
+    return {
+        **resolved.record(model_size),
         "preset": experiment.name,
         "grid": to_dict(grid),
         "segmentation_config": to_dict(base),
-        "data_config": to_dict(data),
-        "split_config": to_dict(split),
+        "split_config": to_dict(resolved.split),
         "fold": fold["fold"],
-        "num_folds": len(splits),
-        "num_images": {"train": len(train_ids), "val": len(val_ids)},
-        "image_size": {"data": int(arrays["bmode"].shape[1]), "model": model_size},
+        "num_folds": len(resolved.splits),
+        "num_images": {"train": len(parts[0]), "val": len(parts[1])},
         "epochs": epochs,
         "selection": (
             f"each setting trained once on fold {fold['fold']}'s training images for at most {_epochs(epochs)} "
@@ -383,14 +397,10 @@ def _run_grid_search(data, split, experiment, output, grid_dir) -> dict:
             "figure": figure_path,
             "tensorboard": hparams_dirs if any(hparams_dirs.values()) else None,
         },
-        "runtime": runtime_lib.describe(runtime),
+        "runtime": runtime_lib.describe(experiment.runtime),
         "timing": {
-            "total_seconds": round(total_seconds, 1),
-            "settings_trained": sum(not row["reused"] for r in models.values() for row in r["settings"]),
-            "settings_reused": sum(row["reused"] for r in models.values() for row in r["settings"]),
+            "total_seconds": round(time.time() - started, 1),
+            "settings_trained": sum(not row["reused"] for row in rows),
+            "settings_reused": sum(row["reused"] for row in rows),
         },
     }
-    write_json(os.path.join(grid_dir, layout.SUMMARY_FILE), summary)
-    logger.info(f"Wrote {os.path.join(grid_dir, layout.SUMMARY_FILE)}, {csv_path} and {figure_path} "
-                f"({total_seconds:.0f} s)")
-    return summary

@@ -1,7 +1,7 @@
 """What a request will take on this device, before it runs (§3.4's batches, Tables 1 and 2).
 
-``make_plan(request, data, split, experiment, output)`` answers, for every model the request
-trains (:func:`tf_bimodal.experiments.protocol.plan_steps`):
+``make_plan(check_fit(request, data, experiment), experiment_data, experiment, output)``
+answers, for every model the request trains (:func:`tf_bimodal.experiments.protocol.plan_steps`):
 
 1. its parameters and estimated training memory, fixed and per image
    (:func:`tf_bimodal.training.memory.estimate_training_memory`), and the micro-batch x
@@ -31,8 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_bimodal import layout
-from tf_bimodal.config import CLASSIFICATION_MODELS, DataConfig, ExperimentConfig, SplitConfig, to_dict
-from tf_bimodal.data import dataset as dataset_lib
+from tf_bimodal.config import CLASSIFICATION_MODELS, DataConfig, ExperimentConfig, model_input_size, to_dict
 from tf_bimodal.experiments.protocol import plan_steps
 from tf_bimodal.io import write_json
 from tf_bimodal.models.classification.factory import build_classifier
@@ -63,7 +62,7 @@ def _build(model_name: str, experiment: ExperimentConfig, data: DataConfig, accu
         model = build_classifier(model_name, config, normalization)
         return compile_classifier(model, config, accumulation_steps), config.input_size
     config = experiment.segmentation
-    size = config.image_size or data.image_size
+    size = model_input_size(config.image_size, data.image_size)
     return compile_segmenter(build_segmenter(model_name, config, size), config, accumulation_steps), size
 
 
@@ -179,34 +178,41 @@ def check_fit(request: str, data: DataConfig, experiment: ExperimentConfig, crop
             "fitted": fit_models(models, data, experiment)}
 
 
-def make_plan(checked: dict, folds: list, data: DataConfig, split: SplitConfig, experiment: ExperimentConfig,
-              output: str = layout.DEFAULT_OUTPUT, timing: str = "measured") -> dict:
-    """The plan (see the module's docstring) from :func:`check_fit`'s result and the data's
-    fold sizes (``[{"train", "val", "test"}, ...]``); written to ``plan.json``.
+def _timings(checked: dict, data: DataConfig, experiment: ExperimentConfig) -> dict:
+    """A measured step time per model (same-graph models timed once; a CPU times a short pass
+    and scales it, its step time growing in proportion to the images)."""
+    fitted, device = checked["fitted"], checked["device"]
+    timings, timed_graphs = {}, {}  # MM-U-Net, W-MM-U-Net (manual, pre-stage) share a graph: timed once
+    for model_name in checked["models"]:
+        micro = fitted[model_name]["batch_plan"]["micro_batch"]
+        graph = (fitted[model_name]["parameters"], fitted[model_name]["per_image_bytes"], micro)
+        if graph in timed_graphs:
+            timings[model_name] = {**timings[timed_graphs[graph]], "same_graph_as": timed_graphs[graph]}
+            continue
+        timed_graphs[graph] = model_name
+        images = micro if device["device"] == "gpu" else min(micro, CPU_TIMING_IMAGES)
+        logger.info(f"  timing {model_name} at {images} image{'s' * (images > 1)} per pass ...")
+        measured = time_step(model_name, data, experiment, images, steps=1 if images < micro else 2)
+        timings[model_name] = {"first": measured["first"], "step": measured["step"] * micro / images,
+                               "timed_images": images}
+    return timings
+
+
+def make_plan(checked: dict, data, experiment: ExperimentConfig, output: str = layout.DEFAULT_OUTPUT,
+              timing: str = "measured") -> dict:
+    """The plan (see the module's docstring) from :func:`check_fit`'s result and the data
+    (:class:`~tf_bimodal.experiments.experiment_data.ExperimentData`: its fold sizes); written
+    to ``plan.json`` in the experiment folder.
 
     Raises:
         ValueError: an unknown timing.
     """
     if timing not in TIMINGS:
         raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
-    request, crop, steps, models = checked["request"], checked["crop"], checked["steps"], checked["models"]
+    request, crop, steps = checked["request"], checked["crop"], checked["steps"]
     fitted, device = checked["fitted"], checked["device"]
-    timings = {}
-    if timing == "measured":
-        timed_graphs = {}  # MM-U-Net, W-MM-U-Net (manual, pre-stage) share a graph: timed once
-        for model_name in models:
-            micro = fitted[model_name]["batch_plan"]["micro_batch"]
-            graph = (fitted[model_name]["parameters"], fitted[model_name]["per_image_bytes"], micro)
-            if graph in timed_graphs:
-                timings[model_name] = {**timings[timed_graphs[graph]], "same_graph_as": timed_graphs[graph]}
-                continue
-            timed_graphs[graph] = model_name
-            # A CPU's step time grows in proportion to the images: time a short pass and scale.
-            images = micro if device["device"] == "gpu" else min(micro, CPU_TIMING_IMAGES)
-            logger.info(f"  timing {model_name} at {images} image{'s' * (images > 1)} per pass ...")
-            measured = time_step(model_name, data, experiment, images, steps=1 if images < micro else 2)
-            timings[model_name] = {"first": measured["first"], "step": measured["step"] * micro / images,
-                                   "timed_images": images}
+    folds = [{part: len(fold[part]) for part in ("train", "val", "test")} for fold in data.splits]
+    timings = _timings(checked, data.config, experiment) if timing == "measured" else {}
     rows, total = [], 0.0
     for row in steps:
         fit = fitted[row.model]
@@ -238,15 +244,20 @@ def make_plan(checked: dict, folds: list, data: DataConfig, split: SplitConfig, 
         "request": request, "crop": crop, "preset": experiment.name, "device": device,
         "memory_margin": memory.MEMORY_MARGIN, "precision": experiment.runtime.precision,
         "replicas": runtime_lib.strategy_for(experiment.runtime).num_replicas_in_sync,
-        "data": to_dict(data), "split": to_dict(split), "folds": folds, "steps": rows,
+        "data": to_dict(data.config), "split": to_dict(data.split), "folds": folds, "steps": rows,
         "timing": timing,
         "estimated_seconds": total if timings else None,
         "estimate_rule": ESTIMATE_RULE,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    root = layout.experiment_dir(output, dataset_lib.builder_config_name(data), experiment.name)
+    root = data.experiment_dir(output, experiment.name)
     os.makedirs(root, exist_ok=True)
     path = write_json(os.path.join(root, PLAN_FILE), plan_record)
+    _log_plan(rows, request, total if timings else None, path)
+    return plan_record
+
+
+def _log_plan(rows: list[dict], request: str, total: float | None, path: str) -> None:
     logger.info(f"{'step':<22} {'params':>8} {'GiB/img':>8} {'micro x acc':>11} {'steps/epoch':>11} "
                 f"{'s/opt step':>10} {'estimate':>11}")
     for record in rows:
@@ -257,7 +268,6 @@ def make_plan(checked: dict, folds: list, data: DataConfig, split: SplitConfig, 
                     f"{np.mean(record['optimizer_steps_per_epoch']):11.1f} "
                     f"{'-' if step_seconds is None else f'{step_seconds:.2f}':>10} "
                     f"{_format_seconds(record['estimated_seconds']) if step_seconds else '-':>11}")
-    if timings:
+    if total is not None:
         logger.info(f"Estimated time of {request}: {_format_seconds(total)} ({ESTIMATE_RULE})")
     logger.info(f"Plan written to {path}")
-    return plan_record

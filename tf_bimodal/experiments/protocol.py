@@ -48,6 +48,7 @@ from tf_bimodal.config import (
 )
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.experiments.classification import run_classification
+from tf_bimodal.experiments.experiment_data import ExperimentData, resolve_data
 from tf_bimodal.experiments.grid_search import run_grid_search
 from tf_bimodal.experiments.report import write_report
 from tf_bimodal.experiments.segmentation import run_segmentation
@@ -58,8 +59,26 @@ logger = logging.getLogger(__name__)
 
 
 def experiment_dir(output: str, data: DataConfig, preset: str) -> str:
-    """The folder of one experiment: ``<output>/<dataset>-<preset>`` (:mod:`tf_bimodal.layout`)."""
+    """The folder of an experiment trained earlier, ``<output>/<dataset>-<preset>``
+    (:mod:`tf_bimodal.layout`): the data's name from its source's fingerprint, without
+    preparing or reading the data. A running request has it from its ``ExperimentData``."""
     return layout.experiment_dir(output, dataset_lib.builder_config_name(data), preset)
+
+
+def experiment_data_for(data: DataConfig | ExperimentData, split: SplitConfig | None, experiment: ExperimentConfig,
+                        output: str) -> ExperimentData:
+    """The request's data, resolved once (:func:`~tf_bimodal.experiments.experiment_data.resolve_data`)
+    with its folds in the experiment folder ``<output>/<dataset>-<preset>/`` (a non-chief
+    worker's own copy of it); ``data`` itself when it is resolved already.
+
+    The runtime's strategy is created first: a multi-worker strategy must precede every other
+    TensorFlow op of the process, preparing the data set included.
+    """
+    if isinstance(data, ExperimentData):
+        return data
+    runtime_lib.strategy_for(experiment.runtime)
+    return resolve_data(data, split or SplitConfig(), lambda name: runtime_lib.worker_output(
+        layout.experiment_dir(output, name, experiment.name), experiment.runtime))
 
 
 def _segmentation_row(model: str) -> TableRow:
@@ -96,10 +115,10 @@ def plan_steps(request: str, crop: str = "predicted") -> list[TableRow]:
     raise ValueError(f"model must be one of {REQUESTS}, got {request!r}")
 
 
-def _run_step(row: TableRow, data, split, experiment, root, folds=None) -> dict:
+def _run_step(row: TableRow, data: ExperimentData, experiment, root, folds=None) -> dict:
     if row.crop is None:
-        return run_segmentation(row.model, data, split, experiment, root, folds=folds)
-    return run_classification(row.model, data, split, experiment, root, crop=row.crop, folds=folds)
+        return run_segmentation(row.model, data, None, experiment, root, folds=folds)
+    return run_classification(row.model, data, None, experiment, root, crop=row.crop, folds=folds)
 
 
 def _record_steps(root: str, records: list[dict]) -> dict:
@@ -114,8 +133,8 @@ def _record_steps(root: str, records: list[dict]) -> dict:
 
 def run_protocol(
     request: str,
-    data: DataConfig,
-    split: SplitConfig,
+    data: DataConfig | ExperimentData,
+    split: SplitConfig | None,
     experiment: ExperimentConfig,
     output: str = layout.DEFAULT_OUTPUT,
     crop: str = "predicted",
@@ -126,8 +145,9 @@ def run_protocol(
 
     Args:
         request: a model of Table 1 or 2, ``table1``, ``table2``, ``all`` or ``grid_search``.
-        data: the data set.
-        split: patient-level split settings.
+        data: the data set, resolved once for the request (``ExperimentData``,
+            :func:`experiment_data_for`), or a ``DataConfig`` resolved here, once.
+        split: patient-level split settings (None with an ``ExperimentData``: its own).
         experiment: the resolved settings (:func:`tf_bimodal.config.resolve_experiment`); its
             ``name`` names the experiment's folder.
         output: results folder; the experiment goes to ``<output>/<dataset>-<name>/``.
@@ -145,60 +165,71 @@ def run_protocol(
     if not isinstance(experiment, ExperimentConfig):
         raise TypeError(f"run_protocol: experiment must be an ExperimentConfig (see "
                         f"tf_bimodal.config.resolve_experiment), got {type(experiment).__name__}")
-    runtime, preset = experiment.runtime, experiment.name
-    root = experiment_dir(output, data, preset)
+    data = experiment_data_for(data, split, experiment, output)
+    root = data.experiment_dir(output, experiment.name)
     # The steps send a non-chief worker to its own copy themselves; the records and the report follow.
-    own_root = runtime_lib.worker_output(root, runtime)
+    own_root = runtime_lib.worker_output(root, experiment.runtime)
     os.makedirs(own_root, exist_ok=True)
     started = time.time()
-    records = []
     if request == "grid_search":
-        logger.info(f"Experiment {root}: grid search (§3.4, Table S4), preset {preset}")
-        summary = run_grid_search(data, split, experiment, root)
-        timing = summary.get("timing", {})
-        records.append({"name": "grid_search", "kind": "grid_search",
-                        "status": "reused" if not timing.get("settings_trained") else "trained",
-                        "seconds": round(time.time() - started, 1), "run_seconds": timing.get("total_seconds"),
-                        "summary": os.path.join(own_root, layout.GRID_SEARCH_FOLDER, layout.SUMMARY_FILE),
-                        "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+        records = [_run_grid(data, experiment, root, own_root, started)]
     else:
-        steps = plan_steps(request, crop)
-        logger.info(f"Experiment {root}: {request} ({len(steps)} step{'s' * (len(steps) != 1)}: "
-            + ", ".join(row.name for row in steps) + f"), preset {preset}")
-        for number, row in enumerate(steps, start=1):
-            step_started = time.time()
-            logger.info(f"== step {number}/{len(steps)}: {row.name} [{row.network}; {row.modality}"
-                + (f"; crop {row.crop}" if row.crop else "") + f"] (elapsed {step_started - started:.0f} s)")
-            summary = _run_step(row, data, split, experiment, root, folds)
-            seconds = time.time() - step_started
-            if summary.get("partial"):
-                records.append({"name": row.name, "kind": "segmentation" if row.crop is None else "classification",
-                                "status": "partial", "finished_folds": summary["finished_folds"],
-                                "missing_folds": summary["missing_folds"], "seconds": round(seconds, 1),
-                                "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-                if number < len(steps):
-                    logger.info(f"== step {number}/{len(steps)}: {row.name} waits for folds "
-                                f"{summary['missing_folds']}; the steps after it run once it is complete")
-                break
-            records.append({
-                "name": row.name,
-                "kind": "segmentation" if row.crop is None else "classification",
-                "status": "reused" if summary.get("reused") else "trained",
-                "reused_folds": summary.get("timing", {}).get("reused_folds", []),
-                "seconds": round(seconds, 1),
-                "run_seconds": summary.get("timing", {}).get("total_seconds"),
-                "summary": os.path.join(own_root, row.name, layout.SUMMARY_FILE),
-                "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-            })
-            done = len(steps) - number
-            logger.info(f"== step {number}/{len(steps)}: {row.name} {records[-1]['status']} in {seconds:.0f} s; "
-                f"{done} step{'s' * (done != 1)} left (elapsed {time.time() - started:.0f} s)")
+        records = _run_steps(plan_steps(request, crop), request, data, experiment, root, own_root, folds, started)
     protocol = _record_steps(own_root, records)
     protocol.update(
-        data=to_dict(data), split=to_dict(split), preset=preset, last_request=request,
+        data=to_dict(data.config), split=to_dict(data.split), preset=experiment.name, last_request=request,
         last_command=command, last_request_seconds=round(time.time() - started, 1),
     )
     write_json(os.path.join(own_root, layout.PROTOCOL_FILE), protocol)
     report = write_report(own_root, data)
     logger.info(f"Report: {report} (request took {time.time() - started:.0f} s)")
     return {"experiment_dir": own_root, "steps": records, "report": report}
+
+
+def _run_grid(data: ExperimentData, experiment: ExperimentConfig, root: str, own_root: str, started: float) -> dict:
+    logger.info(f"Experiment {root}: grid search (§3.4, Table S4), preset {experiment.name}")
+    summary = run_grid_search(data, None, experiment, root)
+    timing = summary.get("timing", {})
+    return {"name": "grid_search", "kind": "grid_search",
+            "status": "reused" if not timing.get("settings_trained") else "trained",
+            "seconds": round(time.time() - started, 1), "run_seconds": timing.get("total_seconds"),
+            "summary": os.path.join(own_root, layout.GRID_SEARCH_FOLDER, layout.SUMMARY_FILE),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def _run_steps(steps: list[TableRow], request: str, data: ExperimentData, experiment: ExperimentConfig, root: str,
+               own_root: str, folds, started: float) -> list[dict]:
+    """Each step in order; a step whose folds are not all finished stops the request there."""
+    logger.info(f"Experiment {root}: {request} ({len(steps)} step{'s' * (len(steps) != 1)}: "
+                + ", ".join(row.name for row in steps) + f"), preset {experiment.name}")
+    records = []
+    for number, row in enumerate(steps, start=1):
+        step_started = time.time()
+        logger.info(f"== step {number}/{len(steps)}: {row.name} [{row.network}; {row.modality}"
+                    + (f"; crop {row.crop}" if row.crop else "") + f"] (elapsed {step_started - started:.0f} s)")
+        summary = _run_step(row, data, experiment, root, folds)
+        seconds = time.time() - step_started
+        kind = "segmentation" if row.crop is None else "classification"
+        finished = time.strftime("%Y-%m-%d %H:%M:%S")
+        if summary.get("partial"):
+            records.append({"name": row.name, "kind": kind, "status": "partial",
+                            "finished_folds": summary["finished_folds"], "missing_folds": summary["missing_folds"],
+                            "seconds": round(seconds, 1), "finished": finished})
+            if number < len(steps):
+                logger.info(f"== step {number}/{len(steps)}: {row.name} waits for folds "
+                            f"{summary['missing_folds']}; the steps after it run once it is complete")
+            break
+        records.append({
+            "name": row.name,
+            "kind": kind,
+            "status": "reused" if summary.get("reused") else "trained",
+            "reused_folds": summary.get("timing", {}).get("reused_folds", []),
+            "seconds": round(seconds, 1),
+            "run_seconds": summary.get("timing", {}).get("total_seconds"),
+            "summary": os.path.join(own_root, row.name, layout.SUMMARY_FILE),
+            "finished": finished,
+        })
+        done = len(steps) - number
+        logger.info(f"== step {number}/{len(steps)}: {row.name} {records[-1]['status']} in {seconds:.0f} s; "
+                    f"{done} step{'s' * (done != 1)} left (elapsed {time.time() - started:.0f} s)")
+    return records

@@ -47,10 +47,8 @@ from tf_bimodal.config import (
     crop_masks,
     crop_shape,
 )
-from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import fingerprint as fingerprint_lib
 from tf_bimodal.data import inputs
-from tf_bimodal.data.splits import load_splits
 from tf_bimodal.evaluation.classification import METRIC_NAMES as CLASSIFICATION_METRICS
 from tf_bimodal.evaluation.classification import binary_metrics, patient_vote
 from tf_bimodal.evaluation.figures import (
@@ -294,12 +292,7 @@ def _figure5(root: str, data, summaries: dict) -> str | None:
     """Fig. 5: test images, ground truth and each segmenter's fold-union mask."""
     if data is None or not summaries:
         return None
-    splits_path = layout.splits_path(root, dataset_lib.builder_config_name(data))
-    if not os.path.isfile(splits_path):
-        return None
-    splits, _ = load_splits(splits_path)
-    ds, _ = dataset_lib.load_dataset(data)
-    arrays = inputs.load_arrays(ds)
+    arrays, splits = data.arrays, data.splits
     position = {image_id: i for i, image_id in enumerate(arrays["image_id"])}
     test = [position[i] for i in splits[0]["test"] if i in position and arrays["has_mask"][position[i]]]
     if not test:
@@ -313,7 +306,7 @@ def _figure5(root: str, data, summaries: dict) -> str | None:
     truth = arrays["mask"][test][..., 0]
     chosen = pick_panel_images(truth, columns, count=PANEL_IMAGES)
     title = "Test images: ground truth and each model's mask (majority of the fold models)"
-    if data.source == "phantom":
+    if data.synthetic:
         title = "SYNTHETIC PHANTOM. " + title
     path = save_segmentation_panel(
         arrays["bmode"][test][chosen], arrays["semode"][test][chosen], truth[chosen],
@@ -408,16 +401,9 @@ def _training_figures(root: str, segmenters: dict, classifiers: dict, synthetic:
 # --------------------------------------------------------------------------- the report
 
 
-def write_report(root: str, data=None) -> str:
-    """Write ``<root>/report.md`` (and the figures) from the results in ``root``; returns its path."""
-    segmenters = _summaries(root, TABLE1_ROWS)
-    classification_rows = (*TABLE2_ROWS, *other_classification_rows())
-    classifiers = _summaries(root, classification_rows)
-    protocol = read_json_or_none(os.path.join(root, layout.PROTOCOL_FILE)) or {"steps": {}}
-    grid = read_json_or_none(os.path.join(root, layout.GRID_SEARCH_FOLDER, layout.SUMMARY_FILE))
-    any_summary = next(iter({**segmenters, **classifiers}.values()), None) or grid or {}
-    synthetic = bool(any_summary.get("synthetic", data is not None and data.source == "phantom"))
-
+def _header_lines(root: str, data, segmenters: dict, classifiers: dict, protocol: dict, any_summary: dict,
+                  synthetic: bool) -> list[str]:
+    """The report's title and what the experiment ran on: data, splits, presets, machine, command."""
     lines = [f"# Experiment report: {os.path.basename(os.path.normpath(root))}", ""]
     if synthetic:
         lines += [f"> **{SYNTHETIC_NOTICE}**", ""]
@@ -427,8 +413,7 @@ def write_report(root: str, data=None) -> str:
         lines.append(f"- **Data**: `{any_summary.get('dataset')}` version {any_summary.get('dataset_version')}")
         lines.append(f"- **Source**: {fingerprint_lib.describe(any_summary.get('source_fingerprint'))}")
     if data is not None:
-        index = dataset_lib.index_dataset(dataset_lib.prepare(data))
-        counts = index.summary()
+        counts = data.index.summary()
         classes = ", ".join(f"{name} {counts[name]['images']} images / {counts[name]['patients']} patients"
                             for name in ("benign", "malignant", "normal") if name in counts)
         lines.append(f"- **Images**: {counts['num_images']} from {counts['num_patients']} patients ({classes}); "
@@ -472,102 +457,146 @@ def write_report(root: str, data=None) -> str:
         lines.append(f"- **Command**: `{protocol['last_command']}`")
     lines.append("")
 
-    if segmenters:
-        tests = _tests(segmenters, "w_mm_unet", SEGMENTATION_METRICS)
-        lines += ["## Table 1: segmentation (§4.1.1)", "",
-                  "Mean ± SD (population SD) over the folds of the per-image scores on the test images (%), "
-                  "the fold union (pixel majority of the fold models) in parentheses. Marks: paired two-sided "
-                  "t-test over the folds against W-MM-U-Net (automatic), p ≤ 0.05: + the proposed model is "
-                  "better, − it is worse, ≈ no significant difference.", "",
-                  "| Input modality | Network | " + " | ".join(f"{METRIC_TITLES[m]} (%)" for m in SEGMENTATION_METRICS)
-                  + " |", "|---|---|" + "---|" * len(SEGMENTATION_METRICS)]
-        for row in TABLE1_ROWS:
-            if row.name not in segmenters:
-                continue
-            summary = segmenters[row.name]
-            union = summary.get("fold_union") or {}
-            cells = [_cell(summary.get(m), union.get(m), tests.get(row.name, {}).get(m), bold=row.proposed)
-                     for m in SEGMENTATION_METRICS]
-            lines.append(f"| {row.modality} | {row.network} | " + " | ".join(cells) + " |")
-        lines += automatic_weights_lines((segmenters.get("w_mm_unet") or {}).get("modality_weights"))
-        if tests:
-            lines += ["", "Paired t-tests:", ""] + _tests_table(tests, SEGMENTATION_METRICS)
-        figure = _figure5(root, data, segmenters)
-        if figure:
-            lines += ["", f"![Figure 5]({FIG5_FILE})", "",
-                      "Figure 5 style: B-mode, SE-mode, ground truth, then each model's mask (green: ground truth "
-                      "only, grey: prediction only, bright green: both); Dice in the corner."]
-        lines.append("")
+    return lines
 
-    if classifiers:
-        tests = _tests(classifiers, "mff", CLASSIFICATION_METRICS)
-        lines += ["## Table 2: classification (§4.2.1)", "",
-                  "Patient-wise (majority vote of a patient's images, a tie going to malignant) mean ± SD "
-                  "(population SD) over the folds (%), in parentheses the fold ensemble (majority of the fold "
-                  "models' patient votes). Marks: paired two-sided t-test over the folds against MFF (EmbraceNet) "
-                  "on W-MM-U-Net crops, p ≤ 0.05: + the proposed model is better, − it is worse, ≈ no "
-                  "significant difference. " + crop_caption(classifiers), "",
-                  "| Image (modality) | Segmentation | Network | "
-                  + " | ".join(f"{METRIC_TITLES[m]} (%)" for m in CLASSIFICATION_METRICS) + " |",
-                  "|---|---|---|" + "---|" * len(CLASSIFICATION_METRICS)]
-        for row in classification_rows:
-            if row.name not in classifiers:
-                continue
-            summary = classifiers[row.name]
-            ensemble = fold_ensemble(os.path.join(root, row.name)) or {}
-            segmentation = SEGMENTATION_OF_MASKS[crop_masks(row.crop)]
-            cells = [_cell(summary.get(m), ensemble.get(m), tests.get(row.name, {}).get(m), bold=row.proposed)
-                     for m in CLASSIFICATION_METRICS]
-            lines.append(f"| {row.modality} | {segmentation} | {row.network} | " + " | ".join(cells) + " |")
-        if tests:
-            lines += ["", "Paired t-tests:", ""] + _tests_table(tests, CLASSIFICATION_METRICS)
-        figure = _figure6(root, classifiers, synthetic, classification_rows)
-        if figure:
-            lines += ["", f"![Figure 6]({FIG6_FILE})"]
-        lines.append("")
 
-    lines += _training_figures(root, segmenters, classifiers, synthetic)
+def _table1_lines(root: str, data, segmenters: dict) -> list[str]:
+    """Table 1 (§4.1.1) with its paired t-tests, the automatic weights and Figure 5."""
+    lines = []
+    tests = _tests(segmenters, "w_mm_unet", SEGMENTATION_METRICS)
+    lines += ["## Table 1: segmentation (§4.1.1)", "",
+              "Mean ± SD (population SD) over the folds of the per-image scores on the test images (%), "
+              "the fold union (pixel majority of the fold models) in parentheses. Marks: paired two-sided "
+              "t-test over the folds against W-MM-U-Net (automatic), p ≤ 0.05: + the proposed model is "
+              "better, − it is worse, ≈ no significant difference.", "",
+              "| Input modality | Network | " + " | ".join(f"{METRIC_TITLES[m]} (%)" for m in SEGMENTATION_METRICS)
+              + " |", "|---|---|" + "---|" * len(SEGMENTATION_METRICS)]
+    for row in TABLE1_ROWS:
+        if row.name not in segmenters:
+            continue
+        summary = segmenters[row.name]
+        union = summary.get("fold_union") or {}
+        cells = [_cell(summary.get(m), union.get(m), tests.get(row.name, {}).get(m), bold=row.proposed)
+                 for m in SEGMENTATION_METRICS]
+        lines.append(f"| {row.modality} | {row.network} | " + " | ".join(cells) + " |")
+    lines += automatic_weights_lines((segmenters.get("w_mm_unet") or {}).get("modality_weights"))
+    if tests:
+        lines += ["", "Paired t-tests:", ""] + _tests_table(tests, SEGMENTATION_METRICS)
+    figure = _figure5(root, data, segmenters)
+    if figure:
+        lines += ["", f"![Figure 5]({FIG5_FILE})", "",
+                  "Figure 5 style: B-mode, SE-mode, ground truth, then each model's mask (green: ground truth "
+                  "only, grey: prediction only, bright green: both); Dice in the corner."]
+    lines.append("")
+    return lines
 
-    if grid:
-        models = grid.get("models", {})
-        names = list(models)
-        lines += ["## Grid search (§3.4, Table S4)", "",
-                  f"Best validation Dice (%) of each setting on fold {grid.get('fold')}'s validation images, at most "
-                  f"{grid.get('epochs')} epochs per setting; the chosen setting of each model in bold. "
-                  f"{grid.get('paper_choice', '')}", "",
-                  "| learning rate | batch | loss | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
-        table = {}
-        for name in names:
-            for setting in models[name].get("settings", []):
-                cell = _percent(setting.get("val_dice"))
-                if setting.get("chosen") or setting == models[name].get("chosen"):
-                    cell = f"**{cell}**"
-                table.setdefault((setting["learning_rate"], setting["batch_size"], setting["loss"]), {})[name] = cell
-        for (learning_rate, batch_size, loss), cells in table.items():
-            lines.append(f"| {learning_rate:g} | {batch_size} | {loss} | "
-                         + " | ".join(cells.get(name, "–") for name in names) + " |")
-        if os.path.isfile(os.path.join(root, "grid_search", "grid.png")):
-            lines += ["", "![Grid search](grid_search/grid.png)"]
-        lines.append("")
 
+def _table2_lines(root: str, classifiers: dict, classification_rows, synthetic: bool) -> list[str]:
+    """Table 2 (§4.2.1) with its paired t-tests and Figure 6."""
+    lines = []
+    tests = _tests(classifiers, "mff", CLASSIFICATION_METRICS)
+    lines += ["## Table 2: classification (§4.2.1)", "",
+              "Patient-wise (majority vote of a patient's images, a tie going to malignant) mean ± SD "
+              "(population SD) over the folds (%), in parentheses the fold ensemble (majority of the fold "
+              "models' patient votes). Marks: paired two-sided t-test over the folds against MFF (EmbraceNet) "
+              "on W-MM-U-Net crops, p ≤ 0.05: + the proposed model is better, − it is worse, ≈ no "
+              "significant difference. " + crop_caption(classifiers), "",
+              "| Image (modality) | Segmentation | Network | "
+              + " | ".join(f"{METRIC_TITLES[m]} (%)" for m in CLASSIFICATION_METRICS) + " |",
+              "|---|---|---|" + "---|" * len(CLASSIFICATION_METRICS)]
+    for row in classification_rows:
+        if row.name not in classifiers:
+            continue
+        summary = classifiers[row.name]
+        ensemble = fold_ensemble(os.path.join(root, row.name)) or {}
+        segmentation = SEGMENTATION_OF_MASKS[crop_masks(row.crop)]
+        cells = [_cell(summary.get(m), ensemble.get(m), tests.get(row.name, {}).get(m), bold=row.proposed)
+                 for m in CLASSIFICATION_METRICS]
+        lines.append(f"| {row.modality} | {segmentation} | {row.network} | " + " | ".join(cells) + " |")
+    if tests:
+        lines += ["", "Paired t-tests:", ""] + _tests_table(tests, CLASSIFICATION_METRICS)
+    figure = _figure6(root, classifiers, synthetic, classification_rows)
+    if figure:
+        lines += ["", f"![Figure 6]({FIG6_FILE})"]
+    lines.append("")
+    return lines
+
+
+def _grid_lines(grid: dict, root: str) -> list[str]:
+    """The grid search's table (§3.4, Table S4), the chosen settings in bold."""
+    lines = []
+    models = grid.get("models", {})
+    names = list(models)
+    lines += ["## Grid search (§3.4, Table S4)", "",
+              f"Best validation Dice (%) of each setting on fold {grid.get('fold')}'s validation images, at most "
+              f"{grid.get('epochs')} epochs per setting; the chosen setting of each model in bold. "
+              f"{grid.get('paper_choice', '')}", "",
+              "| learning rate | batch | loss | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+    table = {}
+    for name in names:
+        for setting in models[name].get("settings", []):
+            cell = _percent(setting.get("val_dice"))
+            if setting.get("chosen") or setting == models[name].get("chosen"):
+                cell = f"**{cell}**"
+            table.setdefault((setting["learning_rate"], setting["batch_size"], setting["loss"]), {})[name] = cell
+    for (learning_rate, batch_size, loss), cells in table.items():
+        lines.append(f"| {learning_rate:g} | {batch_size} | {loss} | "
+                     + " | ".join(cells.get(name, "–") for name in names) + " |")
+    if os.path.isfile(os.path.join(root, "grid_search", "grid.png")):
+        lines += ["", "![Grid search](grid_search/grid.png)"]
+    lines.append("")
+    return lines
+
+
+def _wall_time_lines(protocol: dict, classification_rows) -> list[str]:
+    """Each step's wall time, the last request's and the run's that made the results."""
     steps = protocol.get("steps", {})
-    if steps:
-        lines += ["## Wall time", "",
-                  "| step | last request | its seconds | seconds of the run that made the results |",
-                  "|---|---|---|---|"]
-        total = 0.0
-        order = [row.name for row in (*TABLE1_ROWS, *classification_rows)]
-        ranked = sorted(steps, key=lambda name: order.index(name) if name in order else len(order))
-        for name in ranked:
-            record = steps[name]
-            run_seconds = record.get("run_seconds")
-            total += run_seconds or 0.0
-            reused = record.get("reused_folds")
-            status = record["status"] + (f" (folds {reused} reused)" if reused else "")
-            lines.append(f"| {name} | {status} | {record['seconds']:.0f} | "
-                         f"{'' if run_seconds is None else f'{run_seconds:.0f}'} |")
-        lines += ["", f"Training and evaluation time of all steps: {total / 60:.1f} min.", ""]
+    if not steps:
+        return []
+    lines = []
+    lines += ["## Wall time", "",
+              "| step | last request | its seconds | seconds of the run that made the results |",
+              "|---|---|---|---|"]
+    total = 0.0
+    order = [row.name for row in (*TABLE1_ROWS, *classification_rows)]
+    ranked = sorted(steps, key=lambda name: order.index(name) if name in order else len(order))
+    for name in ranked:
+        record = steps[name]
+        run_seconds = record.get("run_seconds")
+        total += run_seconds or 0.0
+        reused = record.get("reused_folds")
+        status = record["status"] + (f" (folds {reused} reused)" if reused else "")
+        lines.append(f"| {name} | {status} | {record['seconds']:.0f} | "
+                     f"{'' if run_seconds is None else f'{run_seconds:.0f}'} |")
+    lines += ["", f"Training and evaluation time of all steps: {total / 60:.1f} min.", ""]
+    return lines
 
+
+def write_report(root: str, data=None) -> str:
+    """Write ``<root>/report.md`` (and the figures) from the results in ``root``; returns its path.
+
+    Args:
+        root: the experiment folder.
+        data: the experiment's data, resolved once per request
+            (:class:`~tf_bimodal.experiments.experiment_data.ExperimentData`), for the image counts
+            and Figure 5; None writes the report from the results alone.
+    """
+    segmenters = _summaries(root, TABLE1_ROWS)
+    classification_rows = (*TABLE2_ROWS, *other_classification_rows())
+    classifiers = _summaries(root, classification_rows)
+    protocol = read_json_or_none(os.path.join(root, layout.PROTOCOL_FILE)) or {"steps": {}}
+    grid = read_json_or_none(os.path.join(root, layout.GRID_SEARCH_FOLDER, layout.SUMMARY_FILE))
+    any_summary = next(iter({**segmenters, **classifiers}.values()), None) or grid or {}
+    synthetic = bool(any_summary.get("synthetic", data is not None and data.synthetic))
+    lines = _header_lines(root, data, segmenters, classifiers, protocol, any_summary, synthetic)
+    if segmenters:
+        lines += _table1_lines(root, data, segmenters)
+    if classifiers:
+        lines += _table2_lines(root, classifiers, classification_rows, synthetic)
+    lines += _training_figures(root, segmenters, classifiers, synthetic)
+    if grid:
+        lines += _grid_lines(grid, root)
+    lines += _wall_time_lines(protocol, classification_rows)
     path = os.path.join(root, REPORT_FILE)
     tmp_path = path + ".tmp"
     with open(tmp_path, "w") as handle:

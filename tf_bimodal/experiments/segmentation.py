@@ -38,14 +38,13 @@ from tf_bimodal.evaluation.segmentation import (
     summarize_folds,
 )
 from tf_bimodal.experiments.cross_validation import (
-    ExperimentData,
     Fold,
     FoldTask,
     cross_validate,
     experiment_runtime,
-    load_experiment_data,
     run_cache_key,
 )
+from tf_bimodal.experiments.experiment_data import ExperimentData, experiment_data
 from tf_bimodal.io import read_json_or_none, write_json
 from tf_bimodal.models.segmentation.auto_weight import PRESTAGE_RULE
 from tf_bimodal.models.segmentation.factory import (
@@ -186,8 +185,8 @@ class SegmentationTask(FoldTask):
         self.runtime = runtime
         self.started = started or time.time()
         arrays = data.arrays
-        self.image_size = int(arrays["bmode"].shape[1])
-        self.model_size = config.image_size or self.image_size
+        self.image_size = data.data_size
+        self.model_size = data.model_size(config.image_size)
         self.model_arrays = inputs.resize_arrays(arrays, self.model_size)
         self.input_keys = MODEL_INPUTS[model]
         self.has_mask = arrays["has_mask"]
@@ -318,6 +317,30 @@ class SegmentationTask(FoldTask):
                 f"majority vote (> {num_folds}/2) of the {num_folds} fold models")
         return None, reason, self.out_of_fold, "out-of-fold: each image predicted by the fold model that tested it"
 
+    def _modality_weights(self, results: list[dict]) -> dict | None:
+        """The weight per modality path of each fold and their mean, with the rule (§3.2)."""
+        if self.path_names is None:
+            return None
+        weighting = model_weighting(self.model, self.config)
+        prestages = [result.get("auto_weight_prestage") for result in results]
+        fold_weights = [
+            prestage["weights"] if prestage else result["modality_weights"]
+            for prestage, result in zip(prestages, results, strict=True)
+        ]
+        valid = [w for w in fold_weights if w is not None]
+        modality_weights = {
+            "weighting": weighting,
+            "path_names": list(self.path_names),
+            "per_fold": fold_weights,
+            "mean": [float(v) for v in np.mean(valid, axis=0)] if valid else None,
+            "rule": WEIGHTING_RULES[weighting],
+        }
+        if weighting == "prestage":
+            modality_weights["prestage_val_accuracy"] = [
+                prestage["val_accuracy"] if prestage else None for prestage in prestages
+            ]
+        return modality_weights
+
     def summarize(self, results: list[dict], timing: dict) -> dict:
         config, splits = self.config, self.data.splits
         scored = [result["test"] for result in results if result["test"] is not None]
@@ -348,26 +371,7 @@ class SegmentationTask(FoldTask):
             os.path.join(self.run_folder, layout.PREDICTED_MASKS_FILE), self.data.arrays["image_id"], masks,
             rule=masks_rule,
         )
-        modality_weights = None
-        if self.path_names is not None:
-            weighting = model_weighting(self.model, config)
-            prestages = [result.get("auto_weight_prestage") for result in results]
-            fold_weights = [
-                prestage["weights"] if prestage else result["modality_weights"]
-                for prestage, result in zip(prestages, results)
-            ]
-            valid = [w for w in fold_weights if w is not None]
-            modality_weights = {
-                "weighting": weighting,
-                "path_names": list(self.path_names),
-                "per_fold": fold_weights,
-                "mean": [float(v) for v in np.mean(valid, axis=0)] if valid else None,
-                "rule": WEIGHTING_RULES[weighting],
-            }
-            if weighting == "prestage":
-                modality_weights["prestage_val_accuracy"] = [
-                    prestage["val_accuracy"] if prestage else None for prestage in prestages
-                ]
+        modality_weights = self._modality_weights(results)
         if scores:
             logger.info(f"{self.model}: " + ", ".join(
                 f"{n} {v['mean']:.3f} ± {v['sd'] if v['sd'] is not None else float('nan'):.3f}"
@@ -376,13 +380,9 @@ class SegmentationTask(FoldTask):
             logger.info(f"{self.model} fold union: " + ", ".join(f"{n} {v:.3f}" for n, v in fold_union.items()))
         return {
             "model": self.model,
-            "dataset": self.data.title,
-            "dataset_version": self.data.version,
-            "source_fingerprint": self.data.fingerprint,
-            "synthetic": self.data.synthetic,
+            **self.data.record(self.model_size),
             "preset": self.preset,
             "config": to_dict(config),
-            "data_config": to_dict(self.data.config),
             "split_config": to_dict(self.split),
             "num_folds": len(splits),
             "runtime": runtime_lib.describe(self.runtime),
@@ -398,7 +398,6 @@ class SegmentationTask(FoldTask):
             "modality_weights": modality_weights,
             "predicted_masks": masks_path,
             "predicted_masks_rule": masks_rule,
-            "image_size": {"data": self.image_size, "model": self.model_size},
             "statistics": (
                 f"per-image scores at threshold {config.threshold} (both masks empty: 1; one empty: 0), "
                 f"averaged over each fold's test images; mean and population SD (ddof={SD_DDOF}) over folds"
@@ -410,8 +409,8 @@ class SegmentationTask(FoldTask):
 
 def run_segmentation(
     model: str,
-    data: DataConfig,
-    split: SplitConfig,
+    data: DataConfig | ExperimentData,
+    split: SplitConfig | None,
     experiment: ExperimentConfig,
     output: str,
     folds: Sequence[int] | None = None,
@@ -444,8 +443,10 @@ def run_segmentation(
     Args:
         model: one of ``SEGMENTATION_MODELS``: ``unet_bmode``, ``unet_semode``, ``mm_unet``,
             ``w_mm_unet_manual``, ``w_mm_unet``.
-        data: the data set (``DataConfig``).
-        split: the patient-level split settings (``SplitConfig``).
+        data: the data set, resolved once per request (``ExperimentData``, see
+            :mod:`tf_bimodal.experiments.experiment_data`), or a ``DataConfig`` that this call
+            resolves.
+        split: the patient-level split settings (``SplitConfig``; None: the data's own).
         experiment: the resolved settings (``ExperimentConfig``: its ``segmentation`` and
             ``runtime``; :func:`tf_bimodal.config.resolve_experiment` makes one from a preset).
             The batch size is global, split over the strategy's replicas; with
@@ -466,19 +467,19 @@ def run_segmentation(
     with experiment_runtime(experiment, output, "run_segmentation") as output:
         started = time.time()
         runtime, config = experiment.runtime, experiment.segmentation
-        experiment_data = load_experiment_data(data, split, output)
-        logger.info(f"Segmentation {model} on {experiment_data.name} (preset {experiment.name})")
-        if experiment_data.synthetic:
+        resolved = experiment_data(data, split, output)
+        logger.info(f"Segmentation {model} on {resolved.name} (preset {experiment.name})")
+        if resolved.synthetic:
             logger.info(SYNTHETIC_NOTICE)
-        logger.info(f"  {len(experiment_data.arrays['image_id'])} images, dataset version {experiment_data.version}")
-        check_modalities(model, experiment_data.arrays, experiment_data.name)
+        logger.info(f"  {len(resolved.arrays['image_id'])} images, dataset version {resolved.version}")
+        check_modalities(model, resolved.arrays, resolved.name)
         run_folder = layout.run_dir(output, model)
         step = {"step": "segmentation", "model": model, "config": to_dict(config)}
         if model_weighting(model, config) == "prestage":
             step["prestage_batches"] = pipeline.BATCHES_REVISION  # its classifier reads fused batches
-        key = run_cache_key(step, experiment_data, split, runtime)
-        task = SegmentationTask(model, config, experiment_data, run_folder, split, experiment.name, runtime, started)
-        summary = cross_validate(task, experiment_data.splits, run_folder, key,
+        key = run_cache_key(step, resolved, runtime)
+        task = SegmentationTask(model, config, resolved, run_folder, resolved.split, experiment.name, runtime, started)
+        summary = cross_validate(task, resolved.splits, run_folder, key,
                                  {"model": model, "preset": experiment.name}, runtime, started, folds)
         if not summary.get("reused") and not summary.get("partial"):
             logger.info(f"Wrote {os.path.join(run_folder, layout.SUMMARY_FILE)} and {summary['predicted_masks']} "

@@ -35,8 +35,7 @@ import keras
 import tensorflow as tf
 
 import tf_bimodal
-from tf_bimodal.config import CropConfig
-from tf_bimodal.data.cropping import MARGIN_RULE, scaled_margin
+from tf_bimodal.data.cropping import MARGIN_RULE, PAPER_MARGIN, scaled_margin
 from tf_bimodal.export.modules import (
     CADPipeline,
     ClassifierEnsemble,
@@ -159,8 +158,9 @@ def export_experiment(
     * **cad_pipeline**: the two ensembles chained with the preprocessing in the graph (see
       :class:`tf_bimodal.export.modules.CADPipeline`): resize to the model size and ``/ 255``;
       masks resized back to the input size and voted; the crop box is the mask's bounding
-      box plus ``round(50 * side / 336)`` pixels on each axis (:func:`crop_margin`'s rule
-      applied to each side of the input), clipped; both images cropped and resized to the
+      box plus ``round(50 * side / 336)`` pixels on each axis (the rule of
+      :func:`tf_bimodal.data.cropping.scaled_margin`, applied to each side of the input),
+      clipped; both images cropped and resized to the
       classifier's size. An **empty mask** gives the whole image as the crop (the training
       pipeline's rule), with ``box = [0, 0, H, W]`` and an all-zero ``mask``. For a
       classifier trained without crops (``<model>_crop_none``) the box is always the whole
@@ -236,19 +236,9 @@ def export_experiment(
     if classifier_source is not None:
         classifier, record["classifier"] = _classifier_ensemble(classifier_source, embracement)
 
-    modules = {}
-    if "segmenter" in parts:
-        serving = SegmenterServing(segmenter)
-        modules["segmenter"] = (serving, {"serving_default": serving.serve, "serve_float": serving.serve_float})
-    if "classifier" in parts:
-        serving = ClassifierServing(classifier)
-        modules["classifier"] = (serving, {"serving_default": serving.serve})
-    if "cad_pipeline" in parts:
-        pipeline = CADPipeline(segmenter, classifier, crop=classifier_source.crop != "none",
-                               margin=CropConfig.margin, reference_size=DEFAULT_IMAGE_SIZE)
-        modules["cad_pipeline"] = (pipeline, pipeline.serving_signatures())
-        record["cad_pipeline"] = _pipeline_record(pipeline, classifier_source)
-
+    modules = _serving_modules(parts, segmenter, classifier, classifier_source)
+    if "cad_pipeline" in modules:
+        record["cad_pipeline"] = _pipeline_record(modules["cad_pipeline"][0], classifier_source)
     os.makedirs(export_dir, exist_ok=True)
     paths = {name: os.path.join(export_dir, name) for name in parts}
     record["signatures"] = {}
@@ -265,6 +255,22 @@ def export_experiment(
     write_json(os.path.join(export_dir, EXPORT_FILE), record)
     logger.info(f"Wrote {os.path.join(export_dir, EXPORT_FILE)} ({record['seconds']:.0f} s)")
     return {**record, "paths": {**paths, "export_json": os.path.join(export_dir, EXPORT_FILE)}}
+
+
+def _serving_modules(parts, segmenter, classifier, classifier_source) -> dict:
+    """``{part: (tf.Module, {signature name: function})}`` of the SavedModels to write."""
+    modules = {}
+    if "segmenter" in parts:
+        serving = SegmenterServing(segmenter)
+        modules["segmenter"] = (serving, {"serving_default": serving.serve, "serve_float": serving.serve_float})
+    if "classifier" in parts:
+        serving = ClassifierServing(classifier)
+        modules["classifier"] = (serving, {"serving_default": serving.serve})
+    if "cad_pipeline" in parts:
+        pipeline = CADPipeline(segmenter, classifier, crop=classifier_source.crop != "none",
+                               margin=PAPER_MARGIN, reference_size=DEFAULT_IMAGE_SIZE)
+        modules["cad_pipeline"] = (pipeline, pipeline.serving_signatures())
+    return modules
 
 
 def _segmenter_ensemble(source) -> tuple:
@@ -333,10 +339,6 @@ def _classifier_ensemble(source, embracement: str | None) -> tuple:
 def _pipeline_record(pipeline: CADPipeline, classifier_source) -> dict:
     margin_rule = f"{MARGIN_RULE}, per axis"
     at_data_size = scaled_margin(classifier_source.data_size)
-    recorded = classifier_source.margin_px
-    if pipeline.crop and recorded is not None and int(recorded) != at_data_size:
-        logger.info(f"  note: {classifier_source.run} recorded a {recorded} px margin at "
-                    f"{classifier_source.data_size} px; the pipeline uses {margin_rule} ({at_data_size} px there)")
     model_size, input_size = pipeline.segmenter.model_size, pipeline.classifier.input_size
     return {
         "steps": [
@@ -348,7 +350,7 @@ def _pipeline_record(pipeline: CADPipeline, classifier_source) -> dict:
             "fold classifiers with availability [1, 1]; mean probability; label at the threshold",
         ],
         "crop": pipeline.crop,
-        "margin": {"pixels": CropConfig.margin, "at_size": DEFAULT_IMAGE_SIZE, "rule": margin_rule,
+        "margin": {"pixels": PAPER_MARGIN, "at_size": DEFAULT_IMAGE_SIZE, "rule": margin_rule,
                    "at_data_size": at_data_size if pipeline.crop else None},
         "empty_mask": "the whole image is the crop: box [0, 0, H, W], mask all zero",
         "masks_for_classifier": (

@@ -19,8 +19,9 @@ import keras
 
 from tf_bimodal import layout
 from tf_bimodal.config import CropConfig
+from tf_bimodal.data.cropping import MARGIN_RULE, scaled_margin
 from tf_bimodal.io import read_json
-from tf_bimodal.schema import DEFAULT_IMAGE_SIZE
+from tf_bimodal.records import RunRecord
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +173,7 @@ def find_segmenter(root: str, run: str = "w_mm_unet") -> SegmenterSource:
             message names what is missing and the command that trains it.
     """
     run_dir, summary, models = _finished_run(root, run, f"segmenter '{run}'", train_command(root, run))
-    sizes = summary.get("image_size") or {}
-    data_size = int(sizes.get("data") or (summary.get("data_config") or {}).get("image_size") or DEFAULT_IMAGE_SIZE)
+    record = RunRecord.from_summary(summary, os.path.join(run_dir, layout.SUMMARY_FILE))
     folds = tuple(sorted(models))
     return SegmenterSource(
         run=run,
@@ -181,12 +181,12 @@ def find_segmenter(root: str, run: str = "w_mm_unet") -> SegmenterSource:
         model=str(summary.get("model", run)),
         folds=folds,
         model_paths=tuple(models[k] for k in folds),
-        model_size=int(sizes.get("model") or data_size),
-        data_size=data_size,
+        model_size=record.image_size.model,
+        data_size=record.image_size.data,
         threshold=float(summary["config"]["threshold"]),
-        synthetic=bool(summary.get("synthetic", False)),
-        dataset=summary.get("dataset"),
-        source_fingerprint=summary.get("source_fingerprint"),
+        synthetic=record.synthetic,
+        dataset=record.dataset,
+        source_fingerprint=record.source_fingerprint,
         test_time_flip=bool(summary["config"].get("test_time_flip", False)),
     )
 
@@ -198,7 +198,9 @@ def find_classifier(root: str, run: str = "mff") -> ClassifierSource:
         FileNotFoundError: the folder, its ``summary.json``, a fold model or a fold's
             ``metrics.json`` is missing; the message names it and the command that trains it.
         ValueError: the run's classifiers read a second, wider crop
-            (``ClassificationConfig.context_margin``), which the exported pipeline does not cut.
+            (``ClassificationConfig.context_margin``), which the exported pipeline does not cut,
+            or were trained with a margin other than :data:`tf_bimodal.data.cropping.MARGIN_RULE`'s;
+            a summary without the provenance block (:class:`tf_bimodal.records.RunRecord`).
     """
     model, crop = layout.split_run_name(run)
     command = train_command(root, model, crop)
@@ -215,25 +217,31 @@ def find_classifier(root: str, run: str = "mff") -> ClassifierSource:
         if not os.path.isfile(metrics_path):
             raise _missing(root, f"classifier '{run}'", f"{metrics_path} does not exist", command)
         thresholds.append(float(read_json(metrics_path)["threshold"]["threshold"]))
-    crop_record = summary.get("crop") or {}
-    config = summary.get("config") or {}
-    data_size = int((config.get("data") or {}).get("image_size") or DEFAULT_IMAGE_SIZE)
+    record = RunRecord.from_summary(summary, os.path.join(run_dir, layout.SUMMARY_FILE))
+    crop_record = summary["crop"]
     crop_name = crop_record.get("crop", crop)
+    margin = crop_record.get("margin_px")
+    if margin is not None and int(margin) != scaled_margin(record.image_size.data):
+        raise ValueError(
+            f"classifier '{run}' in {run_dir} was trained on crops with a {margin} px margin at "
+            f"{record.image_size.data} px; the exported pipeline cuts {MARGIN_RULE} "
+            f"({scaled_margin(record.image_size.data)} px there)"
+        )
     return ClassifierSource(
         run=run,
         run_dir=run_dir,
         model=str(summary.get("model", model)),
         crop=str(crop_name),
-        crop_shape=str(crop_record.get("shape") or CropConfig().shape),
+        crop_shape=str(crop_record.get("shape") or CropConfig().shape),  # None: no crop (full images)
         margin_px=crop_record.get("margin_px"),
         folds=folds,
         model_paths=tuple(models[k] for k in folds),
         fold_thresholds=tuple(thresholds),
-        input_size=int(config["classification"]["input_size"]),
-        data_size=data_size,
-        synthetic=bool(summary.get("synthetic", False)),
-        dataset=summary.get("dataset"),
-        source_fingerprint=summary.get("source_fingerprint"),
+        input_size=record.image_size.model,
+        data_size=record.image_size.data,
+        synthetic=record.synthetic,
+        dataset=record.dataset,
+        source_fingerprint=record.source_fingerprint,
     )
 
 

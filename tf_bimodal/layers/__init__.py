@@ -22,22 +22,32 @@ Classification (§3.3):
     SoftVoting: late integration's mean over the available modalities (§3.3.3).
 """
 
-from tf_bimodal.layers.adaptive_pooling import AdaptiveAveragePooling2D
-from tf_bimodal.layers.colour_input import ColourInputProcessing, modal_path_names, strain_from_colour
-from tf_bimodal.layers.embracenet import EmbraceNet
-from tf_bimodal.layers.hyper_dense import apply_hyper_dense_contraction
-from tf_bimodal.layers.image_normalization import ImageNormalization
-from tf_bimodal.layers.ivdnet_blocks import apply_contraction_block, apply_dilated_inception_block
-from tf_bimodal.layers.soft_voting import SoftVoting
-from tf_bimodal.layers.stacked_sample_mean import StackedSampleMean
-from tf_bimodal.layers.unet_blocks import (
-    apply_average_up_block,
-    apply_conv_block,
-    apply_down_sample,
-    apply_segmentation_head,
-    apply_up_block,
-)
-from tf_bimodal.layers.weighted_skip import FixedModalityWeights, WeightedSkip, normalize_weights
+import importlib
+
+_SOURCES = {
+    "AdaptiveAveragePooling2D": "tf_bimodal.layers.adaptive_pooling",
+    "ColourInputProcessing": "tf_bimodal.layers.colour_input",
+    "EmbraceNet": "tf_bimodal.layers.embracenet",
+    "FixedModalityWeights": "tf_bimodal.layers.weighted_skip",
+    "ImageNormalization": "tf_bimodal.layers.image_normalization",
+    "SoftVoting": "tf_bimodal.layers.soft_voting",
+    "StackedSampleMean": "tf_bimodal.layers.stacked_sample_mean",
+    "WeightedSkip": "tf_bimodal.layers.weighted_skip",
+    "apply_average_up_block": "tf_bimodal.layers.unet_blocks",
+    "apply_contraction_block": "tf_bimodal.layers.ivdnet_blocks",
+    "apply_conv_block": "tf_bimodal.layers.unet_blocks",
+    "apply_dilated_inception_block": "tf_bimodal.layers.ivdnet_blocks",
+    "apply_down_sample": "tf_bimodal.layers.unet_blocks",
+    "apply_hyper_dense_contraction": "tf_bimodal.layers.hyper_dense",
+    "apply_segmentation_head": "tf_bimodal.layers.unet_blocks",
+    "apply_up_block": "tf_bimodal.layers.unet_blocks",
+    "modal_path_names": "tf_bimodal.layers.colour_input",
+    "normalize_weights": "tf_bimodal.layers.weighted_skip",
+    "strain_from_colour": "tf_bimodal.layers.colour_input",
+}
+"""Where each public name lives: the layer modules load on first use, so that the option lists
+of :mod:`tf_bimodal.layers.options` (read by the settings) need no TensorFlow."""
+
 
 __all__ = [
     "AdaptiveAveragePooling2D",
@@ -60,3 +70,13 @@ __all__ = [
     "normalize_weights",
     "strain_from_colour",
 ]
+
+
+def __getattr__(name: str):
+    if name in _SOURCES:
+        return getattr(importlib.import_module(_SOURCES[name]), name)
+    raise AttributeError(f"module 'tf_bimodal.layers' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -46,7 +46,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tf_bimodal.config import EMBRACENET_INFERENCE_MODES
+from tf_bimodal.layers.options import EMBRACENET_INFERENCE_MODES
 
 INFERENCE_MODES = EMBRACENET_INFERENCE_MODES
 """``("sample", "expected", "mc")``, the rules at inference (module docstring)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import keras
 
-from tf_bimodal.config import CONTRACTION_BLOCKS
+from tf_bimodal.layers.options import CONTRACTION_BLOCKS
 from tf_bimodal.layers.unet_blocks import apply_conv_block
 
 INCEPTION_BRANCHES = ((1, 1), (3, 1), (5, 1), (3, 2), (3, 4))

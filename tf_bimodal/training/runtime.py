@@ -372,6 +372,20 @@ def resolve_precision(runtime: RuntimeConfig) -> RuntimeConfig:
     return dataclasses.replace(runtime, precision=measured["precision"])
 
 
+def resolved_precision(runtime: RuntimeConfig | None) -> str:
+    """The precision of a runtime that the entry point has resolved (:func:`resolve_precision`,
+    called once by :func:`tf_bimodal.workflow.resolve`); lower layers only read it.
+
+    Raises:
+        ValueError: ``precision="auto"``, not resolved yet.
+    """
+    name = _runtime(runtime).precision
+    if name == "auto":
+        raise ValueError("runtime.precision is 'auto': resolve it once before training "
+                         "(tf_bimodal.workflow.resolve, or tf_bimodal.training.runtime.resolve_precision)")
+    return name
+
+
 def _describe_measurement(measured: dict) -> str:
     if measured["device"] == "GPU":
         return f"GPU compute capability {'.'.join(map(str, measured['compute_capability']))}"
@@ -405,7 +419,7 @@ def precision(runtime: RuntimeConfig | None = None):
     long as in float32 on a 2-core AVX-512 machine), while ``mixed_bfloat16`` took 0.95 and
     0.75 of float32's time there (``benchmarks/bench_precision.py``).
     """
-    name = resolve_precision(_runtime(runtime)).precision
+    name = resolved_precision(runtime)
     if name == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
         warnings.warn(
             "precision 'mixed_float16' without a GPU: TensorFlow's float16 CPU kernels are far "
@@ -427,7 +441,7 @@ def clear_session(runtime: RuntimeConfig | None = None):
     model built after a plain ``clear_session`` inside :func:`precision` would be float32.
     """
     keras.backend.clear_session()
-    keras.config.set_dtype_policy(resolve_precision(_runtime(runtime)).precision)
+    keras.config.set_dtype_policy(resolved_precision(runtime))
 
 
 # --------------------------------------------------------------------------- record
@@ -445,7 +459,8 @@ def describe(runtime: RuntimeConfig | None = None) -> dict:
 
     ``replicas`` counts all replicas of all workers: each global batch is split over them.
     """
-    runtime = resolve_precision(_runtime(runtime))
+    runtime = _runtime(runtime)
+    resolved_precision(runtime)
     strategy = strategy_for(runtime)
     workers = 1
     if runtime.strategy == "multi_worker":

@@ -197,31 +197,8 @@ def train_auto_weight_prestage(
     Raises:
         ValueError: the training or validation part holds no benign or malignant image.
     """
-    position = {image_id: index for index, image_id in enumerate(arrays["image_id"])}
-    classes = set(range(len(PRESTAGE_CLASSES)))
-
-    def labelled(ids):
-        return [image_id for image_id in ids if int(arrays["label"][position[image_id]]) in classes]
-
-    train_ids, val_ids = labelled(train_ids), labelled(val_ids)
-    if not train_ids or not val_ids:
-        raise ValueError(
-            f"train_auto_weight_prestage: needs benign or malignant images in the training and the validation "
-            f"part, got {len(train_ids)} and {len(val_ids)}"
-        )
-    classifier = AutoWeightClassifier(
-        input_names=input_keys,
-        input_channels=[MODALITY_CHANNELS[key] for key in input_keys],
-        colour_mode=config.colour_mode,
-        stackwise_num_filters=config.auto_weight_filters,
-        use_batch_norm=config.use_batch_norm,
-        image_size=image_size,
-    )
-    classifier.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.auto_weight_learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    train_ids, val_ids = prestage_image_ids(arrays, train_ids, val_ids)
+    classifier = compile_prestage_classifier(config, image_size, input_keys)
 
     def batches(ids, training):
         return inputs.classification_dataset(
@@ -256,3 +233,45 @@ def train_auto_weight_prestage(
         + ", ".join(f"{name} {weight:.3f}" for name, weight in zip(record["path_names"], weights))
     )
     return record
+
+
+def prestage_image_ids(arrays: dict, train_ids, val_ids):
+    """The fold's training and validation ids of benign or malignant images only (the
+    pre-stage's classes, ``PRESTAGE_CLASSES``; e.g. BUSI's ``normal`` images are left out).
+
+    Raises:
+        ValueError: either part holds no such image.
+    """
+    position = {image_id: index for index, image_id in enumerate(arrays["image_id"])}
+    classes = set(range(len(PRESTAGE_CLASSES)))
+
+    def labelled(ids):
+        return [image_id for image_id in ids if int(arrays["label"][position[image_id]]) in classes]
+
+    train_ids, val_ids = labelled(train_ids), labelled(val_ids)
+    if not train_ids or not val_ids:
+        raise ValueError(
+            f"train_auto_weight_prestage: needs benign or malignant images in the training and the validation "
+            f"part, got {len(train_ids)} and {len(val_ids)}"
+        )
+    return train_ids, val_ids
+
+
+def compile_prestage_classifier(config: SegmentationConfig, image_size: int, input_keys) -> AutoWeightClassifier:
+    """A new :class:`~tf_bimodal.models.segmentation.auto_weight.AutoWeightClassifier` of
+    ``config`` on ``input_keys``, compiled with Adam (``config.auto_weight_learning_rate``),
+    cross-entropy on its logits and accuracy (§3.2.2)."""
+    classifier = AutoWeightClassifier(
+        input_names=input_keys,
+        input_channels=[MODALITY_CHANNELS[key] for key in input_keys],
+        colour_mode=config.colour_mode,
+        stackwise_num_filters=config.auto_weight_filters,
+        use_batch_norm=config.use_batch_norm,
+        image_size=image_size,
+    )
+    classifier.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.auto_weight_learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return classifier

@@ -37,6 +37,8 @@ import tensorflow as tf
 
 from tf_bimodal.config import RuntimeConfig
 from tf_bimodal.data import pipeline
+from tf_bimodal.evaluation.classification import roc_points
+from tf_bimodal.evaluation.figures import draw_roc_curves
 from tf_bimodal.training import runtime as runtime_lib
 
 LOG_DIR = "tensorboard"
@@ -262,40 +264,62 @@ def write_fold_summary(fold_dir: str, labels, probabilities, threshold: float,
     """
     if not _writes(runtime):
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     probabilities = np.asarray(probabilities, np.float64).reshape(-1)
     predicted = (np.asarray(probabilities) >= threshold).astype(np.int64)  # malignant at p >= threshold
     counts = np.array([[np.sum((labels == truth) & (predicted == guess)) for guess in (0, 1)] for truth in (0, 1)])
     (tn, fp), (fn, tp) = counts
-    both_classes = len(np.unique(labels)) == 2
+    roc = roc_points(labels, probabilities)
 
-    roc_figure, axes = plt.subplots(figsize=(4.5, 4.2))
-    auc = None
-    if both_classes:
-        fpr, tpr, _ = roc_curve(labels, probabilities)
-        auc = float(roc_auc_score(labels, probabilities))
-        axes.plot(fpr, tpr, label=f"AUC {auc:.3f}")
-        point_fpr, point_tpr = fp / max(fp + tn, 1), tp / max(tp + fn, 1)
-        axes.plot([point_fpr], [point_tpr], "o", color="red", label=f"threshold {threshold:.3f}")
-        axes.legend(loc="lower right", fontsize=8)
-    else:
-        axes.text(0.5, 0.5, "one class only: no ROC curve", ha="center", va="center")
-    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
-    axes.set_xlim(0, 1)
-    axes.set_ylim(0, 1.02)
-    axes.set_xlabel("1 - specificity (false positive rate)")
-    axes.set_ylabel("sensitivity (true positive rate)")
-    axes.set_title(f"ROC, {title}", fontsize=9)
-    roc_figure.tight_layout()
+    log_dir = os.path.join(fold_dir, LOG_DIR, TEST_RUN)
+    writer = _fresh_writer(log_dir)
+    with writer.as_default():
+        tf.summary.image("roc_curve", _roc_image(roc, counts, threshold, title), step=0,
+                         description=f"Image-wise ROC curve of the {title}; red: the decision threshold.")
+        tf.summary.image("confusion_matrix", _confusion_matrix_image(counts, threshold, title), step=0,
+                         description=f"Image-wise confusion matrix of the {title} at the decision threshold.")
+        tf.summary.text(
+            "confusion_matrix_counts",
+            f"threshold {threshold:.4f} (malignant if p >= threshold), {title}\n\n"
+            "| true \\ predicted | benign | malignant |\n|---|---|---|\n"
+            f"| benign | {tn} | {fp} |\n| malignant | {fn} | {tp} |",
+            step=0,
+        )
+        if roc is not None:
+            tf.summary.scalar("roc_auc", roc.auc, step=0)
+        tf.summary.scalar("threshold", float(threshold), step=0)
+        for name, numerator, denominator in (("sensitivity", tp, tp + fn), ("specificity", tn, tn + fp),
+                                             ("accuracy", tp + tn, counts.sum())):
+            if denominator:
+                tf.summary.scalar(name, numerator / denominator, step=0)
+    writer.close()
+    return log_dir
 
-    matrix_figure, axes = plt.subplots(figsize=(3.8, 3.4))
+
+def _roc_image(roc, counts, threshold: float, title: str):
+    """The ROC curve (:func:`~tf_bimodal.evaluation.figures.draw_roc_curves`) with the
+    operating point of ``threshold``, the rates of the confusion ``counts``, as an image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (tn, fp), (fn, tp) = counts
+    figure, axes = plt.subplots(figsize=(4.5, 4.2))
+    point = (fp / max(fp + tn, 1), tp / max(tp + fn, 1), f"threshold {threshold:.3f}")
+    draw_roc_curves(axes, {"": roc}, f"ROC, {title}", operating_point=point, auc_digits=3, legend_fontsize=8)
+    figure.tight_layout()
+    return _figure_image(figure)
+
+
+def _confusion_matrix_image(counts, threshold: float, title: str):
+    """The 2 x 2 confusion ``counts`` (true rows, predicted columns) as an image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(3.8, 3.4))
     axes.imshow(counts, cmap="Blues", vmin=0, vmax=max(int(counts.max()), 1))
     for (i, j), value in np.ndenumerate(counts):
         axes.text(j, i, str(int(value)), ha="center", va="center",
@@ -305,31 +329,8 @@ def write_fold_summary(fold_dir: str, labels, probabilities, threshold: float,
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
     axes.set_title(f"Confusion matrix, {title}\nthreshold {threshold:.3f}", fontsize=9)
-    matrix_figure.tight_layout()
-
-    log_dir = os.path.join(fold_dir, LOG_DIR, TEST_RUN)
-    writer = _fresh_writer(log_dir)
-    with writer.as_default():
-        tf.summary.image("roc_curve", _figure_image(roc_figure), step=0,
-                         description=f"Image-wise ROC curve of the {title}; red: the decision threshold.")
-        tf.summary.image("confusion_matrix", _figure_image(matrix_figure), step=0,
-                         description=f"Image-wise confusion matrix of the {title} at the decision threshold.")
-        tf.summary.text(
-            "confusion_matrix_counts",
-            f"threshold {threshold:.4f} (malignant if p >= threshold), {title}\n\n"
-            "| true \\ predicted | benign | malignant |\n|---|---|---|\n"
-            f"| benign | {tn} | {fp} |\n| malignant | {fn} | {tp} |",
-            step=0,
-        )
-        if auc is not None:
-            tf.summary.scalar("roc_auc", auc, step=0)
-        tf.summary.scalar("threshold", float(threshold), step=0)
-        for name, numerator, denominator in (("sensitivity", tp, tp + fn), ("specificity", tn, tn + fp),
-                                             ("accuracy", tp + tn, counts.sum())):
-            if denominator:
-                tf.summary.scalar(name, numerator / denominator, step=0)
-    writer.close()
-    return log_dir
+    figure.tight_layout()
+    return _figure_image(figure)
 
 
 # --------------------------------------------------------------------------- the HParams dashboard

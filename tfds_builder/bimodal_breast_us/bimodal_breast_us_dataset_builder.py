@@ -1,7 +1,8 @@
 """TFDS's entry module of the ``bimodal_breast_us`` dataset (what ``tfds build`` reads).
 
-The builder is :class:`tf_bimodal.data.builder.BimodalBreastUs`; this folder holds its
-metadata (``README.md``, ``CITATIONS.bib``), its ``dummy_data/`` and its conformance test.
+The builder is :class:`tf_bimodal.data.builder.BimodalBreastUs`, whose description and
+citation ship with it (``tf_bimodal/data/bimodal_breast_us/``); this folder holds its
+``dummy_data/`` and its conformance test.
 """
 
 from tf_bimodal.data.builder import BimodalBreastUs, BimodalBreastUsConfig

@@ -13,8 +13,8 @@ from unittest import mock
 import tensorflow_datasets as tfds
 
 from tf_bimodal.config import PhantomConfig
-from tf_bimodal.data.builder import DATASET_FOLDER
 from tfds_builder.bimodal_breast_us import bimodal_breast_us_dataset_builder as builder_lib
+from tfds_builder.bimodal_breast_us.make_dummy_data import DUMMY_DIR
 
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 _real_connect = socket.socket.connect
@@ -31,7 +31,7 @@ class _Offline:
     """Mixin (not a test case itself): the builder under test, no checksums, no network."""
 
     DATASET_CLASS = builder_lib.BimodalBreastUs
-    EXAMPLE_DIR = str(DATASET_FOLDER / "dummy_data")  # the builder's code lives in tf_bimodal.data
+    EXAMPLE_DIR = str(DUMMY_DIR)  # this folder's; the builder's code lives in tf_bimodal.data
     SKIP_CHECKSUMS = True  # nothing is downloaded
 
     def setUp(self):

@@ -268,26 +268,40 @@ def load_backbone_weights(
         say("Backbone weights: random initialisation (none requested)")
         return record
     if weights == "imagenet":
-        if not backbone.is_standard_vgg16:
-            raise ValueError(
-                "load_backbone_weights: ImageNet weights fit only the standard VGG-16 "
-                "(filters [64, 128, 256, 512, 512], repeats [2, 2, 3, 3, 3], fc_units 4096), got "
-                f"filters {backbone.stackwise_num_filters}, repeats "
-                f"{backbone.stackwise_num_repeats}, fc_units {backbone.fc_units}"
-            )
-        try:
-            source = loader()
-        except Exception as error:  # offline, corrupt cache, ...: all mean "not available"
-            if not allow_fallback:
-                raise _imagenet_unavailable("load_backbone_weights", "was", error) from error
-            reason = f"ImageNet VGG-16 weights unavailable: {_one_line(error)}"
-            warnings.warn(f"{reason}; the backbone keeps its RANDOM initialisation", stacklevel=2)
-            say(f"WARNING: {reason}; training from a random initialisation instead")
-            return {"requested": "imagenet", "used": "random", "reason": reason, "layers": 0}
-        copied = copy_weights_by_name(source, backbone)
-        del source
-        say(f"Backbone weights: ImageNet ({len(copied)} layers copied)")
-        return {"requested": "imagenet", "used": "imagenet", "reason": None, "layers": len(copied)}
+        return load_imagenet_weights(backbone, allow_fallback, loader, say)
+    return load_weights_file(backbone, weights, say)
+
+
+def load_imagenet_weights(backbone, allow_fallback: bool, loader, say) -> dict:
+    """:func:`load_backbone_weights` for ``"imagenet"``: copy the ImageNet VGG-16 that
+    ``loader`` returns by layer name; when it cannot be had, keep the random initialisation
+    with a warning (``allow_fallback``) or raise :class:`BackboneWeightsUnavailable`."""
+    if not backbone.is_standard_vgg16:
+        raise ValueError(
+            "load_backbone_weights: ImageNet weights fit only the standard VGG-16 "
+            "(filters [64, 128, 256, 512, 512], repeats [2, 2, 3, 3, 3], fc_units 4096), got "
+            f"filters {backbone.stackwise_num_filters}, repeats "
+            f"{backbone.stackwise_num_repeats}, fc_units {backbone.fc_units}"
+        )
+    try:
+        source = loader()
+    except Exception as error:  # offline, corrupt cache, ...: all mean "not available"
+        if not allow_fallback:
+            raise _imagenet_unavailable("load_backbone_weights", "was", error) from error
+        reason = f"ImageNet VGG-16 weights unavailable: {_one_line(error)}"
+        # stacklevel 3: the warning points at the caller of load_backbone_weights.
+        warnings.warn(f"{reason}; the backbone keeps its RANDOM initialisation", stacklevel=3)
+        say(f"WARNING: {reason}; training from a random initialisation instead")
+        return {"requested": "imagenet", "used": "random", "reason": reason, "layers": 0}
+    copied = copy_weights_by_name(source, backbone)
+    del source
+    say(f"Backbone weights: ImageNet ({len(copied)} layers copied)")
+    return {"requested": "imagenet", "used": "imagenet", "reason": None, "layers": len(copied)}
+
+
+def load_weights_file(backbone, weights: str, say) -> dict:
+    """:func:`load_backbone_weights` for a local file: a ``.weights.h5`` of the backbone
+    loaded as is, any other Keras ``VGG16`` weights file copied by layer name."""
     path = os.path.expanduser(weights)
     if not os.path.isfile(path):
         raise _missing_file_error(weights, path, "load_backbone_weights")

@@ -1,4 +1,5 @@
-"""What every classifier of §3.3 shares: inputs, the weighted multi-output loss, compile defaults.
+"""What every classifier of §3.3 shares: inputs, heads, config, the weighted multi-output loss,
+compile defaults.
 
 Every classifier is a functional ``keras.Model`` whose inputs are a dict among ``"bmode"``
 ``(S, S, 1)``, ``"semode"`` ``(S, S, 3)`` (float, values in [0, 1]) and ``"availability"``
@@ -20,12 +21,23 @@ from keras import ops
 
 from tf_bimodal.config import ClassificationConfig
 from tf_bimodal.layers.image_normalization import ImageNormalization
+from tf_bimodal.layers.soft_voting import SoftVoting
+from tf_bimodal.models.base import ConfiguredModel
 from tf_bimodal.models.classification.optimizer import classification_optimizer
 
 
 def modality_input(name: str, image_size: int, channels: int):
     """A named ``keras.Input`` for one modality image."""
     return keras.Input(shape=(image_size, image_size, channels), name=name)
+
+
+def modality_inputs(modalities: dict, image_size: int, availability: bool = False) -> dict:
+    """``{name: keras.Input}`` for each modality of ``{name: channels}``, and with
+    ``availability`` the ``(M,)`` ``"availability"`` input (1 where the modality exists)."""
+    inputs = {name: modality_input(name, image_size, channels) for name, channels in modalities.items()}
+    if availability:
+        inputs["availability"] = keras.Input(shape=(len(modalities),), name="availability")
+    return inputs
 
 
 def apply_modality_preprocessing(x, channels: int, normalization: str, name: str):
@@ -38,6 +50,19 @@ def apply_modality_preprocessing(x, channels: int, normalization: str, name: str
     elif channels != 3:
         raise ValueError(f"modality {name!r}: images must have 1 or 3 channels, got {channels}")
     return ImageNormalization(normalization, name=f"{name}_normalization")(x)
+
+
+def apply_modalities_preprocessing(inputs: dict, modalities: dict, normalization: str) -> dict:
+    """:func:`apply_modality_preprocessing` of each modality of ``{name: channels}``."""
+    return {
+        name: apply_modality_preprocessing(inputs[name], channels, normalization, name=name)
+        for name, channels in modalities.items()
+    }
+
+
+def availability_columns(modalities) -> dict:
+    """``{modality: column}``: the column of the ``availability`` input of each modality."""
+    return {name: column for column, name in enumerate(modalities)}
 
 
 def apply_decision_network(x, hidden_units=(1024, 256), num_classes=2, dropout=0.5, name="decision"):
@@ -59,7 +84,16 @@ def apply_softmax_head(x, num_classes=2, name="predictions"):
     return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=name)(x)
 
 
+def with_soft_voting(outputs: dict, availability) -> dict:
+    """``{"decision": ..., **outputs}``: the mean of the available modalities' probabilities
+    (layer ``soft_voting``, float32) before the per-modality outputs (§3.3.3)."""
+    decision = SoftVoting(dtype="float32", name="soft_voting")(list(outputs.values()), availabilities=availability)
+    return {"decision": decision, **outputs}
+
+
 def check_common_arguments(owner, num_classes, normalization):
+    """Check the arguments every classifier takes: ``num_classes`` an int >= 2 and
+    ``normalization`` ``"caffe"`` or ``"standardize"``; ``owner`` names the class in the error."""
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"{owner}: num_classes must be an int >= 2, got {num_classes!r}")
     if normalization not in ("caffe", "standardize"):
@@ -74,13 +108,36 @@ def default_optimizer():
     return classification_optimizer(ClassificationConfig())
 
 
-class ClassifierTask(keras.Model):
-    """Base of the classifiers: the weighted, availability-masked loss and compile defaults.
+class ClassifierTask(ConfiguredModel):
+    """Base of the classifiers: shared arguments, config, the weighted, availability-masked
+    loss and compile defaults.
 
-    Subclasses build their functional graph, call ``super().__init__(inputs=..., outputs=...)``
-    and then :meth:`_init_loss` with the weight of each output and, for per-modality outputs,
-    the column of ``availability`` that masks it.
+    Subclasses build their functional graph and pass it here with ``config``, their
+    constructor arguments in the order ``get_config`` lists them (the shared ones:
+    ``normalization``, ``num_classes`` and, with a decision network, ``decision_units``,
+    ``decision_dropout``), the weight of each output in the loss and, for per-modality
+    outputs, the column of ``availability`` that masks it. Backbones are serialised in the
+    config as Keras models.
+
+    Args:
+        inputs, outputs: the functional graph (dicts; ``outputs`` holds ``"decision"``).
+        config: ``{argument: value}`` that the attributes and ``get_config`` hold; a
+            ``decision_units`` sequence is kept as a tuple.
+        output_loss_weights: ``{output: weight}`` of the loss (Eq. 1).
+        output_modality_columns: ``{output: availability column}`` for per-modality outputs.
+        **kwargs: ``name``, ``trainable``.
     """
+
+    sub_model_arguments = ("backbone", "bmode_backbone", "semode_backbone")
+
+    def __init__(self, inputs, outputs, *, config: dict, output_loss_weights: dict,
+                 output_modality_columns: dict | None = None, **kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        config = dict(config)
+        if "decision_units" in config:
+            config["decision_units"] = tuple(config["decision_units"])
+        self._record_config(**config)
+        self._init_loss(output_loss_weights, output_modality_columns)
 
     def _init_loss(self, output_loss_weights: dict, output_modality_columns: dict | None = None):
         self.output_loss_weights = dict(output_loss_weights)
@@ -165,14 +222,3 @@ class ClassifierTask(keras.Model):
         config.pop("loss", None)
         config.pop("loss_weights", None)
         self.compile(**{key: value for key, value in config.items() if value is not None})
-
-    def get_config(self):
-        return {"name": self.name, "trainable": self.trainable}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("backbone", "bmode_backbone", "semode_backbone"):
-            if key in config and isinstance(config[key], dict):
-                config[key] = keras.layers.deserialize(config[key])
-        return cls(**config)

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import keras
 
-from tf_bimodal.models.classification.classifier_task import (
-    ClassifierTask,
-    apply_decision_network,
-    apply_modality_preprocessing,
-    check_common_arguments,
-    modality_input,
-)
+from tf_bimodal.models.classification import classifier_task as task
 from tf_bimodal.models.classification.late_integration import check_two_backbones
 from tf_bimodal.schema import MODALITY_CHANNELS
 
 
 @keras.saving.register_keras_serializable(package="tf_bimodal")
-class IntermediateIntegrationClassifier(ClassifierTask):
+class IntermediateIntegrationClassifier(task.ClassifierTask):
     """Two independent VGG-16s, features concatenated into the decision network (§3.3.3).
 
     "B-mode and SE-mode US images are sampled independently and are inputted into two
@@ -40,40 +34,20 @@ class IntermediateIntegrationClassifier(ClassifierTask):
     def __init__(self, bmode_backbone, semode_backbone, decision_units=(1024, 256),
                  decision_dropout: float = 0.5, normalization: str = "standardize",
                  num_classes: int = 2, **kwargs):
-        check_common_arguments("IntermediateIntegrationClassifier", num_classes, normalization)
+        task.check_common_arguments("IntermediateIntegrationClassifier", num_classes, normalization)
         check_two_backbones("IntermediateIntegrationClassifier", bmode_backbone, semode_backbone)
-        image_size = bmode_backbone.image_shape[0]
         backbones = {"bmode": bmode_backbone, "semode": semode_backbone}
 
         # === Functional model ===
-        inputs = {name: modality_input(name, image_size, c) for name, c in MODALITY_CHANNELS.items()}
-        features = [
-            backbones[name](apply_modality_preprocessing(inputs[name], channels, normalization, name=name))
-            for name, channels in MODALITY_CHANNELS.items()
-        ]
+        inputs = task.modality_inputs(MODALITY_CHANNELS, bmode_backbone.image_shape[0])
+        images = task.apply_modalities_preprocessing(inputs, MODALITY_CHANNELS, normalization)
+        features = [backbones[name](images[name]) for name in MODALITY_CHANNELS]
         x = keras.layers.Concatenate(axis=-1, name="feature_concatenation")(features)
-        outputs = {
-            "decision": apply_decision_network(x, decision_units, num_classes, decision_dropout, name="decision")
-        }
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-
-        # === Config ===
-        self.bmode_backbone = bmode_backbone
-        self.semode_backbone = semode_backbone
-        self.decision_units = tuple(decision_units)
-        self.decision_dropout = decision_dropout
-        self.normalization = normalization
-        self.num_classes = num_classes
-        self._init_loss({"decision": 1.0})
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            bmode_backbone=keras.layers.serialize(self.bmode_backbone),
-            semode_backbone=keras.layers.serialize(self.semode_backbone),
-            decision_units=list(self.decision_units),
-            decision_dropout=self.decision_dropout,
-            normalization=self.normalization,
-            num_classes=self.num_classes,
+        outputs = {"decision": task.apply_decision_network(x, decision_units, num_classes, decision_dropout)}
+        super().__init__(
+            inputs, outputs,
+            config=dict(bmode_backbone=bmode_backbone, semode_backbone=semode_backbone, decision_units=decision_units,
+                        decision_dropout=decision_dropout, normalization=normalization, num_classes=num_classes),
+            output_loss_weights={"decision": 1.0},
+            **kwargs,
         )
-        return config

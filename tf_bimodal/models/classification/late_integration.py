@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from tf_bimodal.layers.soft_voting import SoftVoting
-from tf_bimodal.models.classification.classifier_task import (
-    ClassifierTask,
-    apply_modality_preprocessing,
-    apply_softmax_head,
-    check_common_arguments,
-    modality_input,
-)
+from tf_bimodal.models.classification import classifier_task as task
 from tf_bimodal.schema import MODALITY_CHANNELS
 
 
@@ -30,7 +23,7 @@ def check_two_backbones(owner, bmode_backbone, semode_backbone):
 
 
 @keras.saving.register_keras_serializable(package="tf_bimodal")
-class LateIntegrationClassifier(ClassifierTask):
+class LateIntegrationClassifier(task.ClassifierTask):
     """Two independent single-modal VGG-16 classifiers fused by soft voting (§3.3.3).
 
     "Two independent pre-trained VGG-16 models are trained separately using B-mode and
@@ -58,34 +51,24 @@ class LateIntegrationClassifier(ClassifierTask):
 
     def __init__(self, bmode_backbone, semode_backbone, normalization: str = "standardize",
                  num_classes: int = 2, **kwargs):
-        check_common_arguments("LateIntegrationClassifier", num_classes, normalization)
+        task.check_common_arguments("LateIntegrationClassifier", num_classes, normalization)
         check_two_backbones("LateIntegrationClassifier", bmode_backbone, semode_backbone)
-        image_size = bmode_backbone.image_shape[0]
         backbones = {"bmode": bmode_backbone, "semode": semode_backbone}
 
         # === Functional model ===
-        inputs = {name: modality_input(name, image_size, c) for name, c in MODALITY_CHANNELS.items()}
-        inputs["availability"] = keras.Input(shape=(len(MODALITY_CHANNELS),), name="availability")
-        outputs = {}
-        for name, channels in MODALITY_CHANNELS.items():
-            x = apply_modality_preprocessing(inputs[name], channels, normalization, name=name)
-            outputs[name] = apply_softmax_head(backbones[name](x), num_classes, name=f"{name}_predictions")
+        inputs = task.modality_inputs(MODALITY_CHANNELS, bmode_backbone.image_shape[0], availability=True)
+        images = task.apply_modalities_preprocessing(inputs, MODALITY_CHANNELS, normalization)
         outputs = {
-            "decision": SoftVoting(dtype="float32", name="soft_voting")(
-                [outputs[name] for name in MODALITY_CHANNELS], availabilities=inputs["availability"]
-            ),
-            **outputs,
+            name: task.apply_softmax_head(backbones[name](images[name]), num_classes, name=f"{name}_predictions")
+            for name in MODALITY_CHANNELS
         }
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-
-        # === Config ===
-        self.bmode_backbone = bmode_backbone
-        self.semode_backbone = semode_backbone
-        self.normalization = normalization
-        self.num_classes = num_classes
-        self._init_loss(
-            {"bmode": 1.0, "semode": 1.0, "decision": 0.0},
-            {name: column for column, name in enumerate(MODALITY_CHANNELS)},
+        super().__init__(
+            inputs, task.with_soft_voting(outputs, inputs["availability"]),
+            config=dict(bmode_backbone=bmode_backbone, semode_backbone=semode_backbone, normalization=normalization,
+                        num_classes=num_classes),
+            output_loss_weights={"bmode": 1.0, "semode": 1.0, "decision": 0.0},
+            output_modality_columns=task.availability_columns(MODALITY_CHANNELS),
+            **kwargs,
         )
 
     def branch_weights(self) -> dict:
@@ -96,13 +79,3 @@ class LateIntegrationClassifier(ClassifierTask):
             name: [*backbone.weights, *self.get_layer(f"{name}_predictions").weights]
             for name, backbone in (("bmode", self.bmode_backbone), ("semode", self.semode_backbone))
         }
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            bmode_backbone=keras.layers.serialize(self.bmode_backbone),
-            semode_backbone=keras.layers.serialize(self.semode_backbone),
-            normalization=self.normalization,
-            num_classes=self.num_classes,
-        )
-        return config

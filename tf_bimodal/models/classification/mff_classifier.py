@@ -6,19 +6,12 @@ import keras
 
 from tf_bimodal.layers.embracenet import EmbraceNet
 from tf_bimodal.layers.stacked_sample_mean import StackedSampleMean
-from tf_bimodal.models.classification.classifier_task import (
-    ClassifierTask,
-    apply_decision_network,
-    apply_modality_preprocessing,
-    apply_softmax_head,
-    check_common_arguments,
-    modality_input,
-)
+from tf_bimodal.models.classification import classifier_task as task
 from tf_bimodal.schema import MODALITY_CHANNELS
 
 
 @keras.saving.register_keras_serializable(package="tf_bimodal")
-class MFFClassifier(ClassifierTask):
+class MFFClassifier(task.ClassifierTask):
     """MFF: integrated feature network + EmbraceNet + decision network (§3.3.1, Fig. 3).
 
     * **Integrated feature network (IFN)**: one VGG-16 ``backbone`` whose weights are shared by
@@ -83,62 +76,36 @@ class MFFClassifier(ClassifierTask):
         modalities = dict(modalities or MODALITY_CHANNELS)
         if len(modalities) < 2:
             raise ValueError(f"MFFClassifier: needs at least 2 modalities, got {list(modalities)}")
-        check_common_arguments("MFFClassifier", num_classes, normalization)
+        task.check_common_arguments("MFFClassifier", num_classes, normalization)
         if decision_loss_weight < 0:
             raise ValueError(
                 f"MFFClassifier: decision_loss_weight must be >= 0, got {decision_loss_weight}"
             )
-        image_size = backbone.image_shape[0]
 
         # === Functional model ===
-        inputs = {name: modality_input(name, image_size, channels) for name, channels in modalities.items()}
-        inputs["availability"] = keras.Input(shape=(len(modalities),), name="availability")
-        features = []
-        outputs = {}
-        for name, channels in modalities.items():
-            x = apply_modality_preprocessing(inputs[name], channels, normalization, name=name)
-            modality_features = backbone(x)
-            features.append(modality_features)
-            outputs[name] = apply_softmax_head(modality_features, num_classes, name=f"{name}_predictions")
+        inputs = task.modality_inputs(modalities, backbone.image_shape[0], availability=True)
+        images = task.apply_modalities_preprocessing(inputs, modalities, normalization)
+        features = {name: backbone(images[name]) for name in modalities}
+        outputs = {
+            name: task.apply_softmax_head(features[name], num_classes, name=f"{name}_predictions")
+            for name in modalities
+        }
         embraced = EmbraceNet(
             embracement_size, inference=embracenet_inference, mc_samples=embracenet_mc_samples, seed=seed,
             name="embracenet",
-        )(features, availabilities=inputs["availability"])
-        decision = apply_decision_network(embraced, decision_units, num_classes, decision_dropout, name="decision")
+        )(list(features.values()), availabilities=inputs["availability"])
+        decision = task.apply_decision_network(embraced, decision_units, num_classes, decision_dropout)
         decision = StackedSampleMean(dtype="float32", name="decision_draw_mean")(decision, inputs["availability"])
-        outputs = {"decision": decision, **outputs}
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-
-        # === Config ===
-        self.backbone = backbone
-        self.modalities = modalities
-        self.embracement_size = embracement_size
-        self.decision_units = tuple(decision_units)
-        self.decision_dropout = decision_dropout
-        self.decision_loss_weight = decision_loss_weight
-        self.embracenet_inference = embracenet_inference
-        self.embracenet_mc_samples = embracenet_mc_samples
-        self.normalization = normalization
-        self.num_classes = num_classes
-        self.seed = seed
-        self._init_loss(
-            {**{name: 1.0 for name in modalities}, "decision": decision_loss_weight},
-            {name: column for column, name in enumerate(modalities)},
+        super().__init__(
+            inputs, {"decision": decision, **outputs},
+            config=dict(
+                backbone=backbone, modalities=modalities, embracement_size=embracement_size,
+                decision_units=decision_units, decision_dropout=decision_dropout,
+                decision_loss_weight=decision_loss_weight, embracenet_inference=embracenet_inference,
+                embracenet_mc_samples=embracenet_mc_samples, normalization=normalization, num_classes=num_classes,
+                seed=seed,
+            ),
+            output_loss_weights={**{name: 1.0 for name in modalities}, "decision": decision_loss_weight},
+            output_modality_columns=task.availability_columns(modalities),
+            **kwargs,
         )
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            backbone=keras.layers.serialize(self.backbone),
-            modalities=dict(self.modalities),
-            embracement_size=self.embracement_size,
-            decision_units=list(self.decision_units),
-            decision_dropout=self.decision_dropout,
-            decision_loss_weight=self.decision_loss_weight,
-            embracenet_inference=self.embracenet_inference,
-            embracenet_mc_samples=self.embracenet_mc_samples,
-            normalization=self.normalization,
-            num_classes=self.num_classes,
-            seed=self.seed,
-        )
-        return config

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import keras
 
-from tf_bimodal.models.classification.classifier_task import (
-    ClassifierTask,
-    apply_decision_network,
-    apply_modality_preprocessing,
-    check_common_arguments,
-    modality_input,
-)
+from tf_bimodal.models.classification import classifier_task as task
 from tf_bimodal.schema import MODALITY_CHANNELS
 
 
 @keras.saving.register_keras_serializable(package="tf_bimodal")
-class StackwiseIntegrationClassifier(ClassifierTask):
+class StackwiseIntegrationClassifier(task.ClassifierTask):
     """B-mode and SE-mode stacked to 6 channels, a 1x1 convolution to 3, then VGG-16 (§3.3.3).
 
     "B-mode (336 x 336 x 3 tensor) and SE-mode (336 x 336 x 3 tensor) US images are fused
@@ -39,39 +33,18 @@ class StackwiseIntegrationClassifier(ClassifierTask):
 
     def __init__(self, backbone, decision_units=(1024, 256), decision_dropout: float = 0.5,
                  normalization: str = "standardize", num_classes: int = 2, **kwargs):
-        check_common_arguments("StackwiseIntegrationClassifier", num_classes, normalization)
-        image_size = backbone.image_shape[0]
+        task.check_common_arguments("StackwiseIntegrationClassifier", num_classes, normalization)
 
         # === Functional model ===
-        inputs = {name: modality_input(name, image_size, c) for name, c in MODALITY_CHANNELS.items()}
-        normalized = [
-            apply_modality_preprocessing(inputs[name], channels, normalization, name=name)
-            for name, channels in MODALITY_CHANNELS.items()
-        ]
-        x = keras.layers.Concatenate(axis=-1, name="stack")(normalized)
+        inputs = task.modality_inputs(MODALITY_CHANNELS, backbone.image_shape[0])
+        images = task.apply_modalities_preprocessing(inputs, MODALITY_CHANNELS, normalization)
+        x = keras.layers.Concatenate(axis=-1, name="stack")(list(images.values()))
         x = keras.layers.Conv2D(3, 1, name="stack_projection")(x)
-        outputs = {
-            "decision": apply_decision_network(
-                backbone(x), decision_units, num_classes, decision_dropout, name="decision"
-            )
-        }
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-
-        # === Config ===
-        self.backbone = backbone
-        self.decision_units = tuple(decision_units)
-        self.decision_dropout = decision_dropout
-        self.normalization = normalization
-        self.num_classes = num_classes
-        self._init_loss({"decision": 1.0})
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            backbone=keras.layers.serialize(self.backbone),
-            decision_units=list(self.decision_units),
-            decision_dropout=self.decision_dropout,
-            normalization=self.normalization,
-            num_classes=self.num_classes,
+        outputs = {"decision": task.apply_decision_network(backbone(x), decision_units, num_classes, decision_dropout)}
+        super().__init__(
+            inputs, outputs,
+            config=dict(backbone=backbone, decision_units=decision_units, decision_dropout=decision_dropout,
+                        normalization=normalization, num_classes=num_classes),
+            output_loss_weights={"decision": 1.0},
+            **kwargs,
         )
-        return config

@@ -15,6 +15,7 @@ from __future__ import annotations
 import keras
 
 from tf_bimodal.layers.adaptive_pooling import AdaptiveAveragePooling2D
+from tf_bimodal.models.base import ConfiguredModel
 
 VGG16_FILTERS = (64, 128, 256, 512, 512)
 VGG16_REPEATS = (2, 2, 3, 3, 3)
@@ -58,8 +59,88 @@ def _positive_int_list(value, what):
     return values
 
 
+def check_backbone_arguments(filters, repeats, image_shape, fc_units, fc_dropout, pooled_size, features,
+                             pooled_blocks):
+    """Check :class:`VGG16Backbone`'s arguments (the rules of its ``Raises``).
+
+    Returns:
+        ``(filters, repeats, image_shape, pooled_blocks)`` as lists and a tuple.
+    """
+    filters = _positive_int_list(filters, "stackwise_num_filters")
+    repeats = _positive_int_list(repeats, "stackwise_num_repeats")
+    if len(filters) != len(repeats):
+        raise ValueError(
+            "VGG16Backbone: stackwise_num_filters and stackwise_num_repeats must have the "
+            f"same length, got {len(filters)} and {len(repeats)}"
+        )
+    image_shape = tuple(image_shape)
+    min_side = 2 ** len(filters)
+    if len(image_shape) != 3 or any(s is None or s < 1 for s in image_shape):
+        raise ValueError(
+            f"VGG16Backbone: image_shape must be a static (height, width, channels), got {image_shape}"
+        )
+    if min(image_shape[:2]) < min_side:
+        raise ValueError(
+            f"VGG16Backbone: height and width must be >= 2**{len(filters)} = {min_side} "
+            f"(one pixel after {len(filters)} poolings), got {image_shape[:2]}"
+        )
+    if not isinstance(fc_units, int) or fc_units < 1:
+        raise ValueError(f"VGG16Backbone: fc_units must be a positive int, got {fc_units!r}")
+    if not 0.0 <= fc_dropout < 1.0:
+        raise ValueError(f"VGG16Backbone: fc_dropout must be in [0, 1), got {fc_dropout!r}")
+    if pooled_size is not None and (not isinstance(pooled_size, int) or pooled_size < 1):
+        raise ValueError(
+            f"VGG16Backbone: pooled_size must be None or a positive int, got {pooled_size!r}"
+        )
+    if features not in ("fc", "pooled"):
+        raise ValueError(f"VGG16Backbone: features must be 'fc' or 'pooled', got {features!r}")
+    pooled_blocks = _positive_int_list(pooled_blocks, "pooled_blocks")
+    if features == "pooled" and max(pooled_blocks) > len(filters):
+        raise ValueError(
+            f"VGG16Backbone: pooled_blocks must name blocks 1 to {len(filters)}, got {pooled_blocks}"
+        )
+    return filters, repeats, image_shape, pooled_blocks
+
+
+def apply_pooled_features(x, filters, repeats, pooled_blocks, kernel_initializer):
+    """The ``"pooled"`` features: VGG's blocks up to the last of ``pooled_blocks``, each of
+    those read by global average and max pooling (``block{b}_avg``, ``block{b}_max``),
+    concatenated (``pooled_features``)."""
+    pooled = []
+    for stage, (stage_filters, stage_repeats) in enumerate(zip(filters, repeats)):
+        if stage > 0:
+            x = keras.layers.MaxPooling2D((2, 2), strides=(2, 2), name=f"block{stage}_pool")(x)
+        x = apply_vgg_block(x, stage_repeats, stage_filters, kernel_initializer=kernel_initializer, max_pool=False,
+                            name=f"block{stage + 1}")
+        if stage + 1 in pooled_blocks:
+            pooled += [
+                keras.layers.GlobalAveragePooling2D(name=f"block{stage + 1}_avg")(x),
+                keras.layers.GlobalMaxPooling2D(name=f"block{stage + 1}_max")(x),
+            ]
+            if stage + 1 == max(pooled_blocks):
+                break
+    return keras.layers.Concatenate(name="pooled_features")(pooled)
+
+
+def apply_fc_features(x, filters, repeats, fc_units, pooled_size, fc_dropout, kernel_initializer):
+    """The ``"fc"`` features (§3.3.2): VGG's five blocks, the optional adaptive pooling
+    (``adaptive_pool``), ``flatten``, and ``fc1``, ``fc2`` (ReLU, each followed by dropout)."""
+    for stage, (stage_filters, stage_repeats) in enumerate(zip(filters, repeats)):
+        x = apply_vgg_block(x, stage_repeats, stage_filters, kernel_initializer=kernel_initializer,
+                            name=f"block{stage + 1}")
+    if pooled_size is not None:
+        x = AdaptiveAveragePooling2D(pooled_size, name="adaptive_pool")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    for index in (1, 2):
+        x = keras.layers.Dense(
+            fc_units, activation="relu", kernel_initializer=kernel_initializer, name=f"fc{index}"
+        )(x)
+        x = keras.layers.Dropout(fc_dropout, name=f"fc{index}_dropout")(x)
+    return x
+
+
 @keras.saving.register_keras_serializable(package="tf_bimodal")
-class VGG16Backbone(keras.Model):
+class VGG16Backbone(ConfiguredModel):
     """VGG-16 up to its second fully connected layer (``fc2``), the 4096-d features (§3.3.2).
 
     The default arguments are the standard VGG-16 of Simonyan & Zisserman (and of
@@ -117,39 +198,10 @@ class VGG16Backbone(keras.Model):
         pooled_blocks=(3, 4, 5),
         **kwargs,
     ):
-        filters = _positive_int_list(stackwise_num_filters, "stackwise_num_filters")
-        repeats = _positive_int_list(stackwise_num_repeats, "stackwise_num_repeats")
-        if len(filters) != len(repeats):
-            raise ValueError(
-                "VGG16Backbone: stackwise_num_filters and stackwise_num_repeats must have the "
-                f"same length, got {len(filters)} and {len(repeats)}"
-            )
-        image_shape = tuple(image_shape)
-        min_side = 2 ** len(filters)
-        if len(image_shape) != 3 or any(s is None or s < 1 for s in image_shape):
-            raise ValueError(
-                f"VGG16Backbone: image_shape must be a static (height, width, channels), got {image_shape}"
-            )
-        if min(image_shape[:2]) < min_side:
-            raise ValueError(
-                f"VGG16Backbone: height and width must be >= 2**{len(filters)} = {min_side} "
-                f"(one pixel after {len(filters)} poolings), got {image_shape[:2]}"
-            )
-        if not isinstance(fc_units, int) or fc_units < 1:
-            raise ValueError(f"VGG16Backbone: fc_units must be a positive int, got {fc_units!r}")
-        if not 0.0 <= fc_dropout < 1.0:
-            raise ValueError(f"VGG16Backbone: fc_dropout must be in [0, 1), got {fc_dropout!r}")
-        if pooled_size is not None and (not isinstance(pooled_size, int) or pooled_size < 1):
-            raise ValueError(
-                f"VGG16Backbone: pooled_size must be None or a positive int, got {pooled_size!r}"
-            )
-        if features not in ("fc", "pooled"):
-            raise ValueError(f"VGG16Backbone: features must be 'fc' or 'pooled', got {features!r}")
-        pooled_blocks = _positive_int_list(pooled_blocks, "pooled_blocks")
-        if features == "pooled" and max(pooled_blocks) > len(filters):
-            raise ValueError(
-                f"VGG16Backbone: pooled_blocks must name blocks 1 to {len(filters)}, got {pooled_blocks}"
-            )
+        filters, repeats, image_shape, pooled_blocks = check_backbone_arguments(
+            stackwise_num_filters, stackwise_num_repeats, image_shape, fc_units, fc_dropout, pooled_size, features,
+            pooled_blocks,
+        )
         if not isinstance(kernel_initializer, str):
             # A config must hold plain values; every layer deserializes its own instance.
             kernel_initializer = keras.initializers.serialize(
@@ -158,51 +210,16 @@ class VGG16Backbone(keras.Model):
 
         # === Functional model ===
         inputs = keras.Input(shape=image_shape, name="images")
-        x = inputs
-        pooled = []
-        for stage, (stage_filters, stage_repeats) in enumerate(zip(filters, repeats)):
-            x = apply_vgg_block(
-                x,
-                num_layers=stage_repeats,
-                filters=stage_filters,
-                kernel_initializer=kernel_initializer,
-                max_pool=False,
-                name=f"block{stage + 1}",
-            )
-            if features == "pooled" and stage + 1 in pooled_blocks:
-                pooled += [
-                    keras.layers.GlobalAveragePooling2D(name=f"block{stage + 1}_avg")(x),
-                    keras.layers.GlobalMaxPooling2D(name=f"block{stage + 1}_max")(x),
-                ]
-                if stage + 1 == max(pooled_blocks):
-                    break
-            x = keras.layers.MaxPooling2D((2, 2), strides=(2, 2), name=f"block{stage + 1}_pool")(x)
         if features == "pooled":
-            outputs = keras.layers.Concatenate(name="pooled_features")(pooled)
+            outputs = apply_pooled_features(inputs, filters, repeats, pooled_blocks, kernel_initializer)
         else:
-            if pooled_size is not None:
-                x = AdaptiveAveragePooling2D(pooled_size, name="adaptive_pool")(x)
-            x = keras.layers.Flatten(name="flatten")(x)
-            x = keras.layers.Dense(
-                fc_units, activation="relu", kernel_initializer=kernel_initializer, name="fc1"
-            )(x)
-            x = keras.layers.Dropout(fc_dropout, name="fc1_dropout")(x)
-            x = keras.layers.Dense(
-                fc_units, activation="relu", kernel_initializer=kernel_initializer, name="fc2"
-            )(x)
-            outputs = keras.layers.Dropout(fc_dropout, name="fc2_dropout")(x)
+            outputs = apply_fc_features(inputs, filters, repeats, fc_units, pooled_size, fc_dropout, kernel_initializer)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-
-        # === Config ===
-        self.stackwise_num_filters = filters
-        self.stackwise_num_repeats = repeats
-        self.fc_units = fc_units
-        self.image_shape = image_shape
-        self.pooled_size = pooled_size
-        self.fc_dropout = fc_dropout
-        self.kernel_initializer = kernel_initializer
-        self.features = features
-        self.pooled_blocks = pooled_blocks
+        self._record_config(
+            stackwise_num_filters=filters, stackwise_num_repeats=repeats, fc_units=fc_units, image_shape=image_shape,
+            pooled_size=pooled_size, fc_dropout=fc_dropout, kernel_initializer=kernel_initializer, features=features,
+            pooled_blocks=pooled_blocks,
+        )
 
     @property
     def is_standard_vgg16(self) -> bool:
@@ -212,22 +229,3 @@ class VGG16Backbone(keras.Model):
             and tuple(self.stackwise_num_repeats) == VGG16_REPEATS
             and (self.fc_units == VGG16_FC_UNITS or self.features == "pooled")
         )
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "stackwise_num_filters": list(self.stackwise_num_filters),
-            "stackwise_num_repeats": list(self.stackwise_num_repeats),
-            "fc_units": self.fc_units,
-            "image_shape": list(self.image_shape),
-            "pooled_size": self.pooled_size,
-            "fc_dropout": self.fc_dropout,
-            "kernel_initializer": self.kernel_initializer,
-            "features": self.features,
-            "pooled_blocks": list(self.pooled_blocks),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

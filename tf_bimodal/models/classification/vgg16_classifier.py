@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import keras
 
-from tf_bimodal.models.classification.classifier_task import (
-    ClassifierTask,
-    apply_modality_preprocessing,
-    apply_softmax_head,
-    check_common_arguments,
-    modality_input,
-)
+from tf_bimodal.models.classification import classifier_task as task
 from tf_bimodal.schema import MODALITY_CHANNELS
 
 
 @keras.saving.register_keras_serializable(package="tf_bimodal")
-class VGG16Classifier(ClassifierTask):
+class VGG16Classifier(task.ClassifierTask):
     """VGG-16 on one modality with VGG's own softmax classifier layer (§3.3.2, Table 2).
 
     Args:
@@ -38,35 +32,20 @@ class VGG16Classifier(ClassifierTask):
             raise ValueError(
                 f"VGG16Classifier: modality must be one of {tuple(MODALITY_CHANNELS)}, got {modality!r}"
             )
-        check_common_arguments("VGG16Classifier", num_classes, normalization)
+        task.check_common_arguments("VGG16Classifier", num_classes, normalization)
         channels = MODALITY_CHANNELS[modality]
 
         # === Functional model ===
-        names = (modality, f"{modality}_context") if context else (modality,)
-        inputs = {name: modality_input(name, backbone.image_shape[0], channels) for name in names}
-        features = [
-            backbone(apply_modality_preprocessing(inputs[name], channels, normalization, name=name)) for name in names
-        ]
+        images = {modality: channels, f"{modality}_context": channels} if context else {modality: channels}
+        inputs = task.modality_inputs(images, backbone.image_shape[0])
+        features = [backbone(x) for x in task.apply_modalities_preprocessing(inputs, images, normalization).values()]
         if context:
             features = [keras.layers.Concatenate(name="context_features")(features)]
-        outputs = {"decision": apply_softmax_head(features[0], num_classes, name="predictions")}
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-
-        # === Config ===
-        self.backbone = backbone
-        self.context = bool(context)
-        self.modality = modality
-        self.normalization = normalization
-        self.num_classes = num_classes
-        self._init_loss({"decision": 1.0})
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            backbone=keras.layers.serialize(self.backbone),
-            modality=self.modality,
-            normalization=self.normalization,
-            num_classes=self.num_classes,
-            context=self.context,
+        outputs = {"decision": task.apply_softmax_head(features[0], num_classes, name="predictions")}
+        super().__init__(
+            inputs, outputs,
+            config=dict(backbone=backbone, modality=modality, normalization=normalization, num_classes=num_classes,
+                        context=bool(context)),
+            output_loss_weights={"decision": 1.0},
+            **kwargs,
         )
-        return config

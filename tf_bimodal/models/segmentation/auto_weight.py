@@ -49,6 +49,7 @@ import tensorflow as tf
 
 from tf_bimodal.layers.colour_input import COLOUR_MODES, ColourInputProcessing, modal_path_names
 from tf_bimodal.layers.unet_blocks import check_image_size
+from tf_bimodal.models.base import ConfiguredModel
 
 PRESTAGE_CLASSES = ("benign", "malignant")
 """The pre-stage classifier's classes, label indices 0 and 1 (§3.2.2 uses the paper's task)."""
@@ -145,7 +146,7 @@ def apply_auto_weight_resnet(
 
 
 @keras.saving.register_keras_serializable(package="tf_bimodal")
-class AutoWeightClassifier(keras.Model):
+class AutoWeightClassifier(ConfiguredModel):
     """The auto-weight pre-stage classifier (§3.2.2): stacked modal inputs -> class logits.
 
     The inputs go through the colour input processing (§3.2.1, layers
@@ -210,30 +211,12 @@ class AutoWeightClassifier(keras.Model):
         logits = keras.layers.Dense(len(PRESTAGE_CLASSES), dtype="float32", name="auto_weight_class_logits")(features)
         kwargs.setdefault("name", "auto_weight_classifier")
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
-
-        self.input_names = input_names
-        self.input_channels = input_channels
-        self.colour_mode = colour_mode
-        self.stackwise_num_filters = filters
-        self.use_batch_norm = bool(use_batch_norm)
-        self.image_size = None if image_size is None else list(size)
+        self._record_config(
+            input_names=input_names, input_channels=input_channels, colour_mode=colour_mode,
+            stackwise_num_filters=filters, use_batch_norm=bool(use_batch_norm),
+            image_size=None if image_size is None else list(size),
+        )
         self.path_names = modal_path_names(input_names, input_channels, colour_mode)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "input_names": list(self.input_names),
-            "input_channels": list(self.input_channels),
-            "colour_mode": self.colour_mode,
-            "stackwise_num_filters": list(self.stackwise_num_filters),
-            "use_batch_norm": self.use_batch_norm,
-            "image_size": None if self.image_size is None else list(self.image_size),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def input_channel_importance(classifier: AutoWeightClassifier, batches) -> np.ndarray:

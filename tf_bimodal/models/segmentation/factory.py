@@ -97,34 +97,41 @@ def build_segmenter(model_name: str, config: SegmentationConfig, image_size=None
         )
     size = config.image_size or image_size
     input_names = MODEL_INPUTS[model_name]
-    input_channels = [MODALITY_CHANNELS[name] for name in input_names]
     if len(input_names) == 1 and config.encoder == "vgg16":
-        model = VGG16UNet(
-            input_channels=input_channels[0],
-            encoder_depth=config.encoder_depth,
-            decoder_filters=config.decoder_filters,
-            frozen_blocks=config.frozen_blocks,
-            normalization="caffe" if config.encoder_weights != "none" else "standardize",
-            use_batch_norm=config.use_batch_norm,
-            image_size=size,
-            input_name=input_names[0],
-            name=model_name,
-        )
-        if config.encoder_weights != "none":
-            model.weights_record = load_pretrained_vgg16(model, config.encoder_weights)
-        else:
-            model.weights_record = {"requested": "none", "used": "random", "reason": None, "layers": 0}
-        return model
+        return build_vgg16_unet(model_name, config, size)
     if len(input_names) == 1:
         return UNet(
-            input_channels=input_channels[0],
-            stackwise_num_filters=config.stackwise_num_filters,
-            bottleneck_filters=config.bottleneck_filters,
-            use_batch_norm=config.use_batch_norm,
-            image_size=size,
-            input_name=input_names[0],
-            name=model_name,
+            input_channels=MODALITY_CHANNELS[input_names[0]], stackwise_num_filters=config.stackwise_num_filters,
+            bottleneck_filters=config.bottleneck_filters, use_batch_norm=config.use_batch_norm, image_size=size,
+            input_name=input_names[0], name=model_name,
         )
+    return build_multimodal_unet(model_name, config, size, weighting, modality_weights)
+
+
+def build_vgg16_unet(model_name: str, config: SegmentationConfig, image_size) -> VGG16UNet:
+    """A single-modal :class:`VGG16UNet` initialised from ``config.encoder_weights``, the
+    provenance record as its ``weights_record`` attribute."""
+    input_name = MODEL_INPUTS[model_name][0]
+    model = VGG16UNet(
+        input_channels=MODALITY_CHANNELS[input_name], encoder_depth=config.encoder_depth,
+        decoder_filters=config.decoder_filters, frozen_blocks=config.frozen_blocks,
+        normalization="caffe" if config.encoder_weights != "none" else "standardize",
+        use_batch_norm=config.use_batch_norm, image_size=image_size, input_name=input_name, name=model_name,
+    )
+    if config.encoder_weights != "none":
+        model.weights_record = load_pretrained_vgg16(model, config.encoder_weights)
+    else:
+        model.weights_record = {"requested": "none", "used": "random", "reason": None, "layers": 0}
+    return model
+
+
+def build_multimodal_unet(model_name: str, config: SegmentationConfig, image_size, weighting: str,
+                          modality_weights=None) -> MultimodalUNet:
+    """A :class:`MultimodalUNet` with ``weighting``: manual weights from ``config`` (or
+    :func:`default_manual_weights`), the pre-stage's ``modality_weights`` (equal ones standing
+    in, with a warning, when none are given), or none (equal, auto)."""
+    input_names = MODEL_INPUTS[model_name]
+    input_channels = [MODALITY_CHANNELS[name] for name in input_names]
     if weighting == "manual":
         modality_weights = config.manual_weights or default_manual_weights(
             input_names, input_channels, config.colour_mode
@@ -135,18 +142,9 @@ def build_segmenter(model_name: str, config: SegmentationConfig, image_size=None
         logger.warning(f"build_segmenter: {model_name} without auto-weight pre-stage weights; equal weights "
                        "stand in (train_auto_weight_prestage makes them)")
     return MultimodalUNet(
-        input_names=input_names,
-        input_channels=input_channels,
-        stackwise_num_filters=config.stackwise_num_filters,
-        bottleneck_filters=config.bottleneck_filters,
-        colour_mode=config.colour_mode,
-        weighting=weighting,
-        modality_weights=modality_weights,
-        auto_weight_filters=config.auto_weight_filters,
-        use_batch_norm=config.use_batch_norm,
-        image_size=size,
-        dense_across_levels=config.dense_across_levels,
-        contraction_block=config.contraction_block,
-        skip_fusion=config.skip_fusion,
-        name=model_name,
+        input_names=input_names, input_channels=input_channels, stackwise_num_filters=config.stackwise_num_filters,
+        bottleneck_filters=config.bottleneck_filters, colour_mode=config.colour_mode, weighting=weighting,
+        modality_weights=modality_weights, auto_weight_filters=config.auto_weight_filters,
+        use_batch_norm=config.use_batch_norm, image_size=image_size, dense_across_levels=config.dense_across_levels,
+        contraction_block=config.contraction_block, skip_fusion=config.skip_fusion, name=model_name,
     )

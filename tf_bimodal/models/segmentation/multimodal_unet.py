@@ -16,6 +16,7 @@ from tf_bimodal.layers.unet_blocks import (
     check_image_size,
 )
 from tf_bimodal.layers.weighted_skip import FixedModalityWeights, WeightedSkip, normalize_weights
+from tf_bimodal.models.base import ConfiguredModel
 from tf_bimodal.models.segmentation.auto_weight import apply_auto_weight_resnet
 
 WEIGHTINGS = ("equal", "manual", "prestage", "auto")
@@ -28,8 +29,88 @@ FIXED_WEIGHTINGS = ("manual", "prestage")
 """Weightings that take ``modality_weights``."""
 
 
+def check_multimodal_inputs(input_names, input_channels, colour_mode: str, where: str):
+    """``(input_names, input_channels)`` as lists, checked: one channel count (1 or 3) per
+    unique name, at least one input, and a known ``colour_mode`` (§3.2.1)."""
+    input_names = [str(name) for name in input_names]
+    input_channels = [int(channels) for channels in input_channels]
+    if not input_names:
+        raise ValueError(f"{where}: needs at least one input, got input_names={input_names}")
+    if len(input_names) != len(input_channels):
+        raise ValueError(
+            f"{where}: input_names and input_channels need one entry per input, got "
+            f"{len(input_names)} names {input_names} and {len(input_channels)} channel counts {input_channels}"
+        )
+    if len(set(input_names)) != len(input_names):
+        raise ValueError(f"{where}: input_names must be unique, got {input_names}")
+    for channels in input_channels:
+        ColourInputProcessing.check_channels(channels, where)
+    if colour_mode not in COLOUR_MODES:
+        raise ValueError(f"{where}: colour_mode must be one of {COLOUR_MODES}, got {colour_mode!r}")
+    return input_names, input_channels
+
+
+def check_weighting(weighting: str, modality_weights, auto_weight_filters, path_names, where: str):
+    """``(modality_weights, auto_weight_filters)`` checked against ``weighting``: P positive
+    weights normalised to sum 1 for the fixed weightings, none otherwise; for ``"auto"`` at
+    least one ResNet stage of >= 1 filters (§3.2.2-3.2.3)."""
+    if weighting in FIXED_WEIGHTINGS:
+        if modality_weights is None:
+            raise ValueError(
+                f"{where}: weighting={weighting!r} needs modality_weights, one per modal path {path_names}"
+            )
+        modality_weights = normalize_weights(modality_weights, len(path_names), f"{where}: modality_weights")
+    elif modality_weights is not None:
+        raise ValueError(
+            f"{where}: modality_weights are used only with weighting in {FIXED_WEIGHTINGS}, got "
+            f"weighting={weighting!r} and modality_weights={modality_weights}"
+        )
+    auto_filters = [int(f) for f in auto_weight_filters]
+    if weighting == "auto" and (not auto_filters or min(auto_filters) < 1):
+        raise ValueError(f"{where}: auto_weight_filters needs >= 1 stage of >= 1 filters, got {auto_filters}")
+    return modality_weights, auto_filters
+
+
+def apply_modality_weighting(inputs, paths, weighting: str, modality_weights, auto_weight_filters,
+                             use_batch_norm: bool):
+    """The (batch, P) modality weights of the top skip (layer ``modality_weights``, float32).
+
+    ``"auto"``: the end-to-end auto-weight ResNet on the stacked modal ``paths``
+    (``auto_weight_input``); otherwise one fixed vector (``1/P`` each for ``"equal"``),
+    batched like the first of ``inputs``.
+    """
+    num_paths = len(paths)
+    if weighting == "auto":
+        stacked = paths[0] if num_paths == 1 else keras.layers.Concatenate(name="auto_weight_input")(paths)
+        return apply_auto_weight_resnet(stacked, num_paths, auto_weight_filters, use_batch_norm)
+    fixed = [1.0 / num_paths] * num_paths if weighting == "equal" else modality_weights
+    return FixedModalityWeights(fixed, dtype="float32", name="modality_weights")(inputs[0])
+
+
+def apply_multimodal_expansion(x, features, weights, filters, skip_fusion: str, use_batch_norm: bool):
+    """The expansion path (§3.2.3, Fig. 2d-e), deepest level first: the weighted top skip
+    (``skip_level1_weighted``) and, below it, the skips of ``skip_fusion``.
+
+    ``features[l - 1]`` holds the P paths' features of level ``l``.
+    """
+    for level in range(len(filters), 0, -1):
+        level_features = features[level - 1]
+        decoder = f"decoder_level{level}"
+        if level == 1:
+            skip = WeightedSkip(name="skip_level1_weighted")(level_features, weights)
+        elif skip_fusion == "ivdnet":
+            x = apply_average_up_block(x, level_features, filters[level - 1], use_batch_norm, name=decoder)
+            continue
+        elif len(level_features) == 1:
+            skip = level_features[0]
+        else:
+            skip = keras.layers.Average(name=f"skip_level{level}_average")(level_features)
+        x = apply_up_block(x, skip, filters[level - 1], use_batch_norm, name=decoder)
+    return x
+
+
 @keras.saving.register_keras_serializable(package="tf_bimodal")
-class MultimodalUNet(keras.Model):
+class MultimodalUNet(ConfiguredModel):
     """Multimodal U-Net with hyper-dense contraction and a weighted top skip (paper §3.2).
 
     Architecture (Fig. 2):
@@ -122,21 +203,7 @@ class MultimodalUNet(keras.Model):
         **kwargs,
     ):
         where = "MultimodalUNet"
-        input_names = [str(name) for name in input_names]
-        input_channels = [int(channels) for channels in input_channels]
-        if not input_names:
-            raise ValueError(f"{where}: needs at least one input, got input_names={input_names}")
-        if len(input_names) != len(input_channels):
-            raise ValueError(
-                f"{where}: input_names and input_channels need one entry per input, got "
-                f"{len(input_names)} names {input_names} and {len(input_channels)} channel counts {input_channels}"
-            )
-        if len(set(input_names)) != len(input_names):
-            raise ValueError(f"{where}: input_names must be unique, got {input_names}")
-        for channels in input_channels:
-            ColourInputProcessing.check_channels(channels, where)
-        if colour_mode not in COLOUR_MODES:
-            raise ValueError(f"{where}: colour_mode must be one of {COLOUR_MODES}, got {colour_mode!r}")
+        input_names, input_channels = check_multimodal_inputs(input_names, input_channels, colour_mode, where)
         if weighting not in WEIGHTINGS:
             raise ValueError(f"{where}: weighting must be one of {WEIGHTINGS}, got {weighting!r}")
         if contraction_block not in CONTRACTION_BLOCKS:
@@ -148,21 +215,9 @@ class MultimodalUNet(keras.Model):
         filters, bottleneck = check_filters(stackwise_num_filters, bottleneck_filters, where)
         size = check_image_size(image_size, len(filters), where) or (None, None)
         path_names = modal_path_names(input_names, input_channels, colour_mode)
-        num_paths = len(path_names)
-        if weighting in FIXED_WEIGHTINGS:
-            if modality_weights is None:
-                raise ValueError(
-                    f"{where}: weighting={weighting!r} needs modality_weights, one per modal path {path_names}"
-                )
-            modality_weights = normalize_weights(modality_weights, num_paths, f"{where}: modality_weights")
-        elif modality_weights is not None:
-            raise ValueError(
-                f"{where}: modality_weights are used only with weighting in {FIXED_WEIGHTINGS}, got "
-                f"weighting={weighting!r} and modality_weights={modality_weights}"
-            )
-        auto_filters = [int(f) for f in auto_weight_filters]
-        if weighting == "auto" and (not auto_filters or min(auto_filters) < 1):
-            raise ValueError(f"{where}: auto_weight_filters needs >= 1 stage of >= 1 filters, got {auto_filters}")
+        modality_weights, auto_filters = check_weighting(
+            weighting, modality_weights, auto_weight_filters, path_names, where
+        )
 
         # === Functional model ===
         inputs = [
@@ -175,73 +230,22 @@ class MultimodalUNet(keras.Model):
         features, bottom = apply_hyper_dense_contraction(
             paths, filters, use_batch_norm, dense_across_levels, contraction_block
         )
-
-        if weighting == "auto":
-            stacked = paths[0] if num_paths == 1 else keras.layers.Concatenate(name="auto_weight_input")(paths)
-            weights = apply_auto_weight_resnet(stacked, num_paths, auto_filters, use_batch_norm)
-        else:
-            fixed = [1.0 / num_paths] * num_paths if weighting == "equal" else modality_weights
-            weights = FixedModalityWeights(fixed, dtype="float32", name="modality_weights")(inputs[0])
-
+        weights = apply_modality_weighting(inputs, paths, weighting, modality_weights, auto_filters, use_batch_norm)
         x = apply_contraction_block(bottom, bottleneck, use_batch_norm, "bottleneck", contraction_block)
-        for level in range(len(filters), 0, -1):
-            level_features = features[level - 1]
-            decoder = f"decoder_level{level}"
-            if level == 1:
-                skip = WeightedSkip(name="skip_level1_weighted")(level_features, weights)
-            elif skip_fusion == "ivdnet":
-                x = apply_average_up_block(x, level_features, filters[level - 1], use_batch_norm, name=decoder)
-                continue
-            elif num_paths == 1:
-                skip = level_features[0]
-            else:
-                skip = keras.layers.Average(name=f"skip_level{level}_average")(level_features)
-            x = apply_up_block(x, skip, filters[level - 1], use_batch_norm, name=decoder)
+        x = apply_multimodal_expansion(x, features, weights, filters, skip_fusion, use_batch_norm)
         outputs = apply_segmentation_head(x)
         kwargs.setdefault("name", "w_mm_unet" if weighting != "equal" else "mm_unet")
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-
-        # === Config ===
-        self.input_names = input_names
-        self.input_channels = input_channels
-        self.stackwise_num_filters = filters
-        self.bottleneck_filters = bottleneck
-        self.colour_mode = colour_mode
-        self.weighting = weighting
-        self.modality_weights = modality_weights
-        self.auto_weight_filters = auto_filters
-        self.use_batch_norm = bool(use_batch_norm)
-        self.image_size = None if image_size is None else list(size)
-        self.dense_across_levels = bool(dense_across_levels)
-        self.contraction_block = contraction_block
-        self.skip_fusion = skip_fusion
+        self._record_config(
+            input_names=input_names, input_channels=input_channels, stackwise_num_filters=filters,
+            bottleneck_filters=bottleneck, colour_mode=colour_mode, weighting=weighting,
+            modality_weights=modality_weights, auto_weight_filters=auto_filters, use_batch_norm=bool(use_batch_norm),
+            image_size=None if image_size is None else list(size), dense_across_levels=bool(dense_across_levels),
+            contraction_block=contraction_block, skip_fusion=skip_fusion,
+        )
         self.path_names = path_names
 
     @property
     def modality_weights_model(self):
         """A model from the same inputs to the (batch, P) modality weights (shares layers)."""
         return keras.Model(self.inputs, self.get_layer("modality_weights").output, name=f"{self.name}_modality_weights")
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "input_names": list(self.input_names),
-            "input_channels": list(self.input_channels),
-            "stackwise_num_filters": list(self.stackwise_num_filters),
-            "bottleneck_filters": self.bottleneck_filters,
-            "colour_mode": self.colour_mode,
-            "weighting": self.weighting,
-            "modality_weights": None if self.modality_weights is None else list(self.modality_weights),
-            "auto_weight_filters": list(self.auto_weight_filters),
-            "use_batch_norm": self.use_batch_norm,
-            "image_size": None if self.image_size is None else list(self.image_size),
-            "dense_across_levels": self.dense_across_levels,
-            "contraction_block": self.contraction_block,
-            "skip_fusion": self.skip_fusion,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-

@@ -12,10 +12,11 @@ from tf_bimodal.layers.unet_blocks import (
     check_filters,
     check_image_size,
 )
+from tf_bimodal.models.base import ConfiguredModel
 
 
 @keras.saving.register_keras_serializable(package="tf_bimodal")
-class UNet(keras.Model):
+class UNet(ConfiguredModel):
     """A standard U-Net on one image: the B-mode-only and SE-mode-only baselines (§4.1.1).
 
     Contraction: per level ``l`` (1 = uppermost) :func:`apply_conv_block` with
@@ -72,32 +73,13 @@ class UNet(keras.Model):
         kwargs.setdefault("name", "unet")
         # A one-item list, so a dict of examples is matched to the input by name.
         super().__init__(inputs=[inputs], outputs=outputs, **kwargs)
-
-        # === Config ===
-        self.input_channels = int(input_channels)
-        self.stackwise_num_filters = filters
-        self.bottleneck_filters = bottleneck
-        self.use_batch_norm = bool(use_batch_norm)
-        self.image_size = None if image_size is None else list(size)
-        self.input_name = input_name
+        self._record_config(
+            input_channels=int(input_channels), stackwise_num_filters=filters, bottleneck_filters=bottleneck,
+            use_batch_norm=bool(use_batch_norm), image_size=None if image_size is None else list(size),
+            input_name=input_name,
+        )
 
     @property
     def modality_weights_model(self):
         """None: a single-path U-Net weights no modalities."""
         return None
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "input_channels": self.input_channels,
-            "stackwise_num_filters": list(self.stackwise_num_filters),
-            "bottleneck_filters": self.bottleneck_filters,
-            "use_batch_norm": self.use_batch_norm,
-            "image_size": None if self.image_size is None else list(self.image_size),
-            "input_name": self.input_name,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

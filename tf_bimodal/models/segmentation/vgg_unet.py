@@ -16,13 +16,14 @@ import keras
 
 from tf_bimodal.layers.image_normalization import ImageNormalization
 from tf_bimodal.layers.unet_blocks import apply_segmentation_head, apply_up_block, check_image_size
+from tf_bimodal.models.base import ConfiguredModel
 
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 """VGG-16's stages: (filters, convolutions)."""
 
 
 @keras.saving.register_keras_serializable(package="tf_bimodal")
-class VGG16UNet(keras.Model):
+class VGG16UNet(ConfiguredModel):
     """U-Net with VGG-16 blocks 1..``encoder_depth`` as its contraction path.
 
     Architecture: the input (grey repeated to RGB, ``{input_name}_to_rgb``) is normalised
@@ -102,36 +103,13 @@ class VGG16UNet(keras.Model):
         outputs = apply_segmentation_head(x)
         kwargs.setdefault("name", "vgg16_unet")
         super().__init__(inputs=[inputs], outputs=outputs, **kwargs)
-
-        # === Config ===
-        self.input_channels = int(input_channels)
-        self.encoder_depth = encoder_depth
-        self.decoder_filters = decoder
-        self.frozen_blocks = frozen_blocks
-        self.normalization = normalization
-        self.use_batch_norm = bool(use_batch_norm)
-        self.image_size = None if image_size is None else list(size)
-        self.input_name = input_name
+        self._record_config(
+            input_channels=int(input_channels), encoder_depth=encoder_depth, decoder_filters=decoder,
+            frozen_blocks=frozen_blocks, normalization=normalization, use_batch_norm=bool(use_batch_norm),
+            image_size=None if image_size is None else list(size), input_name=input_name,
+        )
 
     @property
     def modality_weights_model(self):
         """None: a single-path U-Net weights no modalities."""
         return None
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "input_channels": self.input_channels,
-            "encoder_depth": self.encoder_depth,
-            "decoder_filters": list(self.decoder_filters),
-            "frozen_blocks": self.frozen_blocks,
-            "normalization": self.normalization,
-            "use_batch_norm": self.use_batch_norm,
-            "image_size": None if self.image_size is None else list(self.image_size),
-            "input_name": self.input_name,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

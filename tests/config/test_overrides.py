@@ -1,4 +1,5 @@
-"""The registry: presets resolve once into one ExperimentConfig (tf_bimodal.config)."""
+"""``section.key=value`` overrides and override files on top of a preset
+(tf_bimodal.config.overrides)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,8 @@ import sys
 import pytest
 
 from tf_bimodal.config import (
-    CLASSIFICATION_PRESETS,
     EXPERIMENT_PRESETS,
-    GRID_SEARCH_PRESETS,
     PRESETS,
-    SEGMENTATION_PRESETS,
-    ClassificationConfig,
-    ExperimentConfig,
-    RuntimeConfig,
     apply_overrides,
     check_override,
     format_override,
@@ -26,48 +21,6 @@ from tf_bimodal.config import (
     resolve_experiment,
     to_dict,
 )
-
-
-@pytest.mark.parametrize("name", PRESETS)
-def test_each_preset_resolves_to_its_parts(name):
-    experiment = resolve_experiment(name)
-    assert experiment.name == name
-    assert experiment.segmentation == SEGMENTATION_PRESETS[name]
-    assert experiment.classification == CLASSIFICATION_PRESETS[name]
-    assert experiment.grid_search == GRID_SEARCH_PRESETS[name]
-    assert experiment.runtime == RuntimeConfig()
-    assert EXPERIMENT_PRESETS[name] == dataclasses.replace(experiment)
-
-
-def test_auto_is_paper_with_a_gpu_and_cpu_without():
-    assert resolve_experiment("auto", gpus=1).name == "paper"
-    assert resolve_experiment("auto", gpus=0).name == "cpu"
-
-
-def test_overrides_and_runtime():
-    runtime = RuntimeConfig(tensorboard=False)
-    custom = SEGMENTATION_PRESETS["quick"]
-    experiment = resolve_experiment("quick", runtime=runtime, name="tiny", segmentation=custom)
-    assert (experiment.name, experiment.runtime, experiment.segmentation) == ("tiny", runtime, custom)
-    assert experiment.classification == CLASSIFICATION_PRESETS["quick"]
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    ({"preset": "huge"}, "preset must be one of"),
-    ({"preset": "quick", "name": "a-b"}, "folder-safe"),
-    ({"preset": "quick", "name": ""}, "folder-safe"),
-])
-def test_bad_presets_and_names_are_refused(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        resolve_experiment(**kwargs)
-
-
-def test_experiment_config_is_frozen():
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        ExperimentConfig().name = "other"
-
-
-# --------------------------------------------------------------------------- overrides
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -209,25 +162,6 @@ def test_a_section_rule_broken_by_an_override_names_it():
         resolve_experiment("quick", overrides=["classification.require_backbone_weights=true"])
 
 
-def test_resolve_experiment_applies_overrides_after_fields_and_runtime():
-    runtime = RuntimeConfig(tensorboard=False, image_every=2)
-    experiment = resolve_experiment(
-        "quick", runtime=runtime, name="tiny", segmentation=SEGMENTATION_PRESETS["cpu"],
-        overrides=("segmentation.epochs=4", "runtime.image_every=3"),
-    )
-    assert experiment.name == "tiny"
-    assert experiment.segmentation == dataclasses.replace(SEGMENTATION_PRESETS["cpu"], epochs=4)
-    assert experiment.runtime == RuntimeConfig(tensorboard=False, image_every=3)
-    assert experiment.overrides == ("segmentation.epochs=4", "runtime.image_every=3")
-    assert resolve_experiment("quick").overrides == ()
-
-
-@pytest.mark.parametrize("overrides", [("epochs=5",), "segmentation.epochs=5", None, (5,)])
-def test_experiment_config_records_only_override_strings(overrides):
-    with pytest.raises(ValueError, match="overrides must be a sequence of 'section.key=value' strings"):
-        ExperimentConfig(overrides=overrides)
-
-
 @pytest.mark.parametrize("items, message", [
     ([("segmentation", "epochs")], r"a \(section, key, value\) triple"),
     ([5], r"a \(section, key, value\) triple"),
@@ -318,46 +252,3 @@ def test_toml_without_tomllib_says_to_use_json(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tomli", None)
     with pytest.raises(ValueError, match=r"needs Python >= 3\.11 \(tomllib\) or the tomli package; .*\.json"):
         load_overrides_file(path)
-
-
-# --------------------------------------------------------------------------- backbone weights policy
-
-
-def test_backbone_weights_policy_fields():
-    assert ClassificationConfig().require_backbone_weights is False
-    assert CLASSIFICATION_PRESETS["paper"].require_backbone_weights is True  # no accidental random weights
-    assert not CLASSIFICATION_PRESETS["cpu"].require_backbone_weights
-    assert not CLASSIFICATION_PRESETS["quick"].require_backbone_weights
-    assert CLASSIFICATION_PRESETS["cpu"].backbone_weights == "none"
-    assert ClassificationConfig(require_backbone_weights=True).backbone_weights == "imagenet"
-    assert ClassificationConfig(backbone_weights="/w.h5", require_backbone_weights=True).require_backbone_weights
-    with pytest.raises(ValueError, match="require_backbone_weights=True needs backbone_weights"):
-        ClassificationConfig(backbone_weights="none", require_backbone_weights=True)
-    with pytest.raises(ValueError, match="backbone_weights must be 'imagenet', 'hed', 'none' or the path"):
-        ClassificationConfig(backbone_weights="")
-
-
-@pytest.mark.parametrize("margin", [-1, 1.5, True, "150"])
-def test_context_margin_is_none_or_a_pixel_count(margin):
-    assert ClassificationConfig(context_margin=150).context_margin == 150
-    with pytest.raises(ValueError, match="context_margin must be None or an int >= 0"):
-        ClassificationConfig(context_margin=margin)
-
-
-def test_pooled_features_and_the_logistic_head_are_checked():
-    config = ClassificationConfig(backbone_features="pooled", head_fit="logistic", frozen_blocks=5, augment=False)
-    assert config.pooled_blocks == (3, 4, 5)
-    assert ClassificationConfig(pooled_blocks=(9,)).backbone_features == "fc"  # unused, so unchecked
-    with pytest.raises(ValueError, match="backbone_features must be one of"):
-        ClassificationConfig(backbone_features="conv")
-    with pytest.raises(ValueError, match="pooled_blocks must name blocks 1 to 5"):
-        ClassificationConfig(backbone_features="pooled", pooled_blocks=(0, 3))
-    with pytest.raises(ValueError, match="head_fit must be one of"):
-        ClassificationConfig(head_fit="svm")
-    with pytest.raises(ValueError, match=r"needs frozen_blocks=5 \(all\) and augment=False, got frozen_blocks=4"):
-        ClassificationConfig(head_fit="logistic", frozen_blocks=4, augment=False)
-    with pytest.raises(ValueError, match="augment=True"):
-        ClassificationConfig(head_fit="logistic", frozen_blocks=5)
-    overridden = apply_overrides(resolve_experiment("cpu"), ["classification.backbone_features=pooled",
-                                                             "classification.pooled_blocks=4,5"])
-    assert overridden.classification.pooled_blocks == (4, 5)

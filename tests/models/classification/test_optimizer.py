@@ -74,10 +74,12 @@ def test_l2_steps_equal_pytorch_sgd_with_weight_decay():
     start, trained = _trained(SGDWithL2(LEARNING_RATE, momentum=MOMENTUM, l2_weight_decay=DECAY))
     x, y = _data()
     expected = _hand_computed(start, x, y, coupled=True)
+    assert len(trained) == len(expected) == 2
     for name, got, want in zip(("kernel", "bias"), trained, expected):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
     # The decoupled form lands elsewhere: the test tells the two apart (the bias decays too).
     decoupled = _hand_computed(start, x, y, coupled=False)
+    assert len(decoupled) == 2
     for got, other in zip(trained, decoupled):
         assert np.max(np.abs(got - other)) > 1e-3
 
@@ -89,7 +91,9 @@ def test_decoupled_mode_is_keras_weight_decay():
     assert type(optimizer) is keras.optimizers.SGD and np.isclose(float(optimizer.weight_decay), DECAY)
     start, trained = _trained(optimizer)
     x, y = _data()
-    for got, want in zip(trained, _hand_computed(start, x, y, coupled=False)):
+    expected = _hand_computed(start, x, y, coupled=False)
+    assert len(trained) == len(expected) == 2
+    for got, want in zip(trained, expected):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -135,5 +139,6 @@ def test_a_classifier_saved_with_it_reloads_with_it(tmp_path):
     reloaded = keras.saving.load_model(path)
     assert isinstance(reloaded.optimizer, SGDWithL2)
     assert reloaded.optimizer.l2_weight_decay == pytest.approx(config.weight_decay)
+    assert len(model.optimizer.variables) == len(reloaded.optimizer.variables) > 0
     for saved, loaded in zip(model.optimizer.variables, reloaded.optimizer.variables):
         np.testing.assert_allclose(np.asarray(saved), np.asarray(loaded))
