@@ -1,5 +1,6 @@
 """What several test modules share: the repository's paths, its scripts loaded as modules, the
-package's progress lines, and the tiny settings the end-to-end runs train with.
+package's progress lines, the tiny settings the end-to-end runs train with, and the small
+images and phantom the data tests read.
 
 Imported as ``from helpers import ...`` (``tests/`` is on ``sys.path`` through its
 ``conftest.py``, as for :mod:`harness`); the fixtures stay in ``conftest.py``.
@@ -87,6 +88,71 @@ def tiny_segmentation(**settings):
 
     return SegmentationConfig(image_size=32, stackwise_num_filters=(4, 8), bottleneck_filters=8,
                               auto_weight_filters=(4,), **settings)
+
+
+# --------------------------------------------------------------------------- small data
+
+PATTERN_SIZE = 32
+"""Side of the square :func:`pattern_image` and :func:`pattern_example` by default."""
+
+
+def pattern_image(size: int = PATTERN_SIZE):
+    """An asymmetric binary pattern: a block, a bar and a dot, so flips and turns show."""
+    import numpy as np
+
+    image = np.zeros((size, size), np.uint8)
+    image[6:14, 5:12] = 1
+    image[20:23, 8:28] = 1
+    image[25:28, 24:27] = 1
+    return image
+
+
+def pattern_example(index: int = 0, size: int = PATTERN_SIZE, has_semode: bool = True) -> dict:
+    """An example of the data schema whose B-mode, SE-mode and mask all show
+    :func:`pattern_image` (SE-mode black where ``has_semode`` is false), so an aligned
+    transform keeps them equal (§3.4); ``index`` names the image, its patient and label."""
+    import numpy as np
+
+    binary = pattern_image(size)
+    return {
+        "image_id": f"img{index:02d}",
+        "patient_id": f"p{index // 2:02d}",
+        "label": np.int64(index % 2),
+        "bmode": (binary * 255)[..., None],
+        "semode": np.repeat((binary * 255)[..., None], 3, axis=-1) if has_semode
+        else np.zeros((size, size, 3), np.uint8),
+        "mask": binary[..., None],
+        "has_semode": has_semode,
+        "has_mask": True,
+    }
+
+
+def geometry_only_augment():
+    """An ``AugmentConfig`` that rotates, scales and translates but leaves brightness and
+    contrast alone, so an augmented mask still matches its image pixel for pixel (§3.4)."""
+    from tf_bimodal.config import AugmentConfig
+
+    return AugmentConfig(max_rotation_deg=25.0, max_scale=0.2, max_translation=0.1, max_brightness=0.0,
+                         max_contrast=0.0)
+
+
+def small_phantom():
+    """The ``PhantomConfig`` of the phantom unit tests: 3 benign and 3 malignant patients at
+    64 px, seed 7."""
+    from tf_bimodal.config import PhantomConfig
+
+    return PhantomConfig(num_benign_patients=3, num_malignant_patients=3, image_size=64, seed=7)
+
+
+def ring_around(mask, inner: int, outer: int):
+    """Pixels between ``inner`` and ``outer`` pixels away from the boolean ``mask``."""
+    import cv2
+    import numpy as np
+
+    def grow(radius):
+        return cv2.dilate(mask.astype(np.uint8), np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)).astype(bool)
+
+    return grow(outer) & ~grow(inner)
 
 
 # --------------------------------------------------------------------------- serving scripts

@@ -85,7 +85,9 @@ def test_parse_override_errors_name_the_override_and_the_rule(text, message):
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_field_round_trips_through_its_normalised_text(preset):
     experiment = EXPERIMENT_PRESETS[preset]
-    for section, keys in override_keys().items():
+    sections = override_keys()
+    assert len(sections) > 0 and all(len(keys) > 0 for keys in sections.values())
+    for section, keys in sections.items():
         for key in keys:
             value = getattr(getattr(experiment, section), key)
             assert parse_override(format_override(section, key, value)) == (section, key, value)

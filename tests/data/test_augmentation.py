@@ -20,34 +20,9 @@ from tf_bimodal.data.augmentation import (
 )
 from tf_bimodal.data.pipeline import normalize
 
+from helpers import geometry_only_augment, pattern_example
+
 SIZE = 32
-GEOMETRY_ONLY = AugmentConfig(
-    max_rotation_deg=25.0, max_scale=0.2, max_translation=0.1, max_brightness=0.0, max_contrast=0.0
-)
-
-
-def pattern(size=SIZE):
-    """An asymmetric binary pattern: a block, a bar and a dot, so flips and turns show."""
-    image = np.zeros((size, size), np.uint8)
-    image[6:14, 5:12] = 1
-    image[20:23, 8:28] = 1
-    image[25:28, 24:27] = 1
-    return image
-
-
-def example(index=0, size=SIZE, has_semode=True):
-    binary = pattern(size)
-    return {
-        "image_id": f"img{index:02d}",
-        "patient_id": f"p{index // 2:02d}",
-        "label": np.int64(index % 2),
-        "bmode": (binary * 255)[..., None],
-        "semode": np.repeat((binary * 255)[..., None], 3, axis=-1) if has_semode
-        else np.zeros((size, size, 3), np.uint8),
-        "mask": binary[..., None],
-        "has_semode": has_semode,
-        "has_mask": True,
-    }
 
 
 # --------------------------------------------------------------------------- augment
@@ -76,8 +51,8 @@ def test_quarter_turn_matches_rot90():
 
 @pytest.mark.parametrize("seed", [(0, 0), (1, 2), (7, 3), (11, 5)])
 def test_augment_moves_bmode_semode_and_mask_together(seed):
-    original = normalize(example())
-    augmented = augment(original, tf.constant(seed), GEOMETRY_ONLY)
+    original = normalize(pattern_example())
+    augmented = augment(original, tf.constant(seed), geometry_only_augment())
     bmode = augmented["bmode"].numpy()[..., 0]
     semode = augmented["semode"].numpy()
     mask = augmented["mask"].numpy()[..., 0]
@@ -97,7 +72,7 @@ def test_flip_only_gives_original_or_mirror():
         max_rotation_deg=0.0, max_scale=0.0, max_translation=0.0,
         max_brightness=0.0, max_contrast=0.0,
     )
-    original = normalize(example())
+    original = normalize(pattern_example())
     outcomes = set()
     for seed in range(12):
         mask = augment(original, tf.constant([seed, 0]), config)["mask"].numpy()
@@ -114,7 +89,7 @@ def test_intensity_changes_images_only():
         flip_left_right=False, max_rotation_deg=0.0, max_scale=0.0, max_translation=0.0,
         max_brightness=0.2, max_contrast=0.2,
     )
-    original = normalize(example())
+    original = normalize(pattern_example())
     # Mid-grey values, so clipping at 0 and 1 cannot hide a change.
     original["bmode"] = 0.25 + 0.5 * original["bmode"]
     original["semode"] = 0.25 + 0.5 * original["semode"]
@@ -128,13 +103,13 @@ def test_intensity_changes_images_only():
 
 
 def test_absent_semode_stays_zero():
-    original = normalize(example(has_semode=False))
+    original = normalize(pattern_example(has_semode=False))
     augmented = augment(original, tf.constant([5, 6]), AugmentConfig(max_brightness=0.5))
     assert not np.any(augmented["semode"].numpy())
 
 
 def test_augment_is_deterministic_by_seed():
-    original = normalize(example())
+    original = normalize(pattern_example())
     first = augment(original, tf.constant([1, 2]), AugmentConfig())
     second = augment(original, tf.constant([1, 2]), AugmentConfig())
     other = augment(original, tf.constant([2, 1]), AugmentConfig())
@@ -150,9 +125,9 @@ def test_augment_is_deterministic_by_seed():
 
 def test_augment_refuses_unnormalized_images_and_bad_seeds():
     with pytest.raises(ValueError, match="normalize first"):
-        augment({k: tf.constant(v) for k, v in example().items()}, tf.constant([0, 0]))
+        augment({k: tf.constant(v) for k, v in pattern_example().items()}, tf.constant([0, 0]))
     with pytest.raises(ValueError, match="seed"):
-        augment(normalize(example()), tf.constant([1, 2, 3]))
+        augment(normalize(pattern_example()), tf.constant([1, 2, 3]))
 
 
 def test_uniform_draws_are_uniform_independent_and_the_same_per_pair_or_batch():

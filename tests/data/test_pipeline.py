@@ -9,38 +9,11 @@ import tensorflow as tf
 from tf_bimodal.config import AugmentConfig, CropConfig
 from tf_bimodal.data.pipeline import make_dataset, normalize, select_ids
 
-SIZE = 32
-GEOMETRY_ONLY = AugmentConfig(
-    max_rotation_deg=25.0, max_scale=0.2, max_translation=0.1, max_brightness=0.0, max_contrast=0.0
-)
+from helpers import PATTERN_SIZE, geometry_only_augment, pattern_example
 
 
-def pattern(size=SIZE):
-    """An asymmetric binary pattern: a block, a bar and a dot, so flips and turns show."""
-    image = np.zeros((size, size), np.uint8)
-    image[6:14, 5:12] = 1
-    image[20:23, 8:28] = 1
-    image[25:28, 24:27] = 1
-    return image
-
-
-def example(index=0, size=SIZE, has_semode=True):
-    binary = pattern(size)
-    return {
-        "image_id": f"img{index:02d}",
-        "patient_id": f"p{index // 2:02d}",
-        "label": np.int64(index % 2),
-        "bmode": (binary * 255)[..., None],
-        "semode": np.repeat((binary * 255)[..., None], 3, axis=-1) if has_semode
-        else np.zeros((size, size, 3), np.uint8),
-        "mask": binary[..., None],
-        "has_semode": has_semode,
-        "has_mask": True,
-    }
-
-
-def dataset(num=10, size=SIZE):
-    examples = [example(i, size) for i in range(num)]
+def dataset(num=10, size=PATTERN_SIZE):
+    examples = [pattern_example(i, size) for i in range(num)]
     columns = {key: np.stack([np.asarray(ex[key]) for ex in examples]) for key in examples[0]}
     return tf.data.Dataset.from_tensor_slices(columns)
 
@@ -53,7 +26,7 @@ def ids_of(ds):
 
 
 def test_normalize_ranges_and_dtypes():
-    normalized = normalize(example())
+    normalized = normalize(pattern_example())
     for key in ("bmode", "semode", "mask"):
         assert normalized[key].dtype == tf.float32
     assert float(tf.reduce_min(normalized["bmode"])) == 0.0
@@ -71,9 +44,9 @@ def test_batches_have_expected_shapes_and_dtypes():
     batches = list(make_dataset(dataset(10), batch_size=4, training=False))
     assert [int(b["bmode"].shape[0]) for b in batches] == [4, 4, 2]
     first = batches[0]
-    assert first["bmode"].shape == (4, SIZE, SIZE, 1) and first["bmode"].dtype == tf.float32
-    assert first["semode"].shape == (4, SIZE, SIZE, 3) and first["semode"].dtype == tf.float32
-    assert first["mask"].shape == (4, SIZE, SIZE, 1) and first["mask"].dtype == tf.float32
+    assert first["bmode"].shape == (4, PATTERN_SIZE, PATTERN_SIZE, 1) and first["bmode"].dtype == tf.float32
+    assert first["semode"].shape == (4, PATTERN_SIZE, PATTERN_SIZE, 3) and first["semode"].dtype == tf.float32
+    assert first["mask"].shape == (4, PATTERN_SIZE, PATTERN_SIZE, 1) and first["mask"].dtype == tf.float32
     assert first["label"].dtype == tf.int64 and first["image_id"].dtype == tf.string
     assert first["has_semode"].dtype == tf.bool
 
@@ -102,7 +75,7 @@ def test_training_pipeline_is_reproducible_by_seed():
 
 
 def test_training_batches_stay_aligned_and_binary():
-    ds = make_dataset(dataset(8), 4, training=True, augment_config=GEOMETRY_ONLY, seed=3)
+    ds = make_dataset(dataset(8), 4, training=True, augment_config=geometry_only_augment(), seed=3)
     for batch in ds:
         bmode, semode, mask = (batch[k].numpy() for k in ("bmode", "semode", "mask"))
         assert set(np.unique(mask)) <= {0.0, 1.0}
@@ -128,7 +101,7 @@ def test_crop_and_keys_in_pipeline():
     )
     batch = next(iter(ds))
     assert set(batch) == {"bmode", "semode", "mask", "label"}
-    assert batch["bmode"].shape == (2, SIZE, SIZE, 1)  # resized back to the input size
+    assert batch["bmode"].shape == (2, PATTERN_SIZE, PATTERN_SIZE, 1)  # resized back to the input size
     assert set(np.unique(batch["mask"])) == {0.0, 1.0}
     resized = next(
         iter(make_dataset(dataset(4), 2, training=False, crop=CropConfig(), output_size=16))

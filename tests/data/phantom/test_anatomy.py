@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import cv2
 import numpy as np
 
 from tf_bimodal.config import PhantomConfig
 from tf_bimodal.data import phantom
 
-
-def _ring(mask: np.ndarray, inner: int, outer: int) -> np.ndarray:
-    """Pixels between ``inner`` and ``outer`` pixels away from the mask."""
-    def grow(radius):
-        return cv2.dilate(mask.astype(np.uint8), np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)).astype(bool)
-
-    return grow(outer) & ~grow(inner)
+from helpers import ring_around
 
 
 def test_look_alikes_are_dark_and_have_no_mask():
@@ -29,7 +22,7 @@ def test_look_alikes_are_dark_and_have_no_mask():
         if footprint.sum() > 20:
             with_look_alikes += 1
             bmode = example["bmode_unmarked"][:, :, 0].astype(np.float32)
-            assert bmode[footprint].mean() < bmode[_ring(footprint, 2, 5)].mean()  # hypoechoic, like a lesion
+            assert bmode[footprint].mean() < bmode[ring_around(footprint, 2, 5)].mean()  # hypoechoic, like a lesion
     assert with_look_alikes >= 4
     clean = phantom.sample_patients(dataclasses.replace(config, max_distractors=0))
     assert all(p.num_distractors == 0 for p in clean)

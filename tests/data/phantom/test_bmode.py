@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import pytest
 
 from tf_bimodal.config import PhantomConfig
 from tf_bimodal.data import phantom
 
-SMALL = PhantomConfig(num_benign_patients=3, num_malignant_patients=3, image_size=64, seed=7)
-
-
-@pytest.fixture(scope="module")
-def small_patients():
-    return phantom.sample_patients(SMALL)
-
-
-def _ring(mask: np.ndarray, inner: int, outer: int) -> np.ndarray:
-    """Pixels between ``inner`` and ``outer`` pixels away from the mask."""
-    def grow(radius):
-        return cv2.dilate(mask.astype(np.uint8), np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)).astype(bool)
-
-    return grow(outer) & ~grow(inner)
+from helpers import ring_around
 
 
 def test_lesions_are_hypoechoic_some_nearly_isoechoic():
@@ -34,7 +20,7 @@ def test_lesions_are_hypoechoic_some_nearly_isoechoic():
         example = phantom.render_pair(patient, 0, 96, seed=2, return_layers=True)
         mask = example["mask"][:, :, 0].astype(bool)
         bmode = example["bmode_unmarked"][:, :, 0].astype(np.float32)
-        contrasts.append(bmode[_ring(mask, 2, 5)].mean() - bmode[mask].mean())
+        contrasts.append(bmode[ring_around(mask, 2, 5)].mean() - bmode[mask].mean())
     contrasts = np.array(contrasts)
     assert np.median(contrasts) > 15 and np.mean(contrasts > 0) >= 0.8
     assert contrasts.max() > 50  # conspicuous lesions (cysts, dark masses)

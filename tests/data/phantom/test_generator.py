@@ -8,12 +8,9 @@ import pytest
 from tf_bimodal.config import PhantomConfig
 from tf_bimodal.data import phantom
 
-SMALL = PhantomConfig(num_benign_patients=3, num_malignant_patients=3, image_size=64, seed=7)
+from helpers import small_phantom
 
-
-@pytest.fixture(scope="module")
-def small_patients():
-    return phantom.sample_patients(SMALL)
+SMALL = small_phantom()
 
 
 def test_iter_phantom_order_and_count(small_patients):

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from tf_bimodal.config import PhantomConfig
 from tf_bimodal.data import phantom
 
-SMALL = PhantomConfig(num_benign_patients=3, num_malignant_patients=3, image_size=64, seed=7)
+from helpers import small_phantom
 
-
-@pytest.fixture(scope="module")
-def small_patients():
-    return phantom.sample_patients(SMALL)
-
-
-@pytest.fixture(scope="module")
-def cohort():
-    """A larger cohort of parameters only (no rendering) for class statistics."""
-    return phantom.sample_patients(PhantomConfig(num_benign_patients=200, num_malignant_patients=200, seed=1))
+SMALL = small_phantom()
 
 
 def test_sample_patients_counts_ids_and_pairs(small_patients):

@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from tf_bimodal.config import PhantomConfig
 from tf_bimodal.data import phantom
 from tf_bimodal.data.phantom.semode import SE_ALPHA
-
-SMALL = PhantomConfig(num_benign_patients=3, num_malignant_patients=3, image_size=64, seed=7)
-
-
-@pytest.fixture(scope="module")
-def small_patients():
-    return phantom.sample_patients(SMALL)
-
-
-@pytest.fixture(scope="module")
-def cohort():
-    """A larger cohort of parameters only (no rendering) for class statistics."""
-    return phantom.sample_patients(PhantomConfig(num_benign_patients=200, num_malignant_patients=200, seed=1))
 
 
 def test_semode_colour_only_inside_roi(small_patients):

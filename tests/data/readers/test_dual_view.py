@@ -8,13 +8,6 @@ import pytest
 from tf_bimodal.data import readers
 from tfds_builder.bimodal_breast_us.make_dummy_data import dual_view, synthetic_bmode, synthetic_semode
 
-RNG_SEED = 0
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(RNG_SEED)
-
 
 @pytest.fixture
 def pane_pair(rng):

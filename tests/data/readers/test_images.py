@@ -9,13 +9,6 @@ import pytest
 from tf_bimodal.data import readers
 from tfds_builder.bimodal_breast_us.make_dummy_data import write_dicom, write_image
 
-RNG_SEED = 0
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(RNG_SEED)
-
 
 @pytest.fixture
 def rgb_image(rng):
