@@ -12,6 +12,7 @@ from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data.builder import BimodalBreastUs
 from tf_bimodal.experiments import experiment_data as experiment_data_lib
 from tf_bimodal.experiments.experiment_data import ExperimentData, experiment_data, resolve_data
+from tf_bimodal.records import RunRecord
 
 from helpers import quick_experiment, tiny_phantom, tiny_segmentation
 
@@ -74,9 +75,13 @@ def test_resolved_data_keeps_what_it_read(tiny_data, tmp_path, monkeypatch):
         data.model_size(16)
     with pytest.raises(ValueError, match="differs from the one the data was resolved with"):
         experiment_data(data, SplitConfig(num_folds=3), str(tmp_path))
-    record = data.record()
+    record = data.record(model_size=32)
     assert record["dataset"] == f"bimodal_breast_us/{data.name}" and record["synthetic"] is True
     assert record["source_fingerprint"] == data.fingerprint and record["data_config"]["image_size"] == 64
+    assert record["image_size"] == {"data": 64, "model": 32}
+    assert RunRecord.from_summary({**record, "model": "m"}, "summary.json").image_size.model == 32
+    with pytest.raises(ValueError, match="summary.json: the run's summary lacks image_size"):
+        RunRecord.from_summary({key: value for key, value in record.items() if key != "image_size"}, "summary.json")
 
 
 def test_only_identifiers_are_read_until_the_images_are_asked_for(tiny_data, tmp_path, monkeypatch):
