@@ -16,6 +16,47 @@ import textwrap
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 BUSI_SAMPLE = SHARED_DATA / "busi_sample"
+BUSBRA_DEV = SHARED_DATA / "busbra_dev"
+"""934 images of 532 patients of BUS-BRA in its release layout (read-only; tests skip without it)."""
+
+BUSBRA_HEADER = "ID,Case,Histology,Pathology,BIRADS,Device,Width,Height,Side,BBOX"
+
+
+def write_busbra_folder(root: pathlib.Path, patients: int = 10, size=(48, 40)) -> pathlib.Path:
+    """A tiny folder in BUS-BRA's release layout: ``patients`` patients, benign and malignant in
+    turn, two views each (``-l``, ``-r``) except the last (``-s``); grey PNG images with one
+    bright lesion, its mask (0/255), ``bus_data.csv`` and both fold files (``kFold``:
+    case ``c`` in 5-fold ``(c - 1) % 5 + 1`` and 10-fold ``(c - 1) % 10 + 1``). Returns ``root``."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    (root / "Images").mkdir(parents=True)
+    (root / "Masks").mkdir()
+    rows, folds5, folds10 = [BUSBRA_HEADER], ["ID,Pathology,kFold,valid_1"], ["ID,Pathology,kFold,valid_1"]
+    height, width = size
+    for case in range(1, patients + 1):
+        label = "benign" if case % 2 else "malignant"
+        views = ("s",) if case == patients else ("l", "r")
+        for view in views:
+            image_id = f"bus_{case:04d}-{view}"
+            image = rng.integers(20, 90, (height, width), dtype=np.uint8)
+            mask = np.zeros((height, width), np.uint8)
+            mask[10:24, 12:30] = 255
+            image[mask > 0] = 200
+            cv2.imwrite(str(root / "Images" / f"{image_id}.png"), image)
+            cv2.imwrite(str(root / "Masks" / f"mask_{case:04d}-{view}.png"), mask)
+            side = {"l": "left", "r": "right", "s": "single"}[view]
+            device = "GE Logiq 7 @10-14MHz" if case % 3 else "Toshiba Aplio 300 @12-14 MHz"
+            histology = "fibroadenoma" if label == "benign" else "invasive ductal carcinoma"
+            rows.append(f'{image_id},{case},{histology},{label},{2 + case % 4},{device},{width},{height},{side},'
+                        '"[12,10,18,14]"')
+            folds5.append(f"{image_id},{label},{(case - 1) % 5 + 1},1")
+            folds10.append(f"{image_id},{label},{(case - 1) % 10 + 1},1")
+    (root / "bus_data.csv").write_text("\n".join(rows) + "\n")
+    (root / "5-fold-cv.csv").write_text("\n".join(folds5) + "\n")
+    (root / "10-fold-cv.csv").write_text("\n".join(folds10) + "\n")
+    return root
 
 
 def load_script(path: pathlib.Path):

@@ -155,6 +155,7 @@ def test_run_experiments_calls_the_workflow_as_tf_bimodal_does(tmp_path, monkeyp
     (tmp_path / "settings.toml").write_text("[segmentation]\nepochs = 4\n")
     calls = []
     monkeypatch.setattr(workflow, "run", lambda *args, **kwargs: calls.append(("run", args, kwargs)) or {})
+    monkeypatch.setattr(workflow, "export", lambda *args, **kwargs: calls.append(("export", args, kwargs)) or {})
     monkeypatch.setattr(workflow, "describe_data", lambda *args, **kwargs: calls.append(("data", args, kwargs)))
     tool_argv = _tool_argv(script_argv)
     if tool_argv[0] == "data":  # describing the data uses no settings; the script takes and ignores them

@@ -9,8 +9,10 @@ Examples:
     tf-bimodal grid-search                            learning rate x batch x loss (Table S4)
     tf-bimodal report                                 rewrite report.md from the results
     tf-bimodal export out/                            SavedModels and the CAD pipeline
+    tf-bimodal export out/ --segmenter unet_bmode --classifier vgg16_bmode   a B-mode-only pipeline
     tf-bimodal predict out/ --bmode b.png --semode se.png --output pred/
     tf-bimodal predict out/ --folder scans/ --output pred/
+    tf-bimodal evaluate out/ --data busbra --manual-dir BUS-BRA/   score an export on another data set
 
 python run_experiments.py, the design card's command, is this command line in its first
 spelling: --model MODEL is train MODEL, --export DIR alone is export DIR, and no --model is
@@ -35,10 +37,12 @@ from tf_bimodal.config import (
     PRESETS,
     REQUESTS,
     SEGMENTATION_MODELS,
+    SPLIT_SCHEMES,
     STRATEGIES,
     DataConfig,
     RuntimeConfig,
     SplitConfig,
+    check_split_source,
     format_override,
 )
 from tf_bimodal.layout import DEFAULT_OUTPUT
@@ -72,18 +76,23 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data", choices=DATA_SOURCES, default=defaults.source,
                        help="data source (default: %(default)s, synthetic, needs no files)")
     group.add_argument("--manual-dir", default=None,
-                       help="folder with your data: manifest.csv (clinical) or Dataset_BUSI_with_GT (busi)")
+                       help="folder with your data: manifest.csv (clinical), Dataset_BUSI_with_GT (busi), or "
+                            "BUS-BRA's Images/, Masks/ and bus_data.csv (busbra)")
     group.add_argument("--data-dir", default=None, help="where TFDS keeps prepared data sets (TFDS default)")
     group.add_argument("--image-size", type=int, default=defaults.image_size,
                        help="side of the square images (default: %(default)s, paper §3.1)")
     group.add_argument("--busi-duplicates", choices=BUSI_DUPLICATE_RULES, default=defaults.busi_duplicates,
                        help=BUSI_DUPLICATES_HELP)
-    group.add_argument("--split", choices=("kfold", "paper"), default=split.scheme,
-                       help="patient-level K folds, or the paper's held-out test set (default: %(default)s)")
-    group.add_argument("--num-folds", type=int, default=split.num_folds)
+    group.add_argument("--split", choices=SPLIT_SCHEMES, default=split.scheme,
+                       help="patient-level K folds, the paper's held-out test set, or (busbra) the data set's own "
+                            "test folds with validation drawn patient-grouped in each fold's training part "
+                            "(default: %(default)s)")
+    group.add_argument("--num-folds", type=int, default=split.num_folds,
+                       help="K (official: 5 or 10, BUS-BRA's 5-fold-cv.csv or 10-fold-cv.csv; default: %(default)s)")
     group.add_argument("--val-fraction", type=float, default=split.val_fraction,
-                       help="kfold: validate each fold on this share of the non-test patients rather than on "
-                            "the next part (0.125: 70/10/20 %% instead of 60/20/20 %%)")
+                       help="kfold, official: validate each fold on this share of the non-test patients rather "
+                            "than on the next part (kfold) or one fold's worth (official) (0.125: 70/10/20 %% "
+                            "instead of 60/20/20 %%)")
     group.add_argument("--seed", type=int, default=split.seed, help="seed of the splits")
     group.add_argument("--output", default=DEFAULT_OUTPUT,
                        help="results folder; an experiment goes to <output>/<dataset>-<preset>/ (default: %(default)s)")
@@ -181,11 +190,39 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="export W-MM-U-Net, MFF and the CAD pipeline as SavedModels")
     export.add_argument("directory", help="the folder to write the SavedModels and export.json to")
     add_crop_option(export, "which MFF run to export, by its crops")
+    export.add_argument("--segmenter", default=None, metavar="RUN",
+                        help="the segmentation run to export (default: w_mm_unet); unet_bmode with a B-mode "
+                             "classifier gives a pipeline that needs only B-mode")
+    export.add_argument("--classifier", default=None, metavar="RUN",
+                        help="the classification run to export, by its folder name (vgg16_bmode, "
+                             "vgg16_bmode_crop_manual, ...; a --linear-readout run is named as its model); "
+                             "default: mff on the --crop crops")
     add_data_options(export)
     add_settings_options(export)
 
     add_predict_parser(commands)
+    add_evaluate_parser(commands)
     return parser
+
+
+def add_evaluate_parser(commands) -> None:
+    """``tf-bimodal evaluate``: an exported model scored on another labelled data set."""
+    defaults = DataConfig()
+    evaluate = commands.add_parser("evaluate", help="score an exported model on another labelled data set "
+                                                    "(external validation): Dice, AUC, sensitivity, specificity")
+    evaluate.add_argument("source", help="an export folder (tf-bimodal export), or an experiment folder "
+                                         "(exported first with the default runs)")
+    evaluate.add_argument("--data", choices=DATA_SOURCES, required=True, help="the data set to score on")
+    evaluate.add_argument("--manual-dir", default=None, help="its folder (as for tf-bimodal data)")
+    evaluate.add_argument("--data-dir", default=None, help="where TFDS keeps prepared data sets (TFDS default)")
+    evaluate.add_argument("--image-size", type=int, default=defaults.image_size,
+                          help="side of the square images the data set is prepared at (default: %(default)s); "
+                               "the pipeline resizes them itself")
+    evaluate.add_argument("--busi-duplicates", choices=BUSI_DUPLICATE_RULES, default=defaults.busi_duplicates,
+                          help=BUSI_DUPLICATES_HELP)
+    evaluate.add_argument("--output", default=None,
+                          help="folder for evaluation.json, evaluation.md, evaluation.csv and the figures "
+                               "(default: <export>/evaluation/<dataset>)")
 
 
 def add_predict_parser(commands) -> None:
@@ -198,7 +235,8 @@ def add_predict_parser(commands) -> None:
     cases.add_argument("--folder", help="every image below a folder (<stem>_bmode / <stem>_semode pairs, "
                                         "other images B-mode only; files named *mask* skipped)")
     cases.add_argument("--csv", help="a CSV with columns bmode[,semode] or dual_view[,dual_view_boxes] and id")
-    predict.add_argument("--semode", help="the SE-mode image of --bmode")
+    predict.add_argument("--semode", help="the SE-mode image of --bmode (ignored, with a warning, by a B-mode-only "
+                                           "export)")
     predict.add_argument("--boxes", help="the panes of --dual-view: 'x0 y0 x1 y1;x0 y0 x1 y1', B-mode first")
     predict.add_argument("--output", default="predictions", help="folder for masks, overlays and the table "
                                                                   "(default: %(default)s)")
@@ -230,7 +268,8 @@ def script_command(args: argparse.Namespace) -> argparse.Namespace:
     if args.model is not None:
         return argparse.Namespace(**vars(args), command="train", request=args.model, folds=None)
     if args.export is not None:
-        return argparse.Namespace(**vars(args), command="export", directory=args.export)
+        return argparse.Namespace(**vars(args), command="export", directory=args.export, segmenter=None,
+                                  classifier=None)
     return argparse.Namespace(**vars(args), command="data")
 
 
@@ -241,8 +280,11 @@ def data_config(args) -> DataConfig:
 
 
 def split_config(args) -> SplitConfig:
-    """The ``SplitConfig`` of parsed data options."""
-    return SplitConfig(scheme=args.split, num_folds=args.num_folds, seed=args.seed, val_fraction=args.val_fraction)
+    """The ``SplitConfig`` of parsed data options (``--split official`` only with a source that
+    has its own folds: a ``ValueError`` otherwise)."""
+    split = SplitConfig(scheme=args.split, num_folds=args.num_folds, seed=args.seed, val_fraction=args.val_fraction)
+    check_split_source(split, args.data)
+    return split
 
 
 def runtime_config(args) -> RuntimeConfig:
@@ -282,6 +324,9 @@ def dispatch(args, command: str) -> int:
         return 0
     if args.command == "predict":
         return predict(args)
+    if args.command == "evaluate":
+        workflow.evaluate(args.source, data_config(args), args.output)
+        return 0
     experiment = workflow.resolve(args.preset, runtime_config(args), settings_overrides(args), args.config_file)
     data, split = data_config(args), split_config(args)
     if args.command == "train":
@@ -294,7 +339,8 @@ def dispatch(args, command: str) -> int:
     elif args.command == "report":
         workflow.report(data, experiment, args.output)
     elif args.command == "export":
-        workflow.run(None, data, split, experiment, crop=args.crop, output=args.output, export=args.directory)
+        workflow.export(args.directory, data, experiment, output=args.output, crop=args.crop,
+                        segmenter=args.segmenter, classifier=args.classifier)
     return 0
 
 

@@ -46,6 +46,7 @@ from tf_bimodal.experiments.experiment_data import ExperimentData, resolve_data
 from tf_bimodal.experiments.protocol import experiment_data_for, experiment_dir, run_protocol
 from tf_bimodal.experiments.report import write_report
 from tf_bimodal.export import export_experiment
+from tf_bimodal.export.evaluate import evaluate_export
 from tf_bimodal.io import read_json_or_none, write_json
 from tf_bimodal.models.classification.backbone_weights import BackboneWeightsUnavailable, check_backbone_weights
 from tf_bimodal.models.pretrained import PretrainedWeightsUnavailable
@@ -88,6 +89,9 @@ def describe_data(data: DataConfig | ExperimentData, split: SplitConfig | None =
     Returns the summary dict that is also written to ``<output>/data/<dataset>/summary.json``.
     For BUSI it also holds ``busi_duplicates``: the near-duplicate groups and label conflicts
     found when the data were prepared (:meth:`tf_bimodal.data.readers.BusiGroups.summary`).
+    Where the source records them (BUS-BRA), ``devices`` and ``birads`` count images, patients
+    and images per class by scanner and by BI-RADS category
+    (:meth:`tf_bimodal.data.dataset.DatasetIndex.summary`).
 
     Args:
         data: the data, or the request's data resolved already (its folds are then the ones
@@ -114,7 +118,9 @@ def describe_data(data: DataConfig | ExperimentData, split: SplitConfig | None =
         image_size=data.data_size,
         data_config=to_dict(data.config),
         split_config=to_dict(data.split),
-        folds=[{part: len(fold[part]) for part in ("train", "val", "test")} for fold in data.splits],
+        folds=[{**{part: len(fold[part]) for part in ("train", "val", "test")},
+                **{f"{part}_patients": len(fold[f"{part}_patients"]) for part in ("train", "val", "test")}}
+               for fold in data.splits],
         prepare_seconds=round(time.time() - started, 1),
     )
     duplicates = _busi_duplicates(data.builder) if data.config.source == "busi" else None
@@ -122,6 +128,11 @@ def describe_data(data: DataConfig | ExperimentData, split: SplitConfig | None =
         summary["busi_duplicates"] = duplicates
     summary_path = write_json(os.path.join(folder, layout.SUMMARY_FILE), summary)
     _log_summary(summary, data.data_size, duplicates)
+    if data.split.scheme == "official" and data.splits:
+        tested = sorted({fold["test_patients"] for fold in summary["folds"]})
+        patients = f"{tested[0]}" if len(tested) == 1 else f"{tested[0]}-{tested[-1]}"
+        logger.info(f"  folds: the data set's own {len(summary['folds'])} test folds of {patients} patients each, "
+                    "every patient in one part of every fold; validation drawn patient-grouped from the training part")
     figure = save_examples_figure(
         _pick_examples(data),
         os.path.join(folder, layout.EXAMPLES_FIGURE),
@@ -141,6 +152,10 @@ def _log_summary(summary: dict, size: int, duplicates: dict | None) -> None:
     logger.info(f"  with SE-mode {summary['with_semode']}, with mask {summary['with_mask']}")
     if duplicates is not None:
         logger.info(f"  BUSI near-duplicates: {readers.describe_busi_groups(duplicates)}")
+    for key, title in (("devices", "device"), ("birads", "BI-RADS")):
+        for value, counts in summary.get(key, {}).items():
+            classes = ", ".join(f"{counts[label]} {label}" for label in LABELS if label in counts)
+            logger.info(f"  {title} {value}: {counts['images']} images, {counts['patients']} patients ({classes})")
     for k, fold in enumerate(summary["folds"]):
         logger.info(f"  fold {k}: train {fold['train']}, val {fold['val']}, test {fold['test']} images")
 
@@ -265,12 +280,48 @@ def plan(model: str, data: DataConfig | None = None, split: SplitConfig | None =
     return record
 
 
-def _export(root, experiment, crop, export_dir) -> dict:
+def _export(root, experiment, crop, export_dir, segmenter: str | None = None, classifier: str | None = None) -> dict:
     if not runtime_lib.is_chief(experiment.runtime):
         logger.info(f"Not exporting to {export_dir}: only the chief worker exports")
         return {"skipped": "not the chief worker"}
     logger.info(f"Exporting {root} to {export_dir}")
-    return export_experiment(root, export_dir, classifier_run=layout.classification_run_name("mff", crop))
+    return export_experiment(root, export_dir, classifier_run=classifier or layout.classification_run_name("mff", crop),
+                             segmenter_run=segmenter or layout.CROP_SEGMENTER)
+
+
+def export(directory: str, data: DataConfig | None = None, preset: str | ExperimentConfig = DEFAULT_PRESET,
+           output: str = layout.DEFAULT_OUTPUT, crop: str = "predicted", segmenter: str | None = None,
+           classifier: str | None = None) -> dict:
+    """Export the trained experiment ``<output>/<dataset>-<preset>`` into ``directory``
+    (:func:`tf_bimodal.export.export_experiment`): the segmentation run ``segmenter`` (default
+    ``w_mm_unet``) and the classification run ``classifier`` (default ``mff`` on the ``crop``
+    crops) as SavedModels and the CAD pipeline; ``unet_bmode`` with ``vgg16_bmode`` gives a
+    pipeline that reads B-mode only. Returns the ``export.json`` record.
+
+    Raises:
+        ValueError: both ``classifier`` and a ``crop`` other than ``predicted`` (the run name
+            says its crops); an unknown run or a pair that cannot be chained.
+        FileNotFoundError: a run that is not trained, naming the command that trains it.
+    """
+    logs.console()
+    data = data or DataConfig()
+    if classifier is not None and crop != "predicted":
+        raise ValueError(f"export: give --classifier ({classifier}) or --crop ({crop}), not both: a classifier run's "
+                         "name says its crops (<model>_crop_<crop>)")
+    experiment = preset if isinstance(preset, ExperimentConfig) else resolve(preset)
+    return _export(experiment_dir(output, data, experiment.name), experiment, crop, directory, segmenter, classifier)
+
+
+def evaluate(source: str, data: DataConfig, output: str | None = None) -> dict:
+    """Score the exported pipeline of ``source`` (an export folder, or an experiment folder
+    exported first) on the labelled data set ``data`` (external validation,
+    :func:`tf_bimodal.export.evaluate.evaluate_export`): lesion Dice and IoU, missed lesions,
+    AUC, sensitivity and specificity per image and per patient at the exported threshold, by
+    device where the data names one; writes ``evaluation.json``, ``evaluation.md``,
+    ``evaluation.csv`` and the figures into ``output`` (default ``<export>/evaluation/<dataset>``).
+    Returns the ``evaluation.json`` record."""
+    logs.console()
+    return evaluate_export(source, data, output)
 
 
 def report(data: DataConfig, experiment: ExperimentConfig, output: str = layout.DEFAULT_OUTPUT) -> str:

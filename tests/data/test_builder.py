@@ -13,9 +13,11 @@ import tf_bimodal
 from tf_bimodal.config import PhantomConfig
 from tf_bimodal.data import phantom as phantom_lib
 from tf_bimodal.data.builder import DATASET_FOLDER
-from tf_bimodal.schema import DEFAULT_IMAGE_SIZE, EXAMPLE_KEYS, LABELS
+from tf_bimodal.schema import DEFAULT_IMAGE_SIZE, EXAMPLE_KEYS, LABELS, METADATA_DEFAULTS
 from tfds_builder.bimodal_breast_us import BimodalBreastUs, BimodalBreastUsConfig
 from tfds_builder.bimodal_breast_us.make_dummy_data import DUMMY_DIR
+
+from helpers import write_busbra_folder
 
 SIZE = 64
 
@@ -47,7 +49,7 @@ def read_all(builder) -> list[dict]:
 
 def test_registered_configs():
     configs = {config.name: config for config in BimodalBreastUs.BUILDER_CONFIGS}
-    assert set(configs) == {"clinical", "busi", "phantom"}
+    assert set(configs) == {"clinical", "busi", "busbra", "phantom"}
     for name, config in configs.items():
         assert config.source == name and config.image_size == DEFAULT_IMAGE_SIZE
     assert configs["phantom"].phantom == PhantomConfig()
@@ -102,7 +104,9 @@ def test_clinical_dummy_folder(tmp_path, no_gcs):
     builder = prepare(config, tmp_path, manual_dir=str(DUMMY_DIR))
     examples = sorted(read_all(builder), key=lambda e: e["image_id"])
     assert len(examples) == 5
-    assert set(examples[0]) == set(EXAMPLE_KEYS)
+    assert set(examples[0]) == set(EXAMPLE_KEYS) | set(METADATA_DEFAULTS)
+    # A clinical manifest records none of the case's metadata: empty text, fold 0.
+    assert all(examples[0][key] in (b"", 0) for key in METADATA_DEFAULTS)
     assert {e["patient_id"].decode() for e in examples} == {"P001", "P002", "P003", "P004"}
     assert sorted(LABELS[e["label"]] for e in examples).count("malignant") == 2
     assert all(e["has_semode"] for e in examples)
@@ -113,6 +117,24 @@ def test_clinical_dummy_folder(tmp_path, no_gcs):
 
     reloaded = BimodalBreastUs(config=config, data_dir=str(tmp_path))
     assert reloaded.is_prepared() and reloaded.info.splits["train"].num_examples == 5
+
+
+def test_busbra_folder(tmp_path, no_gcs):
+    """BUS-BRA's layout: B-mode only, patients from Case, the case's metadata and test folds kept."""
+    folder = write_busbra_folder(tmp_path / "busbra")
+    config = BimodalBreastUsConfig(name=f"busbra_{SIZE}", source="busbra", image_size=SIZE)
+    builder = prepare(config, tmp_path / "tfds", manual_dir=str(folder))
+    assert builder.info.splits["train"].num_examples == 19
+    assert builder.info.metadata["source_fingerprint"]["source"] == "busbra"
+    examples = {e["image_id"].decode(): e for e in read_all(builder)}
+    assert len({e["patient_id"] for e in examples.values()}) == 10
+    first = examples["bus_0001-l"]
+    assert first["patient_id"] == b"busbra_1" and LABELS[first["label"]] == "benign"
+    assert first["pathology"] == b"benign" and first["birads"] == b"3" and first["side"] == b"left"
+    assert first["device"] == b"GE Logiq 7 @10-14MHz" and first["histology"] == b"fibroadenoma"
+    assert first["test_fold_5"] == 1 and first["test_fold_10"] == 1 and first["test_fold_5"].dtype == np.int32
+    assert examples["bus_0010-s"]["test_fold_5"] == 5 and examples["bus_0010-s"]["test_fold_10"] == 10
+    assert all(not e["has_semode"] and not e["semode"].any() and e["has_mask"] for e in examples.values())
 
 
 def test_tiny_phantom_with_ground_truth(tmp_path, no_gcs):
@@ -143,6 +165,7 @@ def test_tiny_phantom_with_ground_truth(tmp_path, no_gcs):
         assert isinstance(truth["shape_class"], bytes)
         assert truth["lesion_area_px"] == example["mask"].sum()
         assert example["has_semode"] and example["bmode"].shape == (SIZE, SIZE, 1)
+        assert example["device"] == b"" and example["test_fold_5"] == 0  # the phantom records no case metadata
 
 
 def test_busi_without_manual_dir_is_a_data_error(tmp_path, no_gcs):

@@ -18,7 +18,7 @@ from tf_bimodal.data.errors import DataError
 from tf_bimodal.experiments.cross_validation import data_identity
 from tfds_builder.bimodal_breast_us.make_dummy_data import synthetic_bmode, write_image
 
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, write_busbra_folder
 
 
 def write_busi(folder: pathlib.Path, counts: dict, seed: int = 0) -> pathlib.Path:
@@ -104,6 +104,23 @@ def test_clinical_folder_after_adding_a_patient(tmp_path, no_network):
     index = dataset_lib.index_dataset(dataset_lib.prepare(config))
     assert sorted(set(index.patient_ids)) == ["P1", "P2", "P3"]
     assert "manifest_sha256" in dataset_lib.stored_fingerprint(dataset_lib.prepare(config))
+
+
+def test_busbra_fingerprint_covers_its_tables_images_and_masks(tmp_path):
+    folder = write_busbra_folder(tmp_path / "busbra", patients=4)
+    config = DataConfig(source="busbra", manual_dir=str(folder), image_size=32, data_dir=str(tmp_path / "tfds"))
+    before = dataset_lib.source_fingerprint(config)
+    # 7 images, 7 masks, bus_data.csv and both fold files
+    assert before["source"] == "busbra" and before["files"] == 17 and "manifest_sha256" in before
+    assert dataset_lib.builder_config_name(config).startswith("busbra_32px_")
+    folds = folder / "5-fold-cv.csv"
+    stat = folds.stat()
+    folds.write_text(folds.read_text().replace(",1,1\n", ",2,1\n"))  # case 1 moves to fold 2: same size
+    os.utime(folds, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert dataset_lib.source_fingerprint(config)["digest"] != before["digest"]
+    (folder / "Masks" / "mask_0002-l.png").unlink()
+    with pytest.raises(DataError, match="mask not found for Images/bus_0002-l.png"):
+        dataset_lib.source_fingerprint(config)
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "file"])

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from tf_bimodal.config import SplitConfig
+from tf_bimodal.config import SplitConfig, check_split_source
 from tf_bimodal.data.errors import DataError
 from tf_bimodal.data.splits import (
     PARTS,
@@ -17,6 +17,7 @@ from tf_bimodal.data.splits import (
     load_or_make_splits,
     load_splits,
     make_kfold_splits,
+    make_official_splits,
     make_paper_split,
     make_paper_splits,
     make_splits,
@@ -280,3 +281,135 @@ def test_kfold_with_a_validation_fraction_trains_on_more_patients_and_never_leak
 def test_val_fraction_rules(fields):
     with pytest.raises(ValueError, match="val_fraction"):
         SplitConfig(**fields)
+
+
+# --------------------------------------------------------------------------- official folds (BUS-BRA)
+
+
+def official_cohort(num_patients=60, num_folds=5):
+    """Two views per patient (every seventh a single view), classes 2:1, patient ``i`` in
+    official test fold ``i % num_folds + 1``, as BUS-BRA's fold files give them."""
+    image_ids, patient_ids, labels, folds = [], [], [], []
+    for patient in range(num_patients):
+        for view in ("s",) if patient % 7 == 0 else ("l", "r"):
+            image_ids.append(f"bus_{patient:04d}-{view}")
+            patient_ids.append(f"busbra_{patient}")
+            labels.append("malignant" if patient % 3 == 0 else "benign")
+            folds.append(patient % num_folds + 1)
+    return image_ids, patient_ids, labels, folds
+
+
+OFFICIAL = SplitConfig(scheme="official")
+
+
+def test_official_tests_on_the_data_sets_folds():
+    image_ids, patient_ids, labels, folds = official_cohort()
+    fold_of = dict(zip(image_ids, folds))
+    splits = make_official_splits(image_ids, patient_ids, labels, folds, OFFICIAL)
+    assert len(splits) == 5
+    tested = []
+    for split in splits:
+        assert {fold_of[image] for image in split["test"]} == {split["fold"] + 1}
+        assert len(split["test"]) == folds.count(split["fold"] + 1)
+        sets = [set(split[f"{part}_patients"]) for part in PARTS]
+        assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+        # Validation is one fold's worth of the training part's patients (1 / (K - 1)).
+        assert 0.15 < len(sets[1]) / (len(sets[0]) + len(sets[1])) < 0.35
+        tested += split["test"]
+    assert sorted(tested) == sorted(image_ids)
+
+
+def test_official_validation_keeps_both_views_of_a_patient_together():
+    """The release's valid_k columns split the two views of one patient; these never do."""
+    image_ids, patient_ids, labels, folds = official_cohort()
+    patient_of = dict(zip(image_ids, patient_ids))
+    for split in make_official_splits(image_ids, patient_ids, labels, folds, OFFICIAL):
+        train = {patient_of[image] for image in split["train"]}
+        assert not train & {patient_of[image] for image in split["val"]}
+        check_no_patient_leak(split, patient_of)
+
+
+def test_official_validation_is_stratified_seeded_and_follows_val_fraction():
+    image_ids, patient_ids, labels, folds = official_cohort(num_patients=120)
+    label_of = dict(zip(image_ids, labels))
+    first = make_official_splits(image_ids, patient_ids, labels, folds, OFFICIAL)
+    assert make_official_splits(image_ids, patient_ids, labels, folds, OFFICIAL) == first
+    reseeded = make_official_splits(image_ids, patient_ids, labels, folds, SplitConfig(scheme="official", seed=3))
+    assert [s["test"] for s in reseeded] == [s["test"] for s in first]
+    assert [s["val"] for s in reseeded] != [s["val"] for s in first]
+    overall = malignant_fraction(image_ids, label_of)
+    for split in first:
+        assert abs(malignant_fraction(split["val"], label_of) - overall) < 0.12
+    smaller = make_official_splits(image_ids, patient_ids, labels, folds,
+                                   SplitConfig(scheme="official", val_fraction=0.125))
+    for split in smaller:
+        patients = len(split["train_patients"]) + len(split["val_patients"])
+        assert 0.08 < len(split["val_patients"]) / patients < 0.17
+
+
+def test_official_splits_do_not_depend_on_the_order_of_the_examples():
+    image_ids, patient_ids, labels, folds = official_cohort()
+    order = np.random.default_rng(1).permutation(len(image_ids))
+    shuffled = [[column[i] for i in order] for column in (image_ids, patient_ids, labels, folds)]
+    assert make_official_splits(*shuffled, OFFICIAL) == make_official_splits(image_ids, patient_ids, labels, folds,
+                                                                               OFFICIAL)
+
+
+def test_official_ten_folds():
+    image_ids, patient_ids, labels, folds = official_cohort(num_patients=100, num_folds=10)
+    splits = make_splits(image_ids, patient_ids, labels, SplitConfig(scheme="official", num_folds=10), folds)
+    assert len(splits) == 10 and sorted(i for s in splits for i in s["test"]) == sorted(image_ids)
+
+
+@pytest.mark.parametrize("num_folds", [3, 4, 7])
+def test_official_takes_five_or_ten_folds(num_folds):
+    with pytest.raises(ValueError, match=r"scheme 'official' reads the data set's own 5 or 10-fold partition"):
+        SplitConfig(scheme="official", num_folds=num_folds)
+
+
+@pytest.mark.parametrize("source", ["phantom", "busi", "clinical"])
+def test_official_refused_for_sources_without_folds(source):
+    with pytest.raises(ValueError, match=rf"only busbra ships; source '{source}' has none"):
+        check_split_source(OFFICIAL, source)
+    check_split_source(OFFICIAL, "busbra")
+    check_split_source(SplitConfig(scheme="kfold"), source)
+
+
+@pytest.mark.parametrize("folds", [None, "zeros"])
+def test_official_refused_for_data_without_folds(folds):
+    image_ids, patient_ids, labels, _ = official_cohort()
+    test_folds = [0] * len(image_ids) if folds == "zeros" else None
+    with pytest.raises(DataError, match="which this data does not have .only BUS-BRA ships one"):
+        make_splits(image_ids, patient_ids, labels, OFFICIAL, test_folds)
+
+
+def test_official_refuses_an_image_without_a_fold():
+    image_ids, patient_ids, labels, folds = official_cohort()
+    folds[3] = 0
+    with pytest.raises(DataError, match=rf"{image_ids[3]}: has no test fold from 1 to 5"):
+        make_official_splits(image_ids, patient_ids, labels, folds, OFFICIAL)
+
+
+def test_official_refuses_a_patient_in_two_test_folds():
+    image_ids, patient_ids, labels, folds = official_cohort()
+    folds[2] = folds[1] % 5 + 1  # bus_0001-r moved away from bus_0001-l
+    with pytest.raises(DataError, match=r"patient 'busbra_1' has 'bus_0001-l' in official test fold 2 and "
+                                        r"'bus_0001-r' in 3"):
+        make_official_splits(image_ids, patient_ids, labels, folds, OFFICIAL)
+
+
+def test_official_refuses_an_empty_fold():
+    image_ids, patient_ids, labels, folds = official_cohort()
+    folds = [1 if fold == 4 else fold for fold in folds]
+    with pytest.raises(DataError, match=r"official test fold \[4\] holds no image"):
+        make_official_splits(image_ids, patient_ids, labels, folds, OFFICIAL)
+
+
+def test_official_load_or_make_reuses_and_refuses_other_folds(tmp_path):
+    image_ids, patient_ids, labels, folds = official_cohort()
+    path = str(tmp_path / "splits.json")
+    made = load_or_make_splits(path, image_ids, patient_ids, labels, OFFICIAL, test_folds=folds)
+    assert load_or_make_splits(path, image_ids, patient_ids, labels, OFFICIAL, test_folds=folds) == made
+    moved = [fold % 5 + 1 for fold in folds]
+    with pytest.raises(DataError, match="test part differs from the data set's official fold"):
+        load_or_make_splits(path, image_ids, patient_ids, labels, OFFICIAL, test_folds=moved)

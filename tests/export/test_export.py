@@ -291,15 +291,6 @@ def test_export_without_a_trained_experiment_says_what_to_run(tmp_path):
         export_experiment(str(root), str(tmp_path / "export"), parts=("onnx",))
 
 
-def test_a_classifier_with_a_context_crop_is_refused(tmp_path):
-    run_dir = tmp_path / "vgg16_bmode_crop_manual"
-    (run_dir / "fold_0").mkdir(parents=True)
-    (run_dir / "fold_0" / "model.keras").write_bytes(b"")
-    (run_dir / "summary.json").write_text(json.dumps({"folds": [{"fold": 0}], "crop": {"context_margin_px": 150}}))
-    with pytest.raises(ValueError, match="reads a second, wider crop .* export a classifier trained without"):
-        find_classifier(str(tmp_path), "vgg16_bmode_crop_manual")
-
-
 def test_scaled_margin_in_the_graph_is_the_paper_margin_scaled():
     expected = {32: 5, 64: 10, 100: 15, 224: 33, 336: 50, 512: 76}  # round(50 * side / 336), §3.1
     for size, margin in expected.items():

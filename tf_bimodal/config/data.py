@@ -6,9 +6,15 @@ from __future__ import annotations
 import dataclasses
 
 from tf_bimodal.config.base import check_choice
-from tf_bimodal.schema import DEFAULT_IMAGE_SIZE
+from tf_bimodal.schema import DEFAULT_IMAGE_SIZE, OFFICIAL_FOLD_COUNTS
 
-DATA_SOURCES = ("phantom", "busi", "clinical")
+DATA_SOURCES = ("phantom", "busi", "busbra", "clinical")
+
+SPLIT_SCHEMES = ("paper", "kfold", "official")
+"""What ``SplitConfig.scheme`` may be (see ``tf_bimodal.data.splits``)."""
+
+OFFICIAL_SPLIT_SOURCES = ("busbra",)
+"""The sources that ship their own patient-grouped test folds (``--split official``)."""
 
 MIN_IMAGE_SIZE = 32
 """The smallest side of an image or a model input: the U-Nets halve it at each of their
@@ -93,9 +99,11 @@ class DataConfig:
 
     Attributes:
         source: ``phantom`` (default, needs nothing), ``busi`` (the public B-mode set, in
-            ``manual_dir``) or ``clinical`` (a ``manifest.csv`` in ``manual_dir``).
+            ``manual_dir``), ``busbra`` (the public B-mode set BUS-BRA in its release layout,
+            Gómez-Flores et al., Medical Physics 2024, in ``manual_dir``) or ``clinical`` (a
+            ``manifest.csv`` in ``manual_dir``).
         image_size: side of the square images (paper §3.1: 336).
-        manual_dir: folder holding the user's data for ``busi`` and ``clinical``.
+        manual_dir: folder holding the user's data for ``busi``, ``busbra`` and ``clinical``.
         data_dir: where TFDS stores the prepared dataset (TFDS default when None).
         phantom: phantom settings, used when ``source == "phantom"``.
         busi_duplicates: BUSI has no patient ids; near-duplicate images (one scan saved twice,
@@ -141,7 +149,10 @@ class SplitConfig:
     rotating K-fold; fold k tests on part k, validates on part (k + 1) mod K and trains on
     the rest, so every pair is tested once (no fold union). ``val_fraction`` (``kfold`` only):
     validate fold k on that share of the non-test patients instead of a whole part (0.125:
-    70/10/20 % rather than 60/20/20 %).
+    70/10/20 % rather than 60/20/20 %). ``scheme="official"`` (sources of
+    ``OFFICIAL_SPLIT_SOURCES``, BUS-BRA): the data set's own patient-grouped test folds
+    (``num_folds`` 5 or 10), validation drawn patient-grouped inside each fold's training
+    part: ``val_fraction`` of its patients, by default one fold's worth (1 / (K - 1)).
     """
 
     scheme: str = "paper"
@@ -151,20 +162,37 @@ class SplitConfig:
     val_fraction: float | None = None
 
     def __post_init__(self):
-        if self.scheme not in ("paper", "kfold"):
-            raise ValueError(f"SplitConfig: scheme must be 'paper' or 'kfold', got {self.scheme!r}")
+        check_choice("SplitConfig", "scheme", self.scheme, SPLIT_SCHEMES)
         if self.val_fraction is not None:
-            if self.scheme != "kfold" or not 0.0 < self.val_fraction <= 0.5:
+            if self.scheme == "paper" or not 0.0 < self.val_fraction <= 0.5:
                 raise ValueError(
-                    "SplitConfig: val_fraction needs scheme 'kfold' and a share in (0, 0.5], got "
-                    f"{self.val_fraction} with scheme {self.scheme!r}"
+                    "SplitConfig: val_fraction needs scheme 'kfold' or 'official' and a share in (0, 0.5], "
+                    f"got {self.val_fraction} with scheme {self.scheme!r}"
                 )
+        if self.scheme == "official" and self.num_folds not in OFFICIAL_FOLD_COUNTS:
+            raise ValueError(
+                f"SplitConfig: scheme 'official' reads the data set's own {' or '.join(map(str, OFFICIAL_FOLD_COUNTS))}"
+                f"-fold partition (5-fold-cv.csv, 10-fold-cv.csv), got num_folds {self.num_folds}"
+            )
         minimum = 3 if self.scheme == "kfold" else 2
         if self.num_folds < minimum:
             raise ValueError(
                 f"SplitConfig: num_folds must be >= {minimum} for scheme {self.scheme!r} "
                 f"(kfold needs a test, a validation and a training part), got {self.num_folds}"
             )
+
+
+def check_split_source(split: SplitConfig, source: str) -> None:
+    """Refuse ``--split official`` for a source without its own folds.
+
+    Raises:
+        ValueError: ``split.scheme == "official"`` and ``source`` not in ``OFFICIAL_SPLIT_SOURCES``.
+    """
+    if split.scheme == "official" and source not in OFFICIAL_SPLIT_SOURCES:
+        raise ValueError(
+            f"split 'official' uses the data set's own test folds, which only {', '.join(OFFICIAL_SPLIT_SOURCES)} "
+            f"ships; source {source!r} has none: use --split kfold or paper"
+        )
 
 
 @dataclasses.dataclass(frozen=True)

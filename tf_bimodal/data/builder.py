@@ -8,10 +8,13 @@ TFDS's dataset folder ``tfds_builder/bimodal_breast_us/`` (the module ``tfds bui
 ``dummy_data/`` and the conformance test) re-exports the builder, so imports run one way:
 ``tfds_builder`` -> ``tf_bimodal.data``.
 
-One builder, three sources, one example format (:mod:`tf_bimodal.schema`):
+One builder, four sources, one example format (:mod:`tf_bimodal.schema`):
 
 * ``clinical``: the user's B/SE pairs listed in ``manual_dir/manifest.csv`` (paper §3.1).
 * ``busi``: the public B-mode-only BUSI dataset in ``manual_dir`` (no SE image).
+* ``busbra``: the public B-mode-only BUS-BRA dataset (Gómez-Flores et al., Medical Physics
+  2024) in its release layout in ``manual_dir`` (no SE image; patient ids, BI-RADS, histology,
+  scanner, side and its own test folds kept as features).
 * ``phantom``: the synthetic bimodal phantom (:mod:`tf_bimodal.data.phantom`); needs no files.
 
 Everything is read and written locally: the builder never looks up Google Cloud Storage (no
@@ -32,7 +35,7 @@ from tf_bimodal.data import phantom as phantom_lib
 from tf_bimodal.data import readers
 from tf_bimodal.data.errors import DataError
 from tf_bimodal.data.fingerprint import source_fingerprint
-from tf_bimodal.schema import DEFAULT_IMAGE_SIZE, EXAMPLE_KEYS, LABELS
+from tf_bimodal.schema import DEFAULT_IMAGE_SIZE, EXAMPLE_KEYS, LABELS, METADATA_DEFAULTS
 
 MIN_IMAGE_SIZE = 32
 
@@ -45,7 +48,7 @@ class BimodalBreastUsConfig(tfds.core.BuilderConfig):
     """Which source to read and at which size.
 
     Attributes:
-        source: ``clinical``, ``busi`` or ``phantom`` (``tf_bimodal.config.DATA_SOURCES``).
+        source: ``clinical``, ``busi``, ``busbra`` or ``phantom`` (``tf_bimodal.config.DATA_SOURCES``).
         image_size: side of the square stored images (paper §3.1: 336).
         phantom: phantom settings, used when ``source == "phantom"``; its ``image_size`` is
             replaced by this config's ``image_size``, which is the one that counts.
@@ -79,12 +82,13 @@ class BimodalBreastUsConfig(tfds.core.BuilderConfig):
 _CONFIG_DESCRIPTIONS = {
     "clinical": "The user's clinical B-mode + SE-mode pairs (manifest.csv), {size}x{size} px.",
     "busi": "Public BUSI images, B-mode only (no SE image), {size}x{size} px.",
+    "busbra": "Public BUS-BRA images, B-mode only (no SE image), with patient ids and folds, {size}x{size} px.",
     "phantom": "Synthetic bimodal phantom with ground truth, {size}x{size} px.",
 }
 
 
 _MANUAL_DOWNLOAD_INSTRUCTIONS = """\
-Only the `clinical` and `busi` configs read files; `phantom` needs none and never looks at
+Only the `clinical`, `busi` and `busbra` configs read files; `phantom` needs none and never looks at
 `manual_dir`. Pass the folder with
 `tfds.download.DownloadConfig(manual_dir=...)`.
 
@@ -110,6 +114,11 @@ busi: the public BUSI dataset (Al-Dhabyani et al. 2020) as published: `manual_di
 with `<class> (N).png` and its masks `<class> (N)_mask.png`, `<class> (N)_mask_1.png`, ...
 BUSI has no patient ids: near-duplicate images (one scan saved twice) are grouped into one
 pseudo-patient, and groups filed under two labels are left out (`busi_duplicates`).
+
+busbra: the public BUS-BRA dataset (Gómez-Flores et al., Medical Physics 2024) in its release layout:
+`manual_dir` holds `Images/bus_NNNN-{l,r,s}.png`, `Masks/mask_NNNN-{l,r,s}.png`,
+`bus_data.csv` (`ID, Case, Histology, Pathology, BIRADS, Device, Width, Height, Side, BBOX`)
+and, optionally, `5-fold-cv.csv` and `10-fold-cv.csv`. `Case` is the patient id.
 """
 
 
@@ -126,7 +135,7 @@ class _LocalDatasetInfo(tfds.core.DatasetInfo):
 class BimodalBreastUs(tfds.core.GeneratorBasedBuilder):
     """B-mode + strain-elastography breast ultrasound (Misra et al. 2022, §3.1).
 
-    Configs ``clinical``, ``busi`` and ``phantom`` store 336 x 336 images (paper §3.1); make
+    Configs ``clinical``, ``busi``, ``busbra`` and ``phantom`` store 336 x 336 images (paper §3.1); make
     others with :class:`BimodalBreastUsConfig`. All examples go to the one split ``train``;
     cross-validation folds are drawn at patient level later (``tf_bimodal.data.splits``).
 
@@ -137,7 +146,7 @@ class BimodalBreastUs(tfds.core.GeneratorBasedBuilder):
     (:mod:`tf_bimodal.data.fingerprint`) is stored in ``metadata.json`` of the prepared data.
     """
 
-    VERSION = tfds.core.Version("1.3.0")
+    VERSION = tfds.core.Version("1.4.0")
     RELEASE_NOTES = {
         "1.0.0": "Clinical folders, BUSI and the synthetic phantom.",
         "1.1.0": "Phantom lesions range from markedly hypoechoic to nearly isoechoic.",
@@ -146,10 +155,14 @@ class BimodalBreastUs(tfds.core.GeneratorBasedBuilder):
                  "groups with two labels are left out by default (DataConfig.busi_duplicates). "
                  "A phantom as hard as clinical images: look-alikes without a mask, burnt-in calipers "
                  "and text, shadowing that hides the lower border, wider size and gain spread.",
+        "1.4.0": "BUS-BRA (busbra). Every example records pathology, BI-RADS, histology, device, side and "
+                 "the source's own test folds (test_fold_5, test_fold_10); empty text or 0 where a source "
+                 "records none.",
     }
     BUILDER_CONFIGS = [
         BimodalBreastUsConfig(name="clinical", source="clinical"),
         BimodalBreastUsConfig(name="busi", source="busi"),
+        BimodalBreastUsConfig(name="busbra", source="busbra"),
         BimodalBreastUsConfig(name="phantom", source="phantom"),
     ]
     DEFAULT_BUILDER_CONFIG_NAME = "phantom"
@@ -178,6 +191,7 @@ class BimodalBreastUs(tfds.core.GeneratorBasedBuilder):
             "has_semode": tfds.features.Tensor(shape=(), dtype=np.bool_),
             "has_mask": tfds.features.Tensor(shape=(), dtype=np.bool_),
         }
+        features.update({key: _feature_for(type(default)) for key, default in METADATA_DEFAULTS.items()})
         if self.builder_config.source == "phantom":
             features["ground_truth"] = tfds.features.FeaturesDict(_ground_truth_features())
         metadata = self.get_metadata()
@@ -209,6 +223,9 @@ class BimodalBreastUs(tfds.core.GeneratorBasedBuilder):
                 source=source, manual_dir=manual_dir, records=records
             )
             return {"train": examples}
+        if source == "busbra":
+            records = readers.read_busbra(manual_dir)  # fail before any image is decoded
+            return {"train": self._generate_examples(source=source, manual_dir=manual_dir, records=records)}
         groups = readers.busi_groups(manual_dir, self.builder_config.busi_duplicates)
         self.info.metadata["busi_duplicates"] = groups.summary()
         return {"train": self._generate_examples(source=source, manual_dir=manual_dir, groups=groups)}
@@ -219,6 +236,8 @@ class BimodalBreastUs(tfds.core.GeneratorBasedBuilder):
             examples = readers.iter_clinical(manual_dir, size, records=records)
         elif source == "busi":
             examples = readers.iter_busi(manual_dir, size, groups=groups)
+        elif source == "busbra":
+            examples = readers.iter_busbra(manual_dir, size, records=records)
         else:
             examples = phantom_lib.iter_phantom(self.builder_config.phantom)
         for example in examples:
@@ -257,7 +276,8 @@ def _manual_dir(dl_manager, source: str) -> str:
 
 
 def _checked_example(example: dict, size: int, with_ground_truth: bool) -> dict:
-    """Keep the schema keys (plus ground truth) and check shapes before TFDS encodes them.
+    """Keep the schema keys (plus ground truth) and check shapes before TFDS encodes them; what
+    the source does not record of the case gets ``schema.METADATA_DEFAULTS``.
 
     A wrong example would otherwise fail deep inside TFDS with the whole array in the message.
     """
@@ -282,6 +302,9 @@ def _checked_example(example: dict, size: int, with_ground_truth: bool) -> dict:
         raise DataError(where, "mask values must be 0 or 1")
     stored["has_semode"] = bool(stored["has_semode"])
     stored["has_mask"] = bool(stored["has_mask"])
+    for key, default in METADATA_DEFAULTS.items():
+        value = example.get(key, default)
+        stored[key] = int(value) if isinstance(default, int) else str(value)
     if with_ground_truth:
         stored["ground_truth"] = dict(example["ground_truth"])
     return stored

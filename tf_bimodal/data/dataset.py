@@ -3,7 +3,7 @@
 The builder (``tfds_builder/bimodal_breast_us``) prepares the dataset once into TFDS's data dir;
 later calls read the prepared TFRecords. Each distinct source gets its own builder config name,
 so prepared datasets never mix: the phantom's name spells out its settings, a user's folder
-(``clinical``, ``busi``) is named by its fingerprint (:mod:`tf_bimodal.data.fingerprint`:
+(``clinical``, ``busi``, ``busbra``) is named by its fingerprint (:mod:`tf_bimodal.data.fingerprint`:
 resolved path, manifest, every file's size and modification time), e.g. ``busi_3fa2c1d9e0ab``.
 Another folder, or the same folder changed, therefore prepares afresh into its own place; the
 fingerprint is also stored with the prepared data and checked on every load.
@@ -12,6 +12,7 @@ fingerprint is also stored with the prepared data and checked on every load.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -22,7 +23,7 @@ from tf_bimodal.data import fingerprint as fingerprint_lib
 from tf_bimodal.data.builder import BimodalBreastUs, BimodalBreastUsConfig
 from tf_bimodal.data.errors import DataError
 from tf_bimodal.data.inputs import load_arrays
-from tf_bimodal.schema import DEFAULT_IMAGE_SIZE, LABELS
+from tf_bimodal.schema import DEFAULT_IMAGE_SIZE, LABELS, OFFICIAL_FOLD_COUNTS, official_fold_key
 
 
 def source_fingerprint(config: DataConfig) -> dict:
@@ -141,21 +142,61 @@ def load_dataset(config: DataConfig) -> tuple[tf.data.Dataset, tfds.core.Dataset
     return builder.as_dataset(split="train", shuffle_files=False), builder.info
 
 
+INDEX_METADATA_KEYS = ("device", "birads", *(official_fold_key(k) for k in OFFICIAL_FOLD_COUNTS))
+"""What the index keeps of each case besides its identifiers (``schema.METADATA_DEFAULTS``):
+the scanner and BI-RADS category for the data summary, the source's own test folds for
+``SplitConfig(scheme="official")``."""
+
+
+def _texts(values) -> np.ndarray:
+    return np.array([value.decode() if isinstance(value, bytes) else str(value) for value in values])
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetIndex:
-    """Identifiers of every example, in dataset order: what splits are made from."""
+    """Identifiers of every example, in dataset order: what splits are made from.
+
+    ``devices`` and ``birads`` (empty text where the source records none) and ``test_folds``
+    (number of folds -> each image's test fold in the source's own partition, 0 for none) are
+    None / empty for data prepared without them.
+    """
 
     image_ids: np.ndarray
     patient_ids: np.ndarray
     labels: np.ndarray
     has_semode: np.ndarray
     has_mask: np.ndarray
+    devices: np.ndarray | None = None
+    birads: np.ndarray | None = None
+    test_folds: Mapping[int, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> DatasetIndex:
+        """The index of examples read with :func:`tf_bimodal.data.inputs.load_arrays` (the
+        metadata keys of :data:`INDEX_METADATA_KEYS` are used where present)."""
+        folds = {k: np.asarray(arrays[official_fold_key(k)], np.int64) for k in OFFICIAL_FOLD_COUNTS
+                 if official_fold_key(k) in arrays}
+        return cls(
+            image_ids=arrays["image_id"], patient_ids=arrays["patient_id"], labels=arrays["label"],
+            has_semode=arrays["has_semode"].astype(bool), has_mask=arrays["has_mask"].astype(bool),
+            devices=_texts(arrays["device"]) if "device" in arrays else None,
+            birads=_texts(arrays["birads"]) if "birads" in arrays else None,
+            test_folds=folds,
+        )
 
     def __len__(self):
         return len(self.image_ids)
 
+    def official_folds(self, num_folds: int) -> np.ndarray | None:
+        """Each image's test fold (1 to ``num_folds``; 0: none) in the source's own
+        ``num_folds``-fold partition, or None when no image has one."""
+        folds = self.test_folds.get(num_folds)
+        return folds if folds is not None and folds.any() else None
+
     def summary(self) -> dict:
-        """Counts of images and patients per class, and of SE / mask availability."""
+        """Counts of images and patients per class, and of SE / mask availability; per device
+        (``devices``) and per BI-RADS category (``birads``) where the source records them:
+        ``{name: {"images", "patients", "<class>": images}}``."""
         out = {"num_images": int(len(self)), "num_patients": int(len(set(self.patient_ids)))}
         for index, name in enumerate(LABELS):
             selected = self.labels == index
@@ -166,19 +207,30 @@ class DatasetIndex:
                 }
         out["with_semode"] = int(self.has_semode.sum())
         out["with_mask"] = int(self.has_mask.sum())
+        for key, values in (("devices", self.devices), ("birads", self.birads)):
+            if values is not None and any(values):
+                out[key] = self._counts_by(values)
         return out
+
+    def _counts_by(self, values: np.ndarray) -> dict:
+        counts = {}
+        for value in sorted(set(values.tolist())):
+            selected = values == value
+            entry = {"images": int(selected.sum()), "patients": int(len(set(self.patient_ids[selected])))}
+            for index, name in enumerate(LABELS):
+                if (self.labels[selected] == index).any():
+                    entry[name] = int((self.labels[selected] == index).sum())
+            counts[value or "unknown"] = entry
+        return counts
 
 
 def index_dataset(builder) -> DatasetIndex:
-    """Read the identifiers of all examples without decoding any image."""
+    """Read the identifiers (and :data:`INDEX_METADATA_KEYS`) of all examples without
+    decoding any image."""
     image_keys = ("bmode", "semode", "mask")
     decoders = {key: tfds.decode.SkipDecoding() for key in image_keys}
     ds = builder.as_dataset(split="train", shuffle_files=False, decoders=decoders)
-    arrays = load_arrays(ds, ("image_id", "patient_id", "label", "has_semode", "has_mask"))
-    return DatasetIndex(
-        image_ids=arrays["image_id"],
-        patient_ids=arrays["patient_id"],
-        labels=arrays["label"],
-        has_semode=arrays["has_semode"].astype(bool),
-        has_mask=arrays["has_mask"].astype(bool),
-    )
+    features = set(builder.info.features.keys())
+    keys = ("image_id", "patient_id", "label", "has_semode", "has_mask",
+            *(key for key in INDEX_METADATA_KEYS if key in features))
+    return DatasetIndex.from_arrays(load_arrays(ds, keys))

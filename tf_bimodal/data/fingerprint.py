@@ -10,6 +10,9 @@ images. So every source has a fingerprint:
   and mask file (``<class> (N).png``, ``<class> (N)_mask*.png``) and the rule for its
   near-duplicates (``DataConfig.busi_duplicates``: they decide the patient ids and which
   images are kept);
+* ``busbra``: the resolved ``manual_dir``, the SHA-256 of its CSV files (``bus_data.csv`` and
+  the fold files present) and the size and modification time of those files and of every
+  image and mask ``bus_data.csv`` lists;
 * ``phantom``: the generator settings and seed (:class:`~tf_bimodal.config.PhantomConfig`).
 
 Its ``digest`` goes into the builder config name (``busi_<digest>``), so another folder, or
@@ -90,6 +93,20 @@ def _busi_files(root: str) -> list[str]:
     return files
 
 
+def _tables_sha256(paths) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            digest.update(handle.read())
+    return digest.hexdigest()
+
+
+def _busbra_files(root: str) -> tuple[list[str], str]:
+    files = readers.busbra_files(root)
+    tables = [path for path in files if path.endswith(".csv")]
+    return files, _tables_sha256(tables)
+
+
 def _clinical_files(root: str) -> tuple[list[str], str]:
     records = readers.read_manifest(root)
     files = []
@@ -107,8 +124,8 @@ def source_fingerprint(source: str, manual_dir=None, phantom=None, busi_duplicat
     """The fingerprint of one data source (see the module docstring).
 
     Args:
-        source: ``clinical``, ``busi`` or ``phantom``.
-        manual_dir: the user's folder (``clinical``, ``busi``).
+        source: ``clinical``, ``busi``, ``busbra`` or ``phantom``.
+        manual_dir: the user's folder (``clinical``, ``busi``, ``busbra``).
         phantom: the :class:`~tf_bimodal.config.PhantomConfig` (``phantom``).
         busi_duplicates: the near-duplicate rule (``busi``; default
             ``DataConfig.busi_duplicates``).
@@ -116,12 +133,13 @@ def source_fingerprint(source: str, manual_dir=None, phantom=None, busi_duplicat
     Returns:
         A JSON-ready dict: ``digest`` (hex, the part that names the prepared data),
         ``source``, and for folders ``path`` (resolved), ``files``, ``bytes`` and ``newest``
-        (the latest modification time, ISO 8601, UTC), ``manifest_sha256`` for ``clinical``,
+        (the latest modification time, ISO 8601, UTC), ``manifest_sha256`` for ``clinical``
+        (of ``manifest.csv``) and ``busbra`` (of its CSV files),
         ``busi_duplicates`` for ``busi``; for the phantom its ``settings``.
 
     Raises:
         DataError: a missing or empty ``manual_dir`` (naming it), or a manifest or layout error
-            (see :func:`tf_bimodal.data.readers.read_manifest`, ``find_busi_root``).
+            (see :func:`tf_bimodal.data.readers.read_manifest`, ``find_busi_root``, ``read_busbra``).
     """
     if source == "phantom":
         settings = dataclasses.asdict(phantom) if phantom is not None else {}
@@ -139,8 +157,10 @@ def source_fingerprint(source: str, manual_dir=None, phantom=None, busi_duplicat
             raise DataError(root, "no BUSI images found ('<class> (N).png' in the class folders)")
     elif source == "clinical":
         files, manifest_sha = _clinical_files(root)
+    elif source == "busbra":
+        files, manifest_sha = _busbra_files(root)
     else:
-        raise ValueError(f"source must be 'clinical', 'busi' or 'phantom', got {source!r}")
+        raise ValueError(f"source must be 'clinical', 'busi', 'busbra' or 'phantom', got {source!r}")
     entries = sorted(_file_entry(path, root) for path in files)
     payload = {"scheme": FINGERPRINT_SCHEME, "source": source, "path": root, "files": entries,
                "manifest_sha256": manifest_sha, "busi_duplicates": duplicate_rule}

@@ -17,6 +17,20 @@ here, selected by ``SplitConfig.scheme``:
   tested on the same held-out pairs, which is what makes the paper's fold union (a pixel is
   lesion where more than half of the fold models agree, §4.1) and its mean ± SD over folds
   on one set of 13 test patients (§4.2) well defined.
+* ``"official"`` (:func:`make_official_splits`, BUS-BRA only): the data set's own
+  patient-grouped, class-stratified test folds (Gómez-Flores et al., Medical Physics 2024:
+  ``5-fold-cv.csv``, ``10-fold-cv.csv``; ``kFold`` is the fold that tests an image), so that
+  results compare with others' on the same partition. Validation is drawn patient-grouped and
+  stratified inside each fold's training part, as ``kfold`` with ``val_fraction`` does. The
+  release's own validation columns (``valid_k``) are not used: they are drawn per image and
+  put two views of one patient on both sides of training and validation.
+
+  Where the folds come from: each image's test fold is stored as a feature of the prepared
+  data (``test_fold_5``, ``test_fold_10``, read from the CSV files when the folder is
+  prepared, :mod:`tf_bimodal.data.readers.busbra`) and passed here as ``test_folds``. The
+  splits thereby stay a function of the prepared data alone, as for the other schemes: the
+  folder is not read again, a changed CSV file changes the source's fingerprint and so
+  prepares the data afresh, and the folds can be checked against the saved splits.
 
 A split is a plain dict::
 
@@ -183,15 +197,104 @@ def make_kfold_splits(image_ids, patient_ids, labels, config: SplitConfig | None
             ]
             val_indices = parts[val_part]
         else:
-            rest = np.asarray([i for p, indices in enumerate(parts) if p != fold for i in indices])
-            inner = StratifiedGroupKFold(
-                n_splits=max(2, round(1.0 / config.val_fraction)), shuffle=True, random_state=config.seed + fold
-            )
-            keep, held = next(inner.split(np.zeros((len(rest), 1)), label_codes[rest], groups=group_codes[rest]))
-            train_indices, val_indices = rest[keep].tolist(), rest[held].tolist()
+            rest = [i for p, indices in enumerate(parts) if p != fold for i in indices]
+            train_indices, val_indices = _grouped_validation(rest, label_codes, group_codes,
+                                                             config.val_fraction, config.seed + fold)
         assignment = {"train": train_indices, "val": val_indices, "test": parts[fold]}
         split = _split_dict(fold, assignment, image_ids, patient_ids)
         check_no_patient_leak(split, dict(zip(image_ids, patient_ids)))
+        splits.append(split)
+    return splits
+
+
+def _grouped_validation(rest, label_codes, group_codes, val_fraction: float, seed: int):
+    """Split the indices ``rest`` into training and validation: about ``val_fraction`` of its
+    patients, drawn whole and stratified by label (``StratifiedGroupKFold`` seeded with
+    ``seed``: its first part). Returns ``(train, val)`` index lists."""
+    rest = np.asarray(rest)
+    inner = StratifiedGroupKFold(n_splits=max(2, round(1.0 / val_fraction)), shuffle=True, random_state=seed)
+    keep, held = next(inner.split(np.zeros((len(rest), 1)), label_codes[rest], groups=group_codes[rest]))
+    return rest[keep].tolist(), rest[held].tolist()
+
+
+def _official_fold_table(image_ids, patient_ids, test_folds, num_folds: int) -> list[int]:
+    """Each image's test fold (1 to ``num_folds``), checked: every image has one, every patient
+    one only, every fold an image.
+
+    Raises:
+        DataError: no folds at all, an image without a fold or out of range, a patient in two
+            test folds, an empty fold.
+    """
+    if test_folds is None:
+        raise DataError("split", f"scheme 'official' uses the data set's own {num_folds}-fold test partition, "
+                                 "which this data does not have (only BUS-BRA ships one: 5-fold-cv.csv, "
+                                 "10-fold-cv.csv); use scheme 'kfold' or 'paper'")
+    folds = [int(fold) for fold in test_folds]
+    first_of_patient = {}
+    for image, patient, fold in zip(image_ids, patient_ids, folds):
+        if not 1 <= fold <= num_folds:
+            raise DataError(image, f"has no test fold from 1 to {num_folds} in the data set's own {num_folds}-fold "
+                                   f"partition (got {fold}; 0: not listed)")
+        first = first_of_patient.setdefault(patient, (fold, image))
+        if first[0] != fold:
+            raise DataError(image, f"patient {patient!r} has {first[1]!r} in official test fold {first[0]} and "
+                                   f"{image!r} in {fold}: all images of a patient must sit in one test fold")
+    empty = sorted(set(range(1, num_folds + 1)) - set(folds))
+    if empty:
+        raise DataError("split", f"official test fold{'s' * (len(empty) > 1)} {empty} hold{'s' * (len(empty) == 1)} "
+                                 f"no image of this data")
+    return folds
+
+
+def make_official_splits(image_ids, patient_ids, labels, test_folds, config: SplitConfig | None = None) -> list:
+    """The data set's own patient-grouped test folds, validation drawn patient-grouped inside
+    each fold's training part (``SplitConfig(scheme="official")``; see the module docstring).
+
+    Fold k (0-based) tests on the images whose official fold is k + 1 (BUS-BRA's ``kFold``,
+    1-based). Its other images are divided into training and validation: about
+    ``config.val_fraction`` of their patients, by default one fold's worth (1 / (K - 1) of
+    them: 60/20/20 % with K = 5), drawn whole and stratified by label, seeded with
+    ``config.seed + k`` (the draw of :func:`make_kfold_splits` with ``val_fraction``). The
+    release's ``valid_k`` columns are not used: they split the two views of one patient.
+
+    Args:
+        image_ids, patient_ids, labels: as for :func:`make_kfold_splits`.
+        test_folds: each image's official test fold (1 to ``config.num_folds``), in the order
+            of ``image_ids`` (``DatasetIndex.official_folds``); None when the data has none.
+        config: a ``SplitConfig`` with ``scheme="official"``; default K = 5, seed 0.
+
+    Returns:
+        A list of K split dicts; every image is in exactly one test part.
+
+    Raises:
+        DataError: no official folds, an image without one, a patient in two test folds, an
+            empty fold, or a fold's training part with too few patients to hold out validation.
+    """
+    config = config or SplitConfig(scheme="official")
+    fold_of = None
+    if test_folds is not None and np.any(test_folds):
+        folds = np.asarray(test_folds).reshape(-1)
+        if len(folds) != len(image_ids):
+            raise ValueError(f"test_folds must have one fold per image, got {len(folds)} for {len(image_ids)} images")
+        fold_of = dict(zip(_as_str_list(image_ids, "image_ids"), folds.tolist()))
+    image_ids, patient_ids, labels = _validated_table(image_ids, patient_ids, labels)
+    ordered = None if fold_of is None else [fold_of[image] for image in image_ids]
+    folds = _official_fold_table(image_ids, patient_ids, ordered, config.num_folds)
+    _, label_codes = np.unique(np.asarray(labels, dtype=object), return_inverse=True)
+    _, group_codes = np.unique(np.asarray(patient_ids, dtype=object), return_inverse=True)
+    val_fraction = config.val_fraction or 1.0 / (config.num_folds - 1)
+    patient_of = dict(zip(image_ids, patient_ids))
+    splits = []
+    for fold in range(config.num_folds):
+        test = [i for i, official in enumerate(folds) if official == fold + 1]
+        rest = [i for i, official in enumerate(folds) if official != fold + 1]
+        needed = max(2, round(1.0 / val_fraction))
+        if len(set(group_codes[rest].tolist())) < needed:
+            raise DataError("patient_ids", f"official fold {fold + 1}: its training part has fewer than {needed} "
+                                           f"patients, too few to hold out {val_fraction:.0%} of them for validation")
+        train, val = _grouped_validation(rest, label_codes, group_codes, val_fraction, config.seed + fold)
+        split = _split_dict(fold, {"train": train, "val": val, "test": test}, image_ids, patient_ids)
+        check_no_patient_leak(split, patient_of)
         splits.append(split)
     return splits
 
@@ -332,12 +435,23 @@ def make_paper_splits(image_ids, patient_ids, labels, config: SplitConfig | None
     return splits
 
 
-def make_splits(image_ids, patient_ids, labels, config: SplitConfig | None = None) -> list:
-    """The splits ``config.scheme`` asks for: ``paper`` (default) or ``kfold``, as a list of folds."""
+def make_splits(image_ids, patient_ids, labels, config: SplitConfig | None = None, test_folds=None) -> list:
+    """The splits ``config.scheme`` asks for: ``paper`` (default), ``kfold`` or ``official``
+    (which reads ``test_folds``, see :func:`make_official_splits`), as a list of folds."""
     config = config or SplitConfig()
+    if config.scheme == "official":
+        return make_official_splits(image_ids, patient_ids, labels, test_folds, config)
     if config.scheme == "kfold":
         return make_kfold_splits(image_ids, patient_ids, labels, config)
     return make_paper_splits(image_ids, patient_ids, labels, config)
+
+
+def _check_official_tests(path: str, saved: Sequence[Mapping], made: Sequence[Mapping]) -> None:
+    """Refuse saved official splits whose test parts are not the data's official folds."""
+    for old, new in zip(saved, made):
+        if sorted(old["test"]) != sorted(new["test"]):
+            raise DataError(path, f"fold {old['fold']}'s test part differs from the data set's official fold "
+                                  f"{new['fold'] + 1}; choose another path or remove the file deliberately")
 
 
 # --------------------------------------------------------------------------- the guard
@@ -464,13 +578,17 @@ def load_splits(path: str) -> tuple[list, dict]:
 
 
 def load_or_make_splits(
-    path: str, image_ids, patient_ids, labels, config: SplitConfig | None = None
+    path: str, image_ids, patient_ids, labels, config: SplitConfig | None = None, test_folds=None
 ) -> list:
     """Reuse the splits saved at ``path``, or make and save them (STYLE §5, nnU-Net practice).
 
     An existing file is reused only if it was made with the same ``SplitConfig`` and for the
-    same data (same :func:`fingerprint`); otherwise this refuses rather than overwrite it,
-    because results already computed on the old splits would silently stop matching.
+    same data (same :func:`fingerprint`; for ``scheme="official"`` also the same test parts as
+    ``test_folds`` give); otherwise this refuses rather than overwrite it, because results
+    already computed on the old splits would silently stop matching.
+
+    ``test_folds``: each image's official test fold, for ``scheme="official"``
+    (:func:`make_official_splits`); not read by the other schemes.
 
     Returns:
         The list of split dicts (K folds, or one for ``scheme="paper"``).
@@ -503,8 +621,11 @@ def load_or_make_splits(
             )
         for split in splits:
             check_no_patient_leak(split, patient_of)
+        if config.scheme == "official":
+            expected = make_official_splits(image_ids, patient_ids, labels, test_folds, config)
+            _check_official_tests(path, splits, expected)
         return splits
-    splits = make_splits(image_ids, patient_ids, labels, config)
+    splits = make_splits(image_ids, patient_ids, labels, config, test_folds)
     meta = {
         "config": config_dict,
         "fingerprint": data_fingerprint,

@@ -654,3 +654,140 @@ def save_confusion_matrices(matrices: dict, path: str, title: str = "") -> str |
         axis.set_ylabel("true", fontsize=6)
         axis.set_title(name, fontsize=7)
     return _save_panel_grid(plt, figure, axes, len(matrices), title, path)
+
+
+# --------------------------------------------------------------------------- B-mode-only cases, external validation
+
+
+def save_bmode_prediction_overlay(bmode, mask, box, p_malignant: float, label: str, threshold: float,
+                                  path: str, title: str = "", notice: str | None = None) -> str:
+    """One case of a B-mode-only pipeline: the B-mode image alone with the lesion contour and
+    the crop box, titled with p(malignant), the label and the threshold (no SE-mode column:
+    the pipeline reads none). Arguments as :func:`save_prediction_overlay`'s; returns ``path``,
+    written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    bmode = np.asarray(bmode)
+    bmode = bmode[..., 0] if bmode.ndim == 3 else bmode
+    mask = np.asarray(mask)
+    mask = mask[..., 0] if mask.ndim == 3 else mask
+    y0, x0, y1, x1 = (int(v) for v in box)
+    height, width = bmode.shape
+    panel = 4.8  # wide enough for the title lines
+    figure, axis = plt.subplots(figsize=(panel, min(panel * height / max(width, 1), 2 * panel) + 0.9))
+    axis.imshow(bmode, cmap="gray", vmin=0, vmax=255)
+    if mask.any():
+        axis.contour(mask, levels=[0.5], colors=["lime"], linewidths=1.0)
+    axis.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="yellow",
+                             linewidth=1.0, linestyle="--"))
+    axis.set_xticks([])
+    axis.set_yticks([])
+    lines = [f"{title}: {label}, p(malignant) {p_malignant:.3f} (threshold {threshold:.3f})",
+             "B-mode only; " + ("lesion contour green, crop box yellow" if mask.any()
+                                else "no lesion found: the whole image is the crop")]
+    if notice:
+        lines.insert(0, notice)
+    figure.suptitle("\n".join(lines), fontsize=7)
+    figure.tight_layout()
+    tmp_path = f"{path}.tmp.png"
+    figure.savefig(tmp_path, dpi=100)
+    plt.close(figure)
+    os.replace(tmp_path, path)
+    return path
+
+
+def save_operating_roc_figure(curves: dict, operating_points: dict, path: str, title: str) -> str:
+    """ROC curves side by side (one panel each, e.g. per image and per patient), each with its
+    operating point (the exported threshold) as a red dot.
+
+    Args:
+        curves: ``{panel title: RocCurve or None}`` (:func:`~tf_bimodal.evaluation.classification.roc_points`).
+        operating_points: ``{panel title: (fpr, tpr, legend label)}``; a panel without one has no dot.
+        path: the PNG to write.
+        title: the figure title.
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = _panel_grid(plt, len(curves), 3, 4.2, 4.0)
+    for axis, (name, roc) in zip(axes.ravel(), curves.items()):
+        draw_roc_curves(axis, {"": roc}, name, operating_point=operating_points.get(name), auc_digits=3)
+    return _save_panel_grid(plt, figure, axes, len(curves), title, path)
+
+
+def save_dice_histogram(dice, path: str, title: str, missed_below: float) -> str:
+    """Histogram of per-image lesion Dice in 20 bins over [0, 1], with the missed-lesion
+    threshold (:data:`tf_bimodal.evaluation.segmentation.MISSED_DICE`) as a dashed line.
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dice = np.asarray(dice, dtype=np.float64).reshape(-1)
+    figure, axis = plt.subplots(figsize=(5.0, 3.4))
+    axis.hist(dice, bins=np.linspace(0.0, 1.0, 21), color="tab:blue", edgecolor="white")
+    axis.axvline(missed_below, color="red", linestyle="--", linewidth=1.0,
+                 label=f"missed: Dice < {missed_below} ({int(np.sum(dice < missed_below))} of {dice.size})")
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("lesion Dice per image")
+    axis.set_ylabel("images")
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def save_case_gallery(bmode, truth, predicted, captions, path: str, title: str, max_columns: int = 4) -> str:
+    """A gallery of cases (e.g. the worst-segmented ones): each B-mode image with the true
+    lesion contour (green) and the predicted one (red), captioned.
+
+    Args:
+        bmode: N uint8 images ``(H, W)`` or ``(H, W, 1)`` (sizes may differ).
+        truth, predicted: N 0/1 masks of the images' sizes.
+        captions: N strings.
+        path: the PNG to write.
+        title: the figure title.
+        max_columns: panels per row.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: no case, or lists of different lengths.
+    """
+    if not len(bmode) or not len(bmode) == len(truth) == len(predicted) == len(captions):
+        raise ValueError(f"save_case_gallery: needs as many images, masks and captions (at least one), got "
+                         f"{len(bmode)}, {len(truth)}, {len(predicted)}, {len(captions)}")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = _panel_grid(plt, len(bmode), max_columns, 2.4, 2.6)
+    for axis, image, true_mask, predicted_mask, caption in zip(axes.ravel(), bmode, truth, predicted, captions):
+        image = np.asarray(image)
+        axis.imshow(image[..., 0] if image.ndim == 3 else image, cmap="gray", vmin=0, vmax=255)
+        for mask, colour in ((true_mask, "lime"), (predicted_mask, "red")):
+            mask = np.asarray(mask)
+            mask = mask[..., 0] if mask.ndim == 3 else mask
+            if mask.any():
+                axis.contour(mask, levels=[0.5], colors=[colour], linewidths=0.9)
+        axis.set_title(caption, fontsize=6)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    return _save_panel_grid(plt, figure, axes, len(bmode), title + "\n(truth green, prediction red)", path)

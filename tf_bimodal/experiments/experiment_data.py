@@ -97,6 +97,8 @@ class ExperimentData:
             return f"{self.title} (synthetic phantom)"
         if self.config.source == "busi":
             return f"{self.title} (BUSI, real, B-mode only)"
+        if self.config.source == "busbra":
+            return f"{self.title} (BUS-BRA, real, B-mode only)"
         return f"{self.title} ({self.config.source}, {self.config.manual_dir})"
 
     @property
@@ -138,14 +140,13 @@ class ExperimentData:
 
 def _read_arrays(builder) -> dict:
     read_config = tfds.ReadConfig(try_autocache=False)
-    return inputs.load_arrays(builder.as_dataset(split="train", shuffle_files=False, read_config=read_config))
+    features = set(builder.info.features.keys())
+    keys = (*inputs.ARRAY_KEYS, *(key for key in dataset_lib.INDEX_METADATA_KEYS if key in features))
+    return inputs.load_arrays(builder.as_dataset(split="train", shuffle_files=False, read_config=read_config), keys)
 
 
 def _index_of(arrays: dict) -> dataset_lib.DatasetIndex:
-    return dataset_lib.DatasetIndex(
-        image_ids=arrays["image_id"], patient_ids=arrays["patient_id"], labels=arrays["label"],
-        has_semode=arrays["has_semode"].astype(bool), has_mask=arrays["has_mask"].astype(bool),
-    )
+    return dataset_lib.DatasetIndex.from_arrays(arrays)
 
 
 def resolve_data(data: DataConfig, split: SplitConfig, folder_of, in_memory: bool = True) -> ExperimentData:
@@ -177,7 +178,8 @@ def resolve_data(data: DataConfig, split: SplitConfig, folder_of, in_memory: boo
                                           f"asks for {data.image_size} px; delete this folder to prepare it again")
     index = _index_of(cached["arrays"]) if in_memory else dataset_lib.index_dataset(builder)
     splits = [] if folder is None else splits_lib.load_or_make_splits(
-        path, index.image_ids, index.patient_ids, index.labels, split)
+        path, index.image_ids, index.patient_ids, index.labels, split,
+        test_folds=index.official_folds(split.num_folds) if split.scheme == "official" else None)
     resolved = ExperimentData(config=data, split=split, name=name, version=str(builder.info.version),
                               fingerprint=fingerprint, builder=builder, splits=splits, splits_path=path)
     resolved.__dict__.update(index=index, **cached)  # what was read is kept, never read again

@@ -4,7 +4,10 @@
 fold mean) and the end-to-end CAD pipeline (raw B-mode + SE-mode images in; lesion mask, crop
 box, probability of malignancy and label out, the preprocessing in the graph), plus
 ``export.json``. The SavedModels load with ``tf.saved_model.load`` where ``tf_bimodal`` is not
-installed. See :mod:`tf_bimodal.export.exporter`.
+installed. See :mod:`tf_bimodal.export.exporter`. Other runs of the experiment can be chained
+(``unet_bmode`` then ``vgg16_bmode``: a pipeline that reads B-mode only);
+:mod:`tf_bimodal.export.predict` serves an export on new files and
+:mod:`tf_bimodal.export.evaluate` scores it on another labelled data set.
 """
 
 from tf_bimodal.export.exporter import EXPORT_FILE, SAVED_MODELS, export_experiment

@@ -6,9 +6,11 @@ and one classification run, :mod:`tf_bimodal.export.sources`) and writes::
     <export_dir>/segmenter/      SavedModel: images at the model size -> lesion probability, mask
     <export_dir>/classifier/     SavedModel: cropped inputs at the classifier size -> p(malignant)
     <export_dir>/cad_pipeline/   SavedModel: raw B-mode + SE-mode of any size -> mask, box,
-                                 p(malignant), label (the paper's chain, §3.1-§3.3)
-    <export_dir>/export.json     what was exported from where, thresholds, sizes, margin,
-                                 signatures, versions, and the SYNTHETIC notice if it applies
+                                 p(malignant), label (the paper's chain, §3.1-§3.3); B-mode
+                                 alone when neither run reads SE-mode (unet_bmode + vgg16_bmode)
+    <export_dir>/export.json     what was exported from where (runs, the modalities the
+                                 pipeline reads), thresholds, sizes, margin, signatures,
+                                 versions, and the SYNTHETIC notice if it applies
 
 The graphs are in :mod:`tf_bimodal.export.modules`, the in-graph preprocessing in
 :mod:`tf_bimodal.export.preprocessing`. A SavedModel loads with ``tf.saved_model.load`` in a
@@ -43,9 +45,10 @@ from tf_bimodal.export.modules import (
     SegmenterEnsemble,
     SegmenterServing,
 )
-from tf_bimodal.export.sources import find_classifier, find_segmenter, load_fold_models
+from tf_bimodal.export.sources import chain_modalities, find_classifier, find_segmenter, load_fold_models
 from tf_bimodal.io import write_json
 from tf_bimodal.layers.embracenet import INFERENCE_MODES, EmbraceNet
+from tf_bimodal.layout import CROP_SEGMENTER
 from tf_bimodal.schema import DEFAULT_IMAGE_SIZE, SYNTHETIC_NOTICE
 
 logger = logging.getLogger(__name__)
@@ -71,7 +74,7 @@ OUTPUT_MEANINGS = {
         "mask": "lesion mask at the input size, 0/1 (fold union of the segmenters)",
         "lesion_probability": "mean of the fold segmenters' lesion probabilities at the input size",
         "box": "crop box [y0, x0, y1, x1] in input pixels, ends exclusive; [0, 0, H, W] when the mask is empty",
-        "availability": "the modalities the classifier used: [1, 1] a pair, [1, 0] B-mode only",
+        "availability": "the modalities of the case: [1, 1] a pair, [1, 0] B-mode only",
         "segmented": "whether the segmenter ran (False for a B-mode-only case when the segmenter needs SE-mode: "
                      "the whole image is the crop)",
         "p_malignant": "mean of the K fold classifiers' probability of malignancy",
@@ -165,8 +168,12 @@ def export_experiment(
       pipeline's rule), with ``box = [0, 0, H, W]`` and an all-zero ``mask``. For a
       classifier trained without crops (``<model>_crop_none``) the box is always the whole
       image; one trained on manual crops is served with the segmenter's masks (no manual
-      mask exists at serving time), which ``export.json`` records. SE-mode is always
-      present, so ``availability`` is ``[1, 1]``.
+      mask exists at serving time), which ``export.json`` records, as it records a classifier
+      trained on W-MM-U-Net crops chained after another segmenter. A classifier with a context
+      crop (``context_margin``, the linear read-out's) also gets the wider crop.
+    * **B-mode-only pipeline**: when neither run reads SE-mode (``unet_bmode`` then
+      ``vgg16_bmode``), every ``cad_pipeline`` signature takes the B-mode image alone;
+      ``export.json``'s ``modalities`` is ``["bmode"]`` (``["bmode", "semode"]`` otherwise).
 
     Every model is called with ``training=False``; EmbraceNet uses ``embracement``: None
     (default) keeps the rule the classifier was trained and thresholded with
@@ -181,8 +188,10 @@ def export_experiment(
         export_dir: where to write; existing ``segmenter/``, ``classifier/``,
             ``cad_pipeline/`` and ``export.json`` there are replaced.
         classifier_run: the classification run folder (default ``mff``, the paper's MFF on
-            W-MM-U-Net crops).
-        segmenter_run: the segmentation run folder (default ``w_mm_unet``).
+            W-MM-U-Net crops; any finished classifier of the experiment, ``vgg16_bmode``,
+            ``vgg16_bmode_crop_manual``, ...).
+        segmenter_run: the segmentation run folder (default ``w_mm_unet``; any finished
+            segmenter, ``unet_bmode`` for a B-mode-only pipeline).
         embracement: None (the trained rule), ``"expected"``, ``"sample"`` or ``"mc"``.
         parts: which SavedModels to write, a subset of ``SAVED_MODELS`` (default all three);
             only the runs they need are read.
@@ -193,8 +202,10 @@ def export_experiment(
     Raises:
         FileNotFoundError: the experiment lacks a finished segmenter or classifier run; the
             message names the missing file or folder and the command that trains it.
-        ValueError: an unknown ``embracement`` or part, or a run the pipeline cannot serve (a crop
-            shape other than ``rectangle``, models of unexpected sizes).
+        ValueError: an unknown ``embracement`` or part; a run name that is no segmenter or no
+            classifier; a pair that cannot be chained
+            (:func:`tf_bimodal.export.sources.chain_modalities`); a run the pipeline cannot
+            serve (a crop shape other than ``rectangle``, models of unexpected sizes).
     """
     if embracement is not None and embracement not in INFERENCE_MODES:
         raise ValueError(f"export_experiment: embracement must be one of {INFERENCE_MODES}, got {embracement!r}")
@@ -213,6 +224,7 @@ def export_experiment(
             f"export_experiment: {classifier_run} was trained on {classifier_source.crop_shape!r}-shaped crops; "
             "the exported pipeline crops rectangles only"
         )
+    modalities = chain_modalities(segmenter_source, classifier_source) if "cad_pipeline" in parts else None
     sources = [source for source in (segmenter_source, classifier_source) if source is not None]
     synthetic = any(source.synthetic for source in sources)
     logger.info(f"Exporting {', '.join(parts)} of {root} ("
@@ -225,6 +237,9 @@ def export_experiment(
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "experiment": os.path.abspath(root),
         "parts": list(parts),
+        "runs": {"segmenter": segmenter_run if segmenter_source else None,
+                 "classifier": classifier_run if classifier_source else None},
+        "modalities": list(modalities) if modalities else None,
         "synthetic": synthetic,
         "notice": SYNTHETIC_NOTICE if synthetic else None,
         "versions": {"tf_bimodal": tf_bimodal.__version__, "tensorflow": tf.__version__,
@@ -238,7 +253,7 @@ def export_experiment(
 
     modules = _serving_modules(parts, segmenter, classifier, classifier_source)
     if "cad_pipeline" in modules:
-        record["cad_pipeline"] = _pipeline_record(modules["cad_pipeline"][0], classifier_source)
+        record["cad_pipeline"] = _pipeline_record(modules["cad_pipeline"][0], segmenter_source, classifier_source)
     os.makedirs(export_dir, exist_ok=True)
     paths = {name: os.path.join(export_dir, name) for name in parts}
     record["signatures"] = {}
@@ -248,9 +263,11 @@ def export_experiment(
                                       for key, function in functions.items()}
         _save(module, paths[name], functions, step_started)
     record["usage"] = ("m = tf.saved_model.load(path); m.signatures['serving_default'](**inputs) -> dict of "
-                       "outputs; the cad_pipeline's serving_default takes one pair (B-mode grey, grey as RGB or "
-                       "RGBA; SE RGB or RGBA), serve_batch a batch of one size, serve_bmode_only(_batch) B-mode "
-                       "alone (SE unavailable)")
+                       "outputs; the cad_pipeline's serving_default takes one case: "
+                       + ("the B-mode image alone (grey, grey as RGB or RGBA; this pipeline reads B-mode only)"
+                          if modalities == ("bmode",) else
+                          "one pair (B-mode grey, grey as RGB or RGBA; SE RGB or RGBA)")
+                       + ", serve_batch a batch of one size, serve_bmode_only(_batch) B-mode alone")
     record["seconds"] = round(time.time() - started, 1)
     write_json(os.path.join(export_dir, EXPORT_FILE), record)
     logger.info(f"Wrote {os.path.join(export_dir, EXPORT_FILE)} ({record['seconds']:.0f} s)")
@@ -268,7 +285,8 @@ def _serving_modules(parts, segmenter, classifier, classifier_source) -> dict:
         modules["classifier"] = (serving, {"serving_default": serving.serve})
     if "cad_pipeline" in parts:
         pipeline = CADPipeline(segmenter, classifier, crop=classifier_source.crop != "none",
-                               margin=PAPER_MARGIN, reference_size=DEFAULT_IMAGE_SIZE)
+                               margin=PAPER_MARGIN, reference_size=DEFAULT_IMAGE_SIZE,
+                               context_margin=classifier_source.context_margin)
         modules["cad_pipeline"] = (pipeline, pipeline.serving_signatures())
     return modules
 
@@ -321,6 +339,7 @@ def _classifier_ensemble(source, embracement: str | None) -> tuple:
         "sources": [os.path.abspath(path) for path in source.model_paths],
         "inputs": list(tensors),
         "input_size": input_size,
+        "context_margin": source.context_margin,
         "fold_thresholds": list(source.fold_thresholds),
         "threshold": ensemble.threshold,
         "threshold_rule": "mean of the folds' Youden thresholds (each on its fold's validation images, §3.3.1); "
@@ -336,25 +355,43 @@ def _classifier_ensemble(source, embracement: str | None) -> tuple:
     }
 
 
-def _pipeline_record(pipeline: CADPipeline, classifier_source) -> dict:
+def _masks_for_classifier(segmenter_source, classifier_source) -> str:
+    """What the served classifier crops with, against what it trained on."""
+    if classifier_source.crop == "manual":
+        return (f"{segmenter_source.run} masks, although this classifier trained on manual (ground-truth) crops")
+    if classifier_source.crop == "predicted" and segmenter_source.run != CROP_SEGMENTER:
+        return f"{segmenter_source.run} masks, although this classifier trained on {CROP_SEGMENTER} crops"
+    return classifier_source.crop
+
+
+def _pipeline_record(pipeline: CADPipeline, segmenter_source, classifier_source) -> dict:
     margin_rule = f"{MARGIN_RULE}, per axis"
     at_data_size = scaled_margin(classifier_source.data_size)
     model_size, input_size = pipeline.segmenter.model_size, pipeline.classifier.input_size
+    context = pipeline.context_margin
+    images = "the B-mode image" if pipeline.bmode_only else "the pair"
     return {
+        "modalities": list(pipeline.modalities),
         "steps": [
-            "check the pair (rank, channels, non-empty, same size)",
+            "check the B-mode image (rank, channels, non-empty)" if pipeline.bmode_only
+            else "check the pair (rank, channels, non-empty, same size)",
             f"resize to {model_size} x {model_size} (bilinear, antialias, rounded to uint8), / 255",
             "fold segmenters; probabilities resized bilinearly to the input size; fold union",
             "crop box = mask bounding box + margin, clipped" if pipeline.crop else "no crop (whole image)",
-            f"crop both images (/ 255) and resize bilinearly to {input_size} x {input_size}",
-            "fold classifiers with availability [1, 1]; mean probability; label at the threshold",
+            *([f"context box = mask bounding box + {context} px at 336 px scaled per axis, clipped"]
+              if context is not None else []),
+            f"crop {', '.join(pipeline.classifier.image_inputs)} from {images} (/ 255) and resize bilinearly to "
+            f"{input_size} x {input_size}",
+            "fold classifiers" + ("" if pipeline.bmode_only else " with availability [1, 1]")
+            + "; mean probability; label at the threshold",
         ],
         "crop": pipeline.crop,
         "margin": {"pixels": PAPER_MARGIN, "at_size": DEFAULT_IMAGE_SIZE, "rule": margin_rule,
                    "at_data_size": at_data_size if pipeline.crop else None},
+        "context_margin": None if context is None else {
+            "pixels": context, "at_size": DEFAULT_IMAGE_SIZE,
+            "rule": f"{context} px at 336 px, scaled to the image size: round({context} * side / 336), per axis",
+            "at_data_size": scaled_margin(classifier_source.data_size, context)},
         "empty_mask": "the whole image is the crop: box [0, 0, H, W], mask all zero",
-        "masks_for_classifier": (
-            "segmenter masks, although this classifier trained on manual (ground-truth) crops"
-            if classifier_source.crop == "manual" else classifier_source.crop
-        ),
+        "masks_for_classifier": _masks_for_classifier(segmenter_source, classifier_source),
     }

@@ -32,6 +32,15 @@ from tf_bimodal.export import preprocessing
 from tf_bimodal.schema import DEFAULT_IMAGE_SIZE, MODALITY_CHANNELS
 
 AVAILABILITY = "availability"
+CONTEXT_SUFFIX = "_context"
+"""A classifier input ``<modality>_context``: a second, wider crop of the same lesion
+(``ClassificationConfig.context_margin``, the linear read-out's)."""
+
+
+def input_modality(name: str) -> str | None:
+    """The modality an input ``name`` reads (``bmode_context`` -> ``bmode``); None for ``availability``."""
+    modality = name.removesuffix(CONTEXT_SUFFIX)
+    return modality if modality in MODALITY_CHANNELS else None
 
 
 def _signature_function(body, specs):
@@ -120,9 +129,10 @@ class ClassifierEnsemble:
 
     Args:
         models: the fold models, each mapping its inputs (``bmode`` float32 [N, C, C, 1],
-            ``semode`` float32 [N, C, C, 3], values in [0, 1], and for the availability models
-            ``availability`` float32 [N, 2]) to a dict whose ``decision`` is the softmax
-            [N, 2] (benign, malignant).
+            ``semode`` float32 [N, C, C, 3], values in [0, 1], for the availability models
+            ``availability`` float32 [N, 2], and for a classifier with a context crop
+            ``<modality>_context`` of the modality's shape) to a dict whose ``decision`` is the
+            softmax [N, 2] (benign, malignant).
         input_names: the inputs the models read.
         input_size: C.
         fold_thresholds: each fold's Youden threshold; the ensemble's is their mean.
@@ -134,7 +144,7 @@ class ClassifierEnsemble:
                 f"ClassifierEnsemble: needs one threshold per fold model, got {len(models)} models and "
                 f"{len(fold_thresholds)} thresholds"
             )
-        unknown = sorted(set(input_names) - {*MODALITY_CHANNELS, AVAILABILITY})
+        unknown = sorted(name for name in input_names if name != AVAILABILITY and input_modality(name) is None)
         if unknown:
             raise ValueError(f"ClassifierEnsemble: unknown inputs {unknown}")
         self.models = list(models)
@@ -144,6 +154,22 @@ class ClassifierEnsemble:
         self.threshold = float(sum(self.fold_thresholds) / len(self.fold_thresholds))
         self.num_models = len(self.models)
 
+    @property
+    def image_inputs(self) -> tuple:
+        """The image inputs, in order (``("bmode", "semode")``, ``("bmode", "bmode_context")``)."""
+        return tuple(name for name in self.input_names if name != AVAILABILITY)
+
+    @property
+    def modalities(self) -> tuple:
+        """The modalities the models read, in ``MODALITY_CHANNELS`` order."""
+        read = {input_modality(name) for name in self.image_inputs}
+        return tuple(modality for modality in MODALITY_CHANNELS if modality in read)
+
+    @property
+    def context(self) -> bool:
+        """Whether the models also read a wider context crop (``<modality>_context``)."""
+        return any(name.endswith(CONTEXT_SUFFIX) for name in self.image_inputs)
+
     def input_specs(self) -> list:
         """Named TensorSpecs of the models' inputs, batch first."""
         specs = []
@@ -151,8 +177,8 @@ class ClassifierEnsemble:
             if key == AVAILABILITY:
                 specs.append(tf.TensorSpec([None, len(MODALITY_CHANNELS)], tf.float32, name=key))
             else:
-                specs.append(tf.TensorSpec([None, self.input_size, self.input_size, MODALITY_CHANNELS[key]],
-                                           tf.float32, name=key))
+                specs.append(tf.TensorSpec([None, self.input_size, self.input_size,
+                                            MODALITY_CHANNELS[input_modality(key)]], tf.float32, name=key))
         return specs
 
     def fold_probabilities(self, inputs: dict) -> tf.Tensor:
@@ -224,22 +250,31 @@ class ClassifierServing(tf.Module):
 
 
 class CADPipeline(tf.Module):
-    """Raw B-mode + SE-mode images in, lesion mask, crop box and diagnosis out (§3.1-§3.3).
+    """Raw B-mode (+ SE-mode) images in, lesion mask, crop box and diagnosis out (§3.1-§3.3).
 
     The chain of the paper, with all preprocessing in the graph
     (:mod:`tf_bimodal.export.preprocessing`): the images are made grey (B-mode) and RGB
     (SE-mode), resized to the segmenter's size and normalised; the fold segmenters'
     probabilities are resized back to the input size, thresholded and voted (fold union); the
     crop box is the mask's bounding box plus the paper's 50 px margin at 336 px scaled to each
-    side of the input; both images are cut to it and resized to the classifier's input size;
+    side of the input; the images are cut to it and resized to the classifier's input size;
     the fold classifiers' probabilities are averaged and compared with the mean Youden
     threshold. An empty mask (no lesion found) gives the whole image as the crop, as in
     training (:mod:`tf_bimodal.data.cropping`); the ``box`` output then is ``[0, 0, H, W]``
-    and ``mask`` is all zero, so a caller can tell.
+    and ``mask`` is all zero, so a caller can tell. A classifier with a context crop
+    (``ClassificationConfig.context_margin``, the linear read-out's) also gets the same images
+    cut to the mask's box grown by ``context_margin`` (at ``reference_size``, scaled per axis
+    like the margin): its ``<modality>_context`` inputs.
 
-    **B-mode-only cases** (a missing modality, §3.3.1; BUSI has no SE-mode image): the
-    classifier gets a zero SE-mode image and ``availability`` ``[1, 0]``, as the experiments
-    feed a missing SE-mode image (:mod:`tf_bimodal.data.inputs`,
+    **B-mode-only pipelines** (:attr:`modalities` ``("bmode",)``): when neither the segmenter
+    (``unet_bmode``) nor the classifier (``vgg16_bmode``, with or without a context crop) reads
+    SE-mode, every serving function takes the B-mode image alone: ``serve(bmode)``,
+    ``serve_batch(bmode)``, and ``serve_bmode_only`` / ``serve_bmode_only_batch`` are the same
+    functions under the names a bimodal pipeline gives them; ``availability`` is ``[1, 0]``.
+
+    **B-mode-only cases of a bimodal pipeline** (a missing modality, §3.3.1; BUSI has no
+    SE-mode image): the classifier gets a zero SE-mode image and ``availability`` ``[1, 0]``, as
+    the experiments feed a missing SE-mode image (:mod:`tf_bimodal.data.inputs`,
     :func:`tf_bimodal.experiments.bmode_only.evaluate_bmode_only`), so EmbraceNet fuses
     B-mode features alone. A segmenter that reads the SE-mode image (W-MM-U-Net, MM-U-Net)
     was never trained without one, and the protocol refuses to run it on B-mode-only data
@@ -257,19 +292,22 @@ class CADPipeline(tf.Module):
             (``crop="none"`` runs, trained on full images: the box is always the whole image).
         margin, reference_size: the margin in pixels at ``reference_size`` (default
             ``CropConfig.margin`` at ``DEFAULT_IMAGE_SIZE``: the paper's 50 px at 336 px, §3.1).
+        context_margin: the context crop's margin in pixels at ``reference_size``; required
+            exactly when the classifier reads ``<modality>_context`` inputs (and ``crop``).
 
     Serving functions (all inputs uint8, of any size; a B-mode image grey ``[H, W]`` or
     ``[H, W, 1]``, or grey stored as RGB ``[H, W, 3]`` or RGBA ``[H, W, 4]``, made grey with
     OpenCV's luminance rule; an SE-mode image RGB ``[H, W, 3]`` or RGBA ``[H, W, 4]``; alpha
     is dropped):
-        ``serve(bmode, semode)``, one pair, returns ``mask`` uint8 [H, W],
+        ``serve(bmode, semode)`` (``serve(bmode)`` in a B-mode-only pipeline), one case,
+        returns ``mask`` uint8 [H, W],
         ``lesion_probability`` float32 [H, W] (mean of the fold segmenters), ``box`` int32 [4]
         ``[y0, x0, y1, x1]`` (ends exclusive), ``p_malignant`` float32 [],
         ``fold_p_malignant`` float32 [K], ``label`` int32 [], ``threshold`` float32 [],
         ``availability`` float32 [2] (the modalities of the case, ``[B-mode, SE-mode]``, 1
         given and 0 missing, as the classifier's ``availability`` input gets them: ``[1, 1]``
-        here) and ``segmented`` bool [] (whether the segmenter ran);
-        ``serve_batch(bmode [N, H, W(, C)], semode [N, H, W, C])``, pairs of one size,
+        for a pair) and ``segmented`` bool [] (whether the segmenter ran);
+        ``serve_batch(bmode [N, H, W(, C)], semode [N, H, W, C])``, cases of one size,
         returns the same with a leading N;
         ``serve_bmode_only(bmode)`` and ``serve_bmode_only_batch(bmode [N, H, W(, C)])``: the
         same outputs for B-mode-only cases, ``availability`` ``[1, 0]`` (see above); defined
@@ -277,12 +315,22 @@ class CADPipeline(tf.Module):
         Malformed inputs raise ``InvalidArgumentError`` naming the input and the rule
         (:func:`~tf_bimodal.export.preprocessing.check_pair`); other dtypes than uint8 are
         refused by the signatures. :meth:`serving_signatures` gives the functions to save.
+
+    Raises:
+        ValueError: ``context_margin`` given for a classifier without context inputs, or
+            missing for one with them, or given with ``crop=False``.
     """
 
     def __init__(self, segmenter: SegmenterEnsemble, classifier: ClassifierEnsemble, crop: bool = True,
                  margin: int = CropConfig.margin, reference_size: int = DEFAULT_IMAGE_SIZE,
-                 name: str = "cad_pipeline"):
+                 context_margin: int | None = None, name: str = "cad_pipeline"):
         super().__init__(name=name)
+        if classifier.context != (context_margin is not None) or (context_margin is not None and not crop):
+            raise ValueError(
+                f"CADPipeline: context_margin={context_margin!r} with crop={crop} for a classifier with inputs "
+                f"{classifier.input_names}: a context crop needs a classifier with <modality>_context inputs, "
+                "cropped inputs, and a context_margin"
+            )
         # The models are tracked (saved); the ensembles are plain objects, not saved themselves.
         self.segmenter_models = list(segmenter.models)
         self.classifier_models = list(classifier.models)
@@ -292,8 +340,17 @@ class CADPipeline(tf.Module):
         self.crop = bool(crop)
         self.margin = int(margin)
         self.reference_size = int(reference_size)
-        self.serves_bmode_only = AVAILABILITY in classifier.input_names or "semode" not in classifier.input_names
+        self.context_margin = None if context_margin is None else int(context_margin)
+        read = {*segmenter.input_names, *classifier.modalities}
+        self.modalities = tuple(modality for modality in MODALITY_CHANNELS if modality in read)
+        self.bmode_only = self.modalities == ("bmode",)
+        self.serves_bmode_only = AVAILABILITY in classifier.input_names or "semode" not in classifier.modalities
         bmode_spec = tf.TensorSpec(None, tf.uint8, name="bmode")
+        if self.bmode_only:
+            self.serve = tf.function(self._serve_bmode, input_signature=[bmode_spec], autograph=False)
+            self.serve_batch = tf.function(self._serve_bmode_batch, input_signature=[bmode_spec], autograph=False)
+            self.serve_bmode_only, self.serve_bmode_only_batch = self.serve, self.serve_batch
+            return
         pair = [bmode_spec, tf.TensorSpec(None, tf.uint8, name="semode")]
         self.serve = tf.function(self._serve, input_signature=pair, autograph=False)
         self.serve_batch = tf.function(self._serve_batch, input_signature=pair, autograph=False)
@@ -306,8 +363,9 @@ class CADPipeline(tf.Module):
     def serving_signatures(self) -> dict:
         """``{signature name: function}`` for ``tf.saved_model.save(..., signatures=...)``.
 
-        ``serving_default`` (one pair) and ``serve_batch``, and where the classifier can do
-        without SE-mode ``serve_bmode_only`` and ``serve_bmode_only_batch``.
+        ``serving_default`` (one case) and ``serve_batch``, and where the classifier can do
+        without SE-mode ``serve_bmode_only`` and ``serve_bmode_only_batch``. In a B-mode-only
+        pipeline all four take the B-mode image alone.
         """
         signatures = {"serving_default": self.serve, "serve_batch": self.serve_batch}
         if self.serves_bmode_only:
@@ -327,26 +385,35 @@ class CADPipeline(tf.Module):
         bmode, semode = preprocessing.check_batch(bmode, semode, where="cad_pipeline.serve_batch")
         return self.diagnose(bmode, semode)
 
-    def _serve_bmode_only(self, bmode):
-        bmode = preprocessing.check_bmode(bmode, where="cad_pipeline.serve_bmode_only")
+    def _serve_bmode_only(self, bmode, where: str = "cad_pipeline.serve_bmode_only"):
+        bmode = preprocessing.check_bmode(bmode, where=where)
         return self._unbatch(self.diagnose(bmode[tf.newaxis], None))
 
-    def _serve_bmode_only_batch(self, bmode):
-        bmode = preprocessing.check_bmode_batch(bmode, where="cad_pipeline.serve_bmode_only_batch")
+    def _serve_bmode_only_batch(self, bmode, where: str = "cad_pipeline.serve_bmode_only_batch"):
+        bmode = preprocessing.check_bmode_batch(bmode, where=where)
         return self.diagnose(bmode, None)
 
-    def _crop_one(self, bmode, semode, mask, margin_y, margin_x):
+    def _serve_bmode(self, bmode):
+        return self._serve_bmode_only(bmode, where="cad_pipeline.serve")
+
+    def _serve_bmode_batch(self, bmode):
+        return self._serve_bmode_only_batch(bmode, where="cad_pipeline.serve_batch")
+
+    def _crop_one(self, images: dict, mask, margins: dict) -> tuple:
+        """``({classifier input: crop}, box)`` of one case: the lesion crop of each image the
+        classifier reads, and the context crop of its ``<modality>_context`` inputs."""
         height, width = tf.shape(mask)[0], tf.shape(mask)[1]
         if self.crop:
-            box = preprocessing.lesion_box(mask, margin_y, margin_x)
+            boxes = {key: preprocessing.lesion_box(mask, *margin) for key, margin in margins.items()}
         else:
-            box = tf.stack([0, 0, height, width])
+            boxes = {"lesion": tf.stack([0, 0, height, width])}
         size = self.classifier.input_size
-        return (
-            preprocessing.crop_and_resize(preprocessing.normalize_image(bmode), box, size),
-            preprocessing.crop_and_resize(preprocessing.normalize_image(semode), box, size),
-            box,
-        )
+        crops = {}
+        for key in self.classifier.image_inputs:
+            box = boxes["context" if key.endswith(CONTEXT_SUFFIX) else "lesion"]
+            crops[key] = preprocessing.crop_and_resize(
+                preprocessing.normalize_image(images[input_modality(key)]), box, size)
+        return crops, boxes["lesion"]
 
     def _segment(self, images: dict) -> tuple:
         """``(fold probabilities float32 [N, H, W, K], segmented)`` at the input size; zero and
@@ -363,41 +430,49 @@ class CADPipeline(tf.Module):
         )
         return fold_probabilities, True
 
+    def _margins(self, height, width) -> dict:
+        """``{"lesion": (y, x)}`` margins at this input size, and ``"context"`` with a context crop."""
+        margins = {"lesion": (scaled_margin(height, self.margin, self.reference_size),
+                              scaled_margin(width, self.margin, self.reference_size))}
+        if self.context_margin is not None:
+            margins["context"] = (scaled_margin(height, self.context_margin, self.reference_size),
+                                  scaled_margin(width, self.context_margin, self.reference_size))
+        return margins
+
     def diagnose(self, bmode, semode=None) -> dict:
         """The chain on checked uint8 batches ``[N, H, W, 1]`` and ``[N, H, W, 3]``.
 
-        ``semode=None`` is a B-mode-only batch: the classifier gets a zero SE-mode image and
-        availability ``[1, 0]``, and a segmenter that reads SE-mode is not run (see the class
-        docstring).
+        ``semode=None`` is a B-mode-only batch: a classifier that reads SE-mode gets a zero
+        SE-mode image and availability ``[1, 0]``, and a segmenter that reads SE-mode is not
+        run (see the class docstring).
         """
         batch, height, width = tf.shape(bmode)[0], tf.shape(bmode)[1], tf.shape(bmode)[2]
         fold_probabilities, segmented = self._segment({"bmode": bmode, "semode": semode})
         _, mask = self.segmenter.vote(fold_probabilities)
         mask = mask[..., 0]
         semode_available = semode is not None
-        if not semode_available:
-            semode = tf.zeros(tf.stack([batch, height, width, MODALITY_CHANNELS["semode"]]), tf.uint8)
-        margin_y = scaled_margin(height, self.margin, self.reference_size)
-        margin_x = scaled_margin(width, self.margin, self.reference_size)
+        images = {"bmode": bmode}
+        if "semode" in self.classifier.modalities:
+            images["semode"] = semode if semode_available else tf.zeros(
+                tf.stack([batch, height, width, MODALITY_CHANNELS["semode"]]), tf.uint8)
+        margins = self._margins(height, width)
         size = self.classifier.input_size
         if bmode.shape[0] == 1:
-            crops = [part[tf.newaxis] for part in self._crop_one(bmode[0], semode[0], mask[0], margin_y, margin_x)]
+            crops, box = self._crop_one({key: value[0] for key, value in images.items()}, mask[0], margins)
+            crops, boxes = {key: value[tf.newaxis] for key, value in crops.items()}, box[tf.newaxis]
         else:
-            crops = tf.map_fn(
-                lambda pair: self._crop_one(*pair, margin_y, margin_x),
-                (bmode, semode, mask),
+            crops, boxes = tf.map_fn(
+                lambda case: self._crop_one(case[0], case[1], margins),
+                (images, mask),
                 fn_output_signature=(
-                    tf.TensorSpec([size, size, 1], tf.float32),
-                    tf.TensorSpec([size, size, 3], tf.float32),
+                    {key: tf.TensorSpec([size, size, MODALITY_CHANNELS[input_modality(key)]], tf.float32)
+                     for key in self.classifier.image_inputs},
                     tf.TensorSpec([4], tf.int32),
                 ),
             )
-        bmode_crops, semode_crops, boxes = crops
         used = [[float(key == "bmode" or semode_available) for key in MODALITY_CHANNELS]]
         availability = tf.tile(tf.constant(used, tf.float32), tf.stack([batch, 1]))
-        diagnosis = self.classifier.classify(
-            {"bmode": bmode_crops, "semode": semode_crops, AVAILABILITY: availability}
-        )
+        diagnosis = self.classifier.classify({**crops, AVAILABILITY: availability})
         return {
             "mask": mask,
             "lesion_probability": tf.reduce_mean(fold_probabilities, axis=-1),

@@ -14,6 +14,12 @@ written atomically; :func:`predict` reports how many cases failed.
 Images may be PNG, JPEG, BMP, TIFF or DICOM, grey, RGB or RGBA
 (:mod:`tf_bimodal.data.readers`). A case without an SE image is served B-mode only (the
 classifier's SE input is marked unavailable, §3.3.1) and says so in its row.
+
+A **B-mode-only export** (``export.json``'s ``modalities`` ``["bmode"]``: ``unet_bmode`` then
+``vgg16_bmode``) serves every case from its B-mode image; its overlay has no SE-mode column. A
+case given with an SE-mode image (``--semode``, an SE file of a pair, a dual view's SE pane) is
+served all the same: the SE-mode image is ignored (not read), a warning says so and the row's
+``note`` repeats it.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import tensorflow as tf
 from tf_bimodal import layout
 from tf_bimodal.data import readers
 from tf_bimodal.data.errors import DataError
-from tf_bimodal.evaluation.figures import save_prediction_overlay
+from tf_bimodal.evaluation.figures import save_bmode_prediction_overlay, save_prediction_overlay
 from tf_bimodal.export.exporter import EXPORT_FILE, export_experiment
 from tf_bimodal.io import read_json, write_json
 from tf_bimodal.schema import BINARY_LABELS
@@ -45,6 +51,7 @@ PREDICTIONS_JSON = "predictions.json"
 CSV_COLUMNS = (
     "id", "status", "error", "bmode", "semode", "dual_view", "p_malignant", "label", "threshold",
     "p_fold_sd", "p_draw_sd", "box", "lesion_area_px", "lesion_area_fraction", "modalities", "mask", "overlay",
+    "note",
 )
 IMAGE_ENDINGS = readers.RASTER_EXTENSIONS + readers.DICOM_EXTENSIONS
 SAMPLED_DRAWS = 10
@@ -52,6 +59,18 @@ SAMPLED_DRAWS = 10
 the SD of p over them is reported as an uncertainty."""
 
 SYNTHETIC_MODEL_NOTICE = "SYNTHETIC PHANTOM MODEL: trained on simulated images; not for clinical use"
+SE_IGNORED = "SE-mode image ignored: this export reads B-mode only"
+
+
+def export_modalities(record: dict) -> tuple:
+    """The modalities an exported pipeline reads (``export.json``'s ``modalities``); an export
+    written before B-mode-only pipelines existed reads pairs."""
+    return tuple(record.get("modalities") or ("bmode", "semode"))
+
+
+def bmode_only(record: dict) -> bool:
+    """Whether the export's pipeline reads the B-mode image alone (``unet_bmode`` + ``vgg16_bmode``)."""
+    return export_modalities(record) == ("bmode",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,8 +259,15 @@ def read_case(case: Case) -> tuple[np.ndarray, np.ndarray | None]:
     return bmode, semode
 
 
-def _serve(pipeline, bmode: np.ndarray, semode: np.ndarray | None) -> dict:
-    if semode is None:
+def serve_case(pipeline, record: dict, bmode: np.ndarray, semode: np.ndarray | None) -> dict:
+    """The pipeline's outputs (NumPy) for one case; ``semode`` None serves it B-mode only.
+
+    Raises:
+        DataError: a B-mode-only case for an export that cannot serve one.
+    """
+    if bmode_only(record):
+        outputs = pipeline.serve(tf.constant(bmode))
+    elif semode is None:
         if not hasattr(pipeline, "serve_bmode_only"):
             raise DataError("semode", "this export cannot serve B-mode-only cases; export the experiment again")
         outputs = pipeline.serve_bmode_only(tf.constant(bmode))
@@ -263,23 +289,32 @@ def _write_atomic(path: str, data: bytes) -> str:
 
 
 def predict_case(pipeline, record: dict, case: Case, output_dir: str) -> dict:
-    """Run one case and write its mask and overlay; returns its row (see the module docstring)."""
+    """Run one case and write its mask and overlay; returns its row (see the module docstring).
+    For a B-mode-only export an SE-mode image of the case is ignored, with a warning."""
+    note = ""
+    if bmode_only(record) and (case.semode or case.dual_view):
+        note = SE_IGNORED
+        logger.warning(f"{case.case_id}: {SE_IGNORED} ({case.semode or case.dual_view + ': its SE pane'})")
+        case = dataclasses.replace(case, semode=None)
     bmode, semode = read_case(case)
-    outputs = _serve(pipeline, bmode, semode)
+    semode = None if bmode_only(record) else semode
+    outputs = serve_case(pipeline, record, bmode, semode)
     draws = [float(outputs["p_malignant"])]
     if (record.get("classifier") or {}).get("embracement") == "sample":
-        draws += [float(_serve(pipeline, bmode, semode)["p_malignant"]) for _ in range(SAMPLED_DRAWS - 1)]
+        draws += [float(serve_case(pipeline, record, bmode, semode)["p_malignant"])
+                  for _ in range(SAMPLED_DRAWS - 1)]
     p_malignant = float(np.mean(draws))
     threshold = float(outputs["threshold"])
     label = BINARY_LABELS[int(p_malignant >= threshold)]
     mask = outputs["mask"].astype(np.uint8)
     box = [int(v) for v in outputs["box"]]
     mask_path = _write_atomic(os.path.join(output_dir, f"{case.case_id}_mask.png"), _png_bytes(mask[..., None] * 255))
-    overlay_path = save_prediction_overlay(
-        bmode, semode, mask, box, p_malignant, label, threshold,
-        os.path.join(output_dir, f"{case.case_id}_overlay.png"), title=case.case_id,
-        notice=SYNTHETIC_MODEL_NOTICE if record.get("synthetic") else None,
-    )
+    overlay = dict(path=os.path.join(output_dir, f"{case.case_id}_overlay.png"), title=case.case_id,
+                   notice=SYNTHETIC_MODEL_NOTICE if record.get("synthetic") else None)
+    if bmode_only(record):
+        overlay_path = save_bmode_prediction_overlay(bmode, mask, box, p_malignant, label, threshold, **overlay)
+    else:
+        overlay_path = save_prediction_overlay(bmode, semode, mask, box, p_malignant, label, threshold, **overlay)
     modalities = ["bmode", "semode"] if semode is not None else ["bmode"]
     return {
         "id": case.case_id,
@@ -299,6 +334,7 @@ def predict_case(pipeline, record: dict, case: Case, output_dir: str) -> dict:
         "modalities": "+".join(modalities),
         "mask": mask_path,
         "overlay": overlay_path,
+        "note": note,
     }
 
 
@@ -325,6 +361,7 @@ def predict(source: str, cases: list[Case], output_dir: str, progress: bool = Tr
         "export": os.path.abspath(source),
         "synthetic": bool(record.get("synthetic")),
         "notice": record.get("notice"),
+        "modalities": list(export_modalities(record)),
         "segmenter": {key: (record.get("segmenter") or {}).get(key) for key in ("run", "dataset", "folds")},
         "classifier": {key: (record.get("classifier") or {}).get(key)
                        for key in ("run", "dataset", "folds", "embracement", "threshold")},
@@ -364,5 +401,5 @@ def predict(source: str, cases: list[Case], output_dir: str, progress: bool = Tr
     return {"cases": len(rows), "failed": failed, "csv": csv_path, "json": json_path, "rows": rows}
 
 
-__all__ = ["Case", "csv_cases", "dual_view_case", "folder_cases", "load_pipeline", "pair_case", "predict",
-           "predict_case", "read_case"]
+__all__ = ["Case", "bmode_only", "csv_cases", "dual_view_case", "export_modalities", "folder_cases", "load_pipeline",
+           "pair_case", "predict", "predict_case", "read_case", "serve_case"]

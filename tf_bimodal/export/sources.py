@@ -18,9 +18,11 @@ import os
 import keras
 
 from tf_bimodal import layout
-from tf_bimodal.config import CropConfig
+from tf_bimodal.config import CLASSIFICATION_MODELS, SEGMENTATION_MODELS, CropConfig
 from tf_bimodal.data.cropping import MARGIN_RULE, scaled_margin
 from tf_bimodal.io import read_json
+from tf_bimodal.models.classification.factory import model_input_keys
+from tf_bimodal.models.segmentation.factory import MODEL_INPUTS
 from tf_bimodal.records import RunRecord
 
 logger = logging.getLogger(__name__)
@@ -85,6 +87,8 @@ class ClassifierSource:
         dataset: ``bimodal_breast_us/<config>`` the run trained on.
         source_fingerprint: the fingerprint of the data's source
             (:mod:`tf_bimodal.data.fingerprint`), as the run recorded it.
+        context_margin: the margin of a second, wider crop the classifiers also read, in pixels
+            at 336 px (``ClassificationConfig.context_margin``, the linear read-out's), or None.
     """
 
     run: str
@@ -101,6 +105,12 @@ class ClassifierSource:
     synthetic: bool
     dataset: str | None
     source_fingerprint: dict | None = None
+    context_margin: int | None = None
+
+    @property
+    def inputs(self) -> tuple:
+        """The inputs the classifiers read (:func:`tf_bimodal.models.classification.factory.model_input_keys`)."""
+        return model_input_keys(self.model, context=self.context_margin is not None)
 
 
 def _preset_of(root: str) -> str:
@@ -145,6 +155,23 @@ def _missing(root: str, what: str, problem: str, command: str) -> FileNotFoundEr
     )
 
 
+def finished_runs(root: str) -> list[str]:
+    """The run folders of the experiment ``root`` that hold a ``summary.json``, sorted."""
+    if not os.path.isdir(root):
+        return []
+    return sorted(name for name in os.listdir(root)
+                  if os.path.isfile(os.path.join(root, name, layout.SUMMARY_FILE)))
+
+
+def _unknown_run(root: str, run: str, kind: str, names) -> ValueError:
+    found = finished_runs(root)
+    return ValueError(
+        f"export: '{run}' is not a {kind} run: {kind} runs are named after their model ({', '.join(names)})"
+        + (", classifiers on other crops <model>_crop_<crop>" if kind == "classifier" else "")
+        + f"; finished runs in {root}: {', '.join(found) if found else 'none'}"
+    )
+
+
 def _finished_run(root: str, run: str, what: str, command: str) -> tuple[str, dict, dict]:
     """The run's folder, its summary and its fold models, all present, or FileNotFoundError."""
     run_dir = layout.run_dir(root, run)
@@ -171,7 +198,10 @@ def find_segmenter(root: str, run: str = "w_mm_unet") -> SegmenterSource:
     Raises:
         FileNotFoundError: the folder, its ``summary.json`` or a fold model is missing; the
             message names what is missing and the command that trains it.
+        ValueError: ``run`` is not a segmentation run (a classifier, or no model of Table 1).
     """
+    if run not in SEGMENTATION_MODELS:
+        raise _unknown_run(root, run, "segmenter", SEGMENTATION_MODELS)
     run_dir, summary, models = _finished_run(root, run, f"segmenter '{run}'", train_command(root, run))
     record = RunRecord.from_summary(summary, os.path.join(run_dir, layout.SUMMARY_FILE))
     folds = tuple(sorted(models))
@@ -197,19 +227,16 @@ def find_classifier(root: str, run: str = "mff") -> ClassifierSource:
     Raises:
         FileNotFoundError: the folder, its ``summary.json``, a fold model or a fold's
             ``metrics.json`` is missing; the message names it and the command that trains it.
-        ValueError: the run's classifiers read a second, wider crop
-            (``ClassificationConfig.context_margin``), which the exported pipeline does not cut,
-            or were trained with a margin other than :data:`tf_bimodal.data.cropping.MARGIN_RULE`'s;
-            a summary without the provenance block (:class:`tf_bimodal.records.RunRecord`).
+        ValueError: ``run`` is not a classification run (a segmenter, or no model of Table 2);
+            the run's crops (or its wider context crops, ``ClassificationConfig.context_margin``)
+            were cut with a margin other than :data:`tf_bimodal.data.cropping.MARGIN_RULE`'s; a
+            summary without the provenance block (:class:`tf_bimodal.records.RunRecord`).
     """
     model, crop = layout.split_run_name(run)
+    if model not in CLASSIFICATION_MODELS:
+        raise _unknown_run(root, run, "classifier", CLASSIFICATION_MODELS)
     command = train_command(root, model, crop)
     run_dir, summary, models = _finished_run(root, run, f"classifier '{run}'", command)
-    if (summary.get("crop") or {}).get("context_margin_px") is not None:
-        raise ValueError(
-            f"classifier '{run}' in {run_dir} reads a second, wider crop of each lesion (context_margin); the "
-            "export cuts one crop per image: export a classifier trained without context_margin"
-        )
     folds = tuple(sorted(models))
     thresholds = []
     for k in folds:
@@ -227,6 +254,7 @@ def find_classifier(root: str, run: str = "mff") -> ClassifierSource:
             f"{record.image_size.data} px; the exported pipeline cuts {MARGIN_RULE} "
             f"({scaled_margin(record.image_size.data)} px there)"
         )
+    context_margin = _context_margin(run, run_dir, summary, record.image_size.data)
     return ClassifierSource(
         run=run,
         run_dir=run_dir,
@@ -242,7 +270,47 @@ def find_classifier(root: str, run: str = "mff") -> ClassifierSource:
         synthetic=record.synthetic,
         dataset=record.dataset,
         source_fingerprint=record.source_fingerprint,
+        context_margin=context_margin,
     )
+
+
+def _context_margin(run: str, run_dir: str, summary: dict, data_size: int) -> int | None:
+    """The context crop's margin at 336 px of a classification run, checked against the pixels
+    its crops were cut with (``crop.context_margin_px`` at the data's size); None without one."""
+    pixels = (summary.get("crop") or {}).get("context_margin_px")
+    if pixels is None:
+        return None
+    margin = ((summary.get("config") or {}).get("classification") or {}).get("context_margin")
+    if margin is None or scaled_margin(data_size, int(margin)) != int(pixels):
+        raise ValueError(
+            f"classifier '{run}' in {run_dir} read a context crop with a {pixels} px margin at {data_size} px, "
+            f"which its settings' context_margin ({margin}) at 336 px does not give by {MARGIN_RULE}: the exported "
+            "pipeline cannot reproduce it"
+        )
+    return int(margin)
+
+
+def chain_modalities(segmenter: SegmenterSource, classifier: ClassifierSource) -> tuple:
+    """The modalities a CAD pipeline of ``segmenter`` then ``classifier`` reads (§3.1-§3.3):
+    ``("bmode",)`` when neither reads SE-mode (a B-mode-only pipeline), else ``("bmode", "semode")``.
+
+    Raises:
+        ValueError: a pair that cannot be chained: a B-mode-only segmenter (``unet_bmode``),
+            whose pipeline serves B-mode-only cases, before a classifier that cannot classify
+            without SE-mode (``vgg16_semode``).
+    """
+    segmenter_inputs = MODEL_INPUTS[segmenter.model]
+    classifier_inputs = classifier.inputs
+    reads = {name.removesuffix("_context") for name in classifier_inputs if name != "availability"}
+    if "semode" not in segmenter_inputs and "semode" in reads and "availability" not in classifier_inputs:
+        raise ValueError(
+            f"export: segmenter '{segmenter.run}' reads B-mode only, classifier '{classifier.run}' needs SE-mode "
+            f"images ({', '.join(classifier_inputs)}): the pair cannot serve the B-mode-only cases its segmenter "
+            "is for. Chain a B-mode classifier (vgg16_bmode) or a fusion model (mff), or a bimodal segmenter "
+            "(w_mm_unet)"
+        )
+    read = {*segmenter_inputs, *reads}
+    return tuple(modality for modality in ("bmode", "semode") if modality in read)
 
 
 def load_fold_models(paths) -> list:

@@ -1,4 +1,4 @@
-"""Read the user's files: images (PNG/JPEG/DICOM), dual-view screenshots, clinical folders, BUSI.
+"""Read the user's files: images (PNG/JPEG/DICOM), dual-view screenshots, clinical folders, BUSI, BUS-BRA.
 
 Every reader turns bad input into a :class:`~tf_bimodal.data.errors.DataError` that names the
 offending file and the rule it breaks; no decoder or TensorFlow traceback reaches the user.
@@ -14,6 +14,9 @@ One module per kind of source, each yielding the example dicts of :mod:`tf_bimod
   (Al-Dhabyani et al. 2020) in its published folder layout. BUSI has no SE image and no patient
   ids: its near-duplicate images become pseudo-patients (:func:`busi_groups`,
   :mod:`tf_bimodal.data.duplicates`).
+* :mod:`~tf_bimodal.data.readers.busbra` (:func:`iter_busbra`): the public B-mode-only
+  BUS-BRA (Gómez-Flores et al., Medical Physics 2024) in its release layout, with real patient
+  ids, BI-RADS, histology, scanner and its own patient-grouped folds (:func:`read_busbra`).
 
 They share :mod:`~tf_bimodal.data.readers.images` (single image and mask files, DICOM
 included, and resizing), :mod:`~tf_bimodal.data.readers.colour` (colour versus grey),
@@ -23,6 +26,16 @@ included, and resizing), :mod:`~tf_bimodal.data.readers.colour` (colour versus g
 All images are resized to ``image_size x image_size`` (paper §3.1: 336).
 """
 
+from tf_bimodal.data.readers.busbra import (
+    BUSBRA_COLUMNS,
+    BUSBRA_DATA,
+    BUSBRA_FOLD_FILES,
+    BusbraRecord,
+    busbra_files,
+    busbra_mask_name,
+    iter_busbra,
+    read_busbra,
+)
 from tf_bimodal.data.readers.busi import (
     BUSI_CLASSES,
     BUSI_FOLDER,
@@ -67,6 +80,9 @@ from tf_bimodal.data.readers.images import (
 )
 
 __all__ = [
+    "BUSBRA_COLUMNS",
+    "BUSBRA_DATA",
+    "BUSBRA_FOLD_FILES",
     "BUSI_CLASSES",
     "BUSI_FOLDER",
     "COLOUR_CHROMA_MIN",
@@ -81,9 +97,12 @@ __all__ = [
     "RASTER_EXTENSIONS",
     "SPLIT_SEARCH_RANGE",
     "Box",
+    "BusbraRecord",
     "BusiGroups",
     "BusiImage",
     "ClinicalRecord",
+    "busbra_files",
+    "busbra_mask_name",
     "busi_groups",
     "busi_images",
     "busi_listing",
@@ -93,11 +112,13 @@ __all__ = [
     "find_busi_root",
     "find_dual_view_boxes",
     "is_colour",
+    "iter_busbra",
     "iter_busi",
     "iter_clinical",
     "load_clinical_pair",
     "parse_boxes",
     "raster_size",
+    "read_busbra",
     "read_image",
     "read_manifest",
     "read_mask",
