@@ -18,6 +18,7 @@ import pytest
 from tf_bimodal.config import DataConfig, SplitConfig
 from tf_bimodal.data import dataset as dataset_lib
 from tf_bimodal.data import duplicates, readers, splits
+from tf_bimodal.data.builder import BimodalBreastUs
 
 from helpers import BUSI_SAMPLE, SHARED_DATA
 
@@ -352,7 +353,7 @@ def test_the_rule_names_the_prepared_data_and_is_summarised(conflict_folder, tmp
     assert len(set(names.values())) == 3
     assert dataset_lib.source_fingerprint(config("group"))["busi_duplicates"] == "group"
     builder = dataset_lib.prepare(config("drop_conflicts"))
-    assert builder.info.version == "1.3.0"
+    assert builder.info.version == BimodalBreastUs.VERSION
     summary = builder.info.metadata["busi_duplicates"]
     assert summary["conflicts"] == 1 and summary["dropped_images"] == 3 and summary["groups"] == 2
     index = dataset_lib.index_dataset(builder)
