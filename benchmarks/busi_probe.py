@@ -13,7 +13,7 @@ The outer five folds are ``StratifiedGroupKFold`` over the reader's pseudo-patie
 near-duplicate groups of ``iter_busi``; label-conflicting groups left out), so no scan is on
 both sides of a split; the cross-validation is repeated for each of ``--seeds`` (other
 splits of the same images), so the result is not that of one split. It answers whether these
-weights carry what the published AUC of about 0.90 needs; the README's real-data section
+weights carry what the published AUC of about 0.90 needs; docs/results.md's real-data section
 quotes its result.
 
 Usage::

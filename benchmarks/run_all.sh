@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark once, one after the other, for the README's benchmark table: run it on an
+# Every benchmark once, one after the other, for the table in benchmarks/README.md: run it on an
 # otherwise idle machine. Each script measures the matmul peak of the machine in the same run;
 # the JSON results go to benchmarks/results/ and a log of everything printed to
 # benchmarks/results/run_all.log. About 12-13 minutes on 2 CPU cores.

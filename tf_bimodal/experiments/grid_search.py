@@ -282,7 +282,8 @@ def run_grid_search(
         GridSearchTrialError: a setting failed to train (the original error is its cause).
     """
     if isinstance(experiment, ExperimentConfig):
-        _check_grid(experiment.grid_search, split or getattr(data, "split", None) or SplitConfig())
+        resolved_split = data.split if isinstance(data, ExperimentData) else None
+        _check_grid(experiment.grid_search, split or resolved_split or SplitConfig())
     with experiment_runtime(experiment, output, "run_grid_search") as output:
         grid_dir = os.path.join(output, layout.GRID_SEARCH_FOLDER)
         with logs.run_log(grid_dir, layout.LOG_FILE):

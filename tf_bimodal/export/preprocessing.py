@@ -16,7 +16,7 @@ crops and probabilities of the protocol:
 * **Crop box** (:func:`lesion_box`): the mask's bounding box
   (:func:`tf_bimodal.data.cropping.mask_bounding_box`) grown by the paper's 50-pixel margin at
   336 pixels, scaled to the input size (:func:`scaled_margin`, the rule of
-  :func:`tf_bimodal.experiments.classification.crop_margin`), clipped to the image. An empty
+  :data:`tf_bimodal.data.cropping.PAPER_MARGIN`), clipped to the image. An empty
   mask gives the whole image, as in training.
 * **Classifier input** (:func:`crop_and_resize`): the normalised images cut to the box and
   resized bilinearly to the classifier's input size, as

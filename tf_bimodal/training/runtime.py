@@ -295,8 +295,8 @@ AUTO_BFLOAT16_MIN_SPEEDUP = 2.0
 """``precision="auto"`` on a CPU picks ``mixed_bfloat16`` when a bfloat16 matmul runs at least
 this many times as fast as a float32 one. A model step gains at most about what its matmuls gain (casts,
 batch norm and other memory-bound ops do not speed up): on a 2-core AMD EPYC with AVX512_BF16
-and no AMX the 2048 x 2048 ratio was 1.85-1.92 and the steps 1.2-1.9x faster (README,
-"Benchmarks"), so ``auto`` stays on float32 there; an Intel Xeon with AMX measured 2.4-3.2 at
+and no AMX the 2048 x 2048 ratio was 1.7-1.9 and the steps 1.09-1.95x faster
+(benchmarks/README.md, mixed precision), so ``auto`` stays on float32 there; an Intel Xeon with AMX measured 2.4-3.2 at
 4096 x 4096."""
 
 _MATMUL_SIDE = 2048

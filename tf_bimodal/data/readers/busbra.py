@@ -84,15 +84,7 @@ class BusbraRecord:
 
 def _read_csv(path: str) -> tuple[list[str], list[tuple[int, dict]]]:
     """Header and ``(line, cells)`` of every non-blank row of a CSV file (BOM and CRLF allowed)."""
-    try:
-        with tf.io.gfile.GFile(path, "rb") as handle:
-            data = handle.read()
-    except tf.errors.OpError as error:
-        raise DataError(path, f"cannot read file: {error.message}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise DataError(path, f"not UTF-8 text: {error}") from None
+    text = files.read_text(path)
     reader = csv.DictReader(io.StringIO(text))
     header = [name.strip() for name in (reader.fieldnames or []) if name is not None]
     reader.fieldnames = header

@@ -15,7 +15,6 @@ import re
 from typing import Iterator
 
 import numpy as np
-import tensorflow as tf
 
 from tf_bimodal.data.errors import DataError
 from tf_bimodal.data.readers import files
@@ -54,18 +53,6 @@ class ClinicalRecord:
     mask: str | None = None
 
 
-def _read_text(path: str) -> str:
-    try:
-        with tf.io.gfile.GFile(path, "rb") as file:
-            data = file.read()
-    except tf.errors.OpError as error:
-        raise DataError(path, f"cannot read file: {error.message}") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise DataError(path, f"not UTF-8 text: {error}") from None
-
-
 def read_manifest(manual_dir) -> list[ClinicalRecord]:
     """Read and validate ``manual_dir/manifest.csv`` before any image is decoded.
 
@@ -101,7 +88,7 @@ def read_manifest(manual_dir) -> list[ClinicalRecord]:
     path = files.join(manual_dir, MANIFEST_NAME)
     if not files.exists(path):
         raise DataError(path, f"{MANIFEST_NAME} not found in {manual_dir}")
-    reader = csv.DictReader(io.StringIO(_read_text(path)))
+    reader = csv.DictReader(io.StringIO(files.read_text(path)))
     header = [name.strip().lower() for name in (reader.fieldnames or []) if name is not None]
     if not header:
         raise DataError(path, "empty manifest: no header and no rows")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tf_bimodal.data.errors import DataError
+
 
 def exists(path: str) -> bool:
     """Whether ``path`` exists; False (not an error) when the filesystem cannot tell."""
@@ -31,3 +33,20 @@ def join(root: str, relative: str) -> str:
     if relative.startswith("/") or "://" in relative:
         return relative
     return tf.io.gfile.join(root, relative)
+
+
+def read_text(path: str) -> str:
+    """The UTF-8 text of a file (a byte-order mark dropped).
+
+    Raises:
+        DataError: the file cannot be read or is not UTF-8, naming it.
+    """
+    try:
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            data = handle.read()
+    except tf.errors.OpError as error:
+        raise DataError(path, f"cannot read file: {error.message}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DataError(path, f"not UTF-8 text: {error}") from None
