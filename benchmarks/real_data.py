@@ -59,7 +59,7 @@ def _cpu_model() -> str:
 
 
 DATA_KEYS = ("dataset", "dataset_version", "num_images", "num_patients", "benign", "malignant", "normal",
-             "busi_duplicates")
+             "busi_duplicates", "devices", "birads")
 """What of the data summary (``workflow.describe_data``) the record keeps."""
 
 
@@ -104,31 +104,40 @@ def classification_numbers(summary: dict) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--manual-dir", default=os.path.join(REPO_ROOT, "..", "shared", "data", "busi_dev"),
-                        help="the BUSI folder (Dataset_BUSI_with_GT inside; default: %(default)s)")
+    parser.add_argument("--data", default="busi", choices=("busi", "busbra"),
+                        help="the real B-mode set: BUSI (default) or BUS-BRA in its release layout")
+    parser.add_argument("--manual-dir", default=None,
+                        help="the data set's folder (default: ../shared/data/busi_dev or busbra_dev)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--split", default="kfold", choices=("kfold", "paper"))
+    parser.add_argument("--split", default=None, choices=("kfold", "paper", "official"),
+                        help="official: BUS-BRA's own patient-grouped test folds (default for --data busbra)")
     parser.add_argument("--val-fraction", type=float, default=0.125,
-                        help="kfold: share of the non-test patients each fold validates on (default: %(default)s)")
+                        help="kfold, official: share of the non-test patients each fold validates on "
+                             "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=os.path.join(REPO_ROOT, "runs", "real_data"))
     parser.add_argument("--data-dir", default=None, help="TFDS data dir (default: TFDS's)")
-    parser.add_argument("--json", default=os.path.join(REPO_ROOT, "benchmarks", "results", "busi_dev.json"))
+    parser.add_argument("--json", default=None,
+                        help="the results file (default: benchmarks/results/busi_dev.json or busbra_dev.json)")
     parser.add_argument("--classifier", default="trained", choices=("trained", "linear"),
                         help="the VGG-16: the preset's, trained (default), or the linear read-out of frozen "
                              "pre-trained features (tf_bimodal.config.LINEAR_READOUT)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="change one setting of the preset, as run_experiments.py --set does (repeatable)")
     args = parser.parse_args(argv)
+    folder = {"busi": "busi_dev", "busbra": "busbra_dev"}[args.data]
+    args.manual_dir = args.manual_dir or os.path.join(REPO_ROOT, "..", "shared", "data", folder)
+    args.split = args.split or ("official" if args.data == "busbra" else "kfold")
+    args.json = args.json or os.path.join(REPO_ROOT, "benchmarks", "results", f"{folder}.json")
 
     from tf_bimodal import workflow
     from tf_bimodal.config import LINEAR_READOUT, DataConfig, RuntimeConfig, SplitConfig, to_dict
     from tf_bimodal.experiments.protocol import experiment_dir
 
-    data = DataConfig(source="busi", manual_dir=os.path.abspath(args.manual_dir), data_dir=args.data_dir)
+    data = DataConfig(source=args.data, manual_dir=os.path.abspath(args.manual_dir), data_dir=args.data_dir)
     split = SplitConfig(scheme=args.split, seed=args.seed,
-                        val_fraction=args.val_fraction if args.split == "kfold" else None)
+                        val_fraction=None if args.split == "paper" else args.val_fraction)
     experiment = workflow.resolve(args.preset, RuntimeConfig(tensorboard=False), args.overrides)
     if args.classifier == "linear":
         experiment = dataclasses.replace(

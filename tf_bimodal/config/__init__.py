@@ -15,6 +15,7 @@ TFDS builder read them from here and never repeat them. Every name is importable
     presets: what ``paper``, ``cpu`` and ``quick`` set, section by section.
     experiment: ``ExperimentConfig``, the requests and the rows of Tables 1 and 2.
     overrides: ``section.key=value`` settings on top of a preset (``--set``, ``--config``).
+    table3: the six earlier methods of Table 3 and ``Table3Config`` (§4.2.2).
     registry: ``EXPERIMENT_PRESETS`` and ``resolve_experiment``, where a name becomes settings.
 """
 
@@ -73,6 +74,7 @@ from tf_bimodal.config.presets import (
     PAPER_PATH_WIDTHS,
     PRESETS,
     SEGMENTATION_PRESETS,
+    TABLE3_PRESETS,
 )
 from tf_bimodal.config.registry import DEFAULT_PRESET, EXPERIMENT_PRESETS, resolve_experiment
 from tf_bimodal.config.runtime import PRECISIONS, STRATEGIES, RuntimeConfig
@@ -85,6 +87,13 @@ from tf_bimodal.config.segmentation import (
     SKIP_FUSIONS,
     GridSearchConfig,
     SegmentationConfig,
+)
+from tf_bimodal.config.table3 import (
+    MISRA2021_READINGS,
+    TABLE3_BACKBONE_WEIGHTS,
+    TABLE3_INPUTS,
+    TABLE3_METHODS,
+    Table3Config,
 )
 
 __all__ = [
@@ -123,6 +132,12 @@ __all__ = [
     "AUTO_WEIGHT_MODES",
     "SegmentationConfig",
     "GridSearchConfig",
+    # table 3
+    "TABLE3_METHODS",
+    "TABLE3_INPUTS",
+    "MISRA2021_READINGS",
+    "TABLE3_BACKBONE_WEIGHTS",
+    "Table3Config",
     # runtime
     "STRATEGIES",
     "PRECISIONS",
@@ -134,6 +149,7 @@ __all__ = [
     "LINEAR_READOUT",
     "CLASSIFICATION_PRESETS",
     "GRID_SEARCH_PRESETS",
+    "TABLE3_PRESETS",
     # experiments
     "EXPERIMENTS",
     "REQUESTS",

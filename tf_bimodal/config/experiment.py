@@ -11,6 +11,7 @@ from tf_bimodal.config.classification import CLASSIFICATION_MODELS, Classificati
 from tf_bimodal.config.presets import SEGMENTATION_PRESETS
 from tf_bimodal.config.runtime import RuntimeConfig
 from tf_bimodal.config.segmentation import SEGMENTATION_MODELS, GridSearchConfig, SegmentationConfig
+from tf_bimodal.config.table3 import Table3Config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +25,7 @@ class ExperimentConfig:
         segmentation: the segmenters' settings (Table 1).
         classification: the classifiers' settings (Table 2).
         grid_search: the grid of §3.4 (Table S4).
+        table3: the six earlier methods of Table 3 (§4.2.2).
         runtime: strategy, precision and TensorBoard.
         overrides: the ``section.key=value`` overrides applied on top of the preset
             (:func:`apply_overrides`), normalised, one per key, for reports and summaries.
@@ -34,6 +36,7 @@ class ExperimentConfig:
     segmentation: SegmentationConfig = dataclasses.field(default_factory=lambda: SEGMENTATION_PRESETS["paper"])
     classification: ClassificationConfig = dataclasses.field(default_factory=ClassificationConfig)
     grid_search: GridSearchConfig = dataclasses.field(default_factory=GridSearchConfig)
+    table3: Table3Config = dataclasses.field(default_factory=Table3Config)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
     overrides: tuple[str, ...] = ()
 

@@ -7,7 +7,13 @@ import dataclasses
 
 from tf_bimodal.config.experiment import ExperimentConfig
 from tf_bimodal.config.overrides import Overrides, apply_overrides
-from tf_bimodal.config.presets import CLASSIFICATION_PRESETS, GRID_SEARCH_PRESETS, PRESETS, SEGMENTATION_PRESETS
+from tf_bimodal.config.presets import (
+    CLASSIFICATION_PRESETS,
+    GRID_SEARCH_PRESETS,
+    PRESETS,
+    SEGMENTATION_PRESETS,
+    TABLE3_PRESETS,
+)
 from tf_bimodal.config.runtime import RuntimeConfig
 
 EXPERIMENT_PRESETS = {
@@ -16,6 +22,7 @@ EXPERIMENT_PRESETS = {
         segmentation=SEGMENTATION_PRESETS[name],
         classification=CLASSIFICATION_PRESETS[name],
         grid_search=GRID_SEARCH_PRESETS[name],
+        table3=TABLE3_PRESETS[name],
     )
     for name in PRESETS
 }
