@@ -1,4 +1,4 @@
-"""Accuracy and time of the CPU preset on real breast ultrasound (BUSI), five leak-free folds.
+"""Accuracy and time of the CPU preset on real breast ultrasound (BUSI or BUS-BRA), five leak-free folds.
 
 Runs, one after the other and each timed from the first to the last fold:
 
@@ -19,14 +19,19 @@ sides. The default split is the rotating five-fold scheme (``--split kfold``: ev
 tested once), each fold validating on 12.5 % of its non-test pseudo-patients (70/10/20 %).
 ``--split paper`` holds one test set out and reports the fold union as well.
 
+BUS-BRA (``--data busbra``) has patient ids and its own patient-grouped five folds; its default
+split is ``--split official`` (those folds as test sets, validation drawn patient-grouped inside
+each fold's training part, ``--val-fraction`` of its patients). It has no lesion-free images.
+
 Usage (about 40 minutes on 2 CPU cores)::
 
     python benchmarks/real_data.py --manual-dir ../shared/data/busi_dev
     python benchmarks/real_data.py --manual-dir /data/BUSI --models unet_bmode --split paper
     python benchmarks/real_data.py --models vgg16_bmode --classifier linear --json busi_dev_linear.json
+    python benchmarks/real_data.py --data busbra --models vgg16_bmode --classifier linear
 
 Writes the key numbers, the settings, the machine and the wall times to ``--json``
-(default ``benchmarks/results/busi_dev.json``); the runs themselves (reports, summaries,
+(default ``benchmarks/results/busi_dev.json`` or ``busbra_dev.json``); the runs themselves (reports, summaries,
 logs) stay under ``--output``.
 """
 
