@@ -16,7 +16,7 @@ PACKAGE = REPO_ROOT / "tf_bimodal"
 
 LAYERS = (
     ("tf_bimodal.schema", "tf_bimodal.config", "tf_bimodal.layout", "tf_bimodal.io", "tf_bimodal.logs",
-     "tf_bimodal.records", "tf_bimodal.layers.options"),
+     "tf_bimodal.pages", "tf_bimodal.records", "tf_bimodal.layers.options"),
     ("tf_bimodal.data",),
     ("tf_bimodal.layers",),
     ("tf_bimodal.models",),

@@ -238,6 +238,9 @@ def add_predict_parser(commands) -> None:
     predict.add_argument("--semode", help="the SE-mode image of --bmode (ignored, with a warning, by a B-mode-only "
                                            "export)")
     predict.add_argument("--boxes", help="the panes of --dual-view: 'x0 y0 x1 y1;x0 y0 x1 y1', B-mode first")
+    predict.add_argument("--allow-outside", action="store_true",
+                         help="let --csv name files outside its folder (absolute paths, ../); by default they are "
+                              "refused, as in a data manifest")
     predict.add_argument("--output", default="predictions", help="folder for masks, overlays and the table "
                                                                   "(default: %(default)s)")
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -348,14 +351,9 @@ def predict(args) -> int:
     """``tf-bimodal predict``: 0, or 1 when some cases failed."""
     from tf_bimodal.export import predict as predict_lib
 
-    if args.bmode:
-        cases = [predict_lib.pair_case(args.bmode, args.semode)]
-    elif args.dual_view:
-        cases = [predict_lib.dual_view_case(args.dual_view, args.boxes)]
-    elif args.folder:
-        cases = predict_lib.folder_cases(args.folder)
-    else:
-        cases = predict_lib.csv_cases(args.csv)
+    cases = predict_lib.cases_from_arguments(bmode=args.bmode, semode=args.semode, dual_view=args.dual_view,
+                                             boxes=args.boxes, folder=args.folder, csv_path=args.csv,
+                                             allow_outside=args.allow_outside)
     result = predict_lib.predict(args.source, cases, args.output, progress=not args.no_progress)
     return EXIT_FAILED_CASES if result["failed"] else 0
 

@@ -1,7 +1,8 @@
 """The experiment report: Tables 1 and 2, paired t-tests, Figures 5 and 6 (§4).
 
 ``write_report(root, data)`` reads the results an experiment folder holds and writes
-``<root>/report.md`` with, as far as the results exist:
+``<root>/report.md`` (and ``report.html``, the same page with its figures inline) with, as far
+as the results exist:
 
 * a header: the synthetic-data notice (phantom), the data set and its splits, the presets,
   the weights the classifiers' backbones started from, the machine, and the command;
@@ -37,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_bimodal import layout
+from tf_bimodal import layout, pages
 from tf_bimodal.config import (
     CLASSIFICATION_CROPS,
     CLASSIFICATION_MODELS,
@@ -67,6 +68,7 @@ from tf_bimodal.training.metrics import METRIC_NAMES as SEGMENTATION_METRICS
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = layout.REPORT_FILE
+REPORT_HTML = "report.html"
 FIG5_FILE = "fig5_segmentation.png"
 FIG6_FILE = "fig6_roc.png"
 CURVES_FILE = "training_curves.png"
@@ -573,7 +575,9 @@ def _wall_time_lines(protocol: dict, classification_rows) -> list[str]:
 
 
 def write_report(root: str, data=None) -> str:
-    """Write ``<root>/report.md`` (and the figures) from the results in ``root``; returns its path.
+    """Write ``<root>/report.md`` (and the figures) from the results in ``root``, and the same
+    as one self-contained page, figures inline, ``<root>/report.html`` (:mod:`tf_bimodal.pages`);
+    returns the path of ``report.md``.
 
     Args:
         root: the experiment folder.
@@ -602,4 +606,7 @@ def write_report(root: str, data=None) -> str:
     with open(tmp_path, "w") as handle:
         handle.write("\n".join(lines) + "\n")
     os.replace(tmp_path, path)
+    pages.write_page(os.path.join(root, REPORT_HTML), pages.page(
+        f"Experiment report: {os.path.basename(os.path.normpath(root))}",
+        pages.markdown_to_html("\n".join(lines), root)))
     return path

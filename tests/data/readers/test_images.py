@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tf_bimodal.data import readers
+from tf_bimodal.data.errors import DataError
 from tfds_builder.bimodal_breast_us.make_dummy_data import write_dicom, write_image
 
 
@@ -139,3 +140,41 @@ def test_resize_mask_stays_binary_and_keeps_tiny_lesions():
     tiny = np.zeros((300, 300, 1), np.uint8)
     tiny[101, 101] = 1  # nearest-neighbour sampling at 32 px misses this pixel
     assert readers.resize_mask(tiny, 32).sum() >= 1
+
+
+def test_read_image_within_shrinks_a_huge_image_and_gives_its_file_size(tmp_path, monkeypatch):
+    rows, cols = np.mgrid[:3000, :2400]
+    grey = ((rows // 100 + cols // 100) % 2 * 200 + 20).astype(np.uint8)
+    write_image(tmp_path / "huge.png", grey)
+    sixteen = (rows.astype(np.uint16) * 21)[:2500, :1200]
+    write_image(tmp_path / "deep.png", sixteen)
+    converted = []  # what reaches the conversion to uint8: never the whole image
+    to_uint8 = readers.images._to_uint8
+    monkeypatch.setattr(readers.images, "_to_uint8", lambda array, where: converted.append(array.shape) or
+                        to_uint8(array, where))
+    image, size = readers.read_image_within(str(tmp_path / "huge.png"), max_side=600)
+    assert image.shape == (600, 480, 1) and image.dtype == np.uint8 and size == (3000, 2400)
+    assert abs(float(image.mean()) - float(grey.mean())) < 2  # area averaging keeps the level
+    deep, deep_size = readers.read_image_within(str(tmp_path / "deep.png"), max_side=500)
+    assert deep.shape == (500, 240, 1) and deep_size == (2500, 1200) and deep.max() > 150
+    assert converted == [(600, 480), (500, 240)]
+    small, small_size = readers.read_image_within(str(tmp_path / "huge.png"), max_side=4000)
+    assert small.shape == (3000, 2400, 1) and small_size == (3000, 2400)
+
+
+@pytest.mark.parametrize("height, width, rule", [
+    (1, 1, "too small: each side must be at least 32 px, the smallest input the models take"),
+    (3000, 2, "too small"),
+    (31, 200, "too small"),
+    (40, 400, "10.0:1, more elongated than 4:1"),
+    (2000, 300, "6.7:1"),
+])
+def test_check_proportions_refuses_tiny_and_elongated_images(height, width, rule):
+    with pytest.raises(DataError, match=rule) as error:
+        readers.check_proportions(height, width, "scan.png")
+    assert str(error.value).startswith(f"scan.png: image {width}x{height} px")
+
+
+@pytest.mark.parametrize("height, width", [(32, 32), (32, 128), (480, 640), (6000, 6000)])
+def test_check_proportions_accepts_ultrasound_shapes(height, width):
+    readers.check_proportions(height, width, "scan.png")

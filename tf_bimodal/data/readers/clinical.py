@@ -130,23 +130,25 @@ def _check_header(header: list[str], path: str) -> None:
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-def _inside_folder(relative: str, fail, column: str) -> str:
-    """The manifest path ``relative`` with ``/`` separators; refuses paths outside the folder.
+def inside_folder(relative: str, fail, column: str, listing: str = MANIFEST_NAME,
+                  remedy: str = "link or copy the file into it") -> str:
+    """The path ``relative`` of a list of files (``listing``: ``manifest.csv``, or a ``predict
+    --csv`` table) with ``/`` separators; refuses paths outside the list's folder.
 
     Every file of a clinical data set lives under ``manual_dir``, so that a copy of the folder
     is a complete copy and its fingerprint covers every file. Absolute paths (``/data/x.png``,
-    ``C:\\x.png``, URLs) and relative paths that climb out (``../other/x.png``) are refused;
-    Windows separators (``P001\\b1.png``) are accepted; a symbolic link inside the folder may
-    point anywhere.
+    ``C:\\x.png``, URLs) and relative paths that climb out (``../other/x.png``) are refused
+    through ``fail(column, rule)``; Windows separators (``P001\\b1.png``) are accepted; a
+    symbolic link inside the folder may point anywhere.
     """
     path = relative.replace("\\", "/")
     if path.startswith("/") or "://" in path or _WINDOWS_DRIVE.match(path):
         fail(column, f"absolute path {relative!r}: paths must be relative to the folder holding "
-                     "manifest.csv (link or copy the file into it)")
+                     f"{listing} ({remedy})")
     normalised = posixpath.normpath(path)
     if normalised == ".." or normalised.startswith("../"):
-        fail(column, f"path {relative!r} leaves the folder holding manifest.csv: every file must be "
-                     "inside it (link or copy the file into it)")
+        fail(column, f"path {relative!r} leaves the folder holding {listing}: every file must be "
+                     f"inside it ({remedy})")
     return normalised
 
 
@@ -202,7 +204,7 @@ class _ManifestChecker:
         resolved = {}
         for column, relative in columns.items():
             if relative:
-                relative = _inside_folder(relative, fail, column)
+                relative = inside_folder(relative, fail, column)
                 full = files.join(self.manual_dir, relative)
                 if not files.exists(full):
                     fail(column, f"file not found: {relative}")

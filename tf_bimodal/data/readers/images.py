@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from tf_bimodal.config import MIN_IMAGE_SIZE
 from tf_bimodal.data.errors import DataError
 from tf_bimodal.data.readers import files
 
@@ -30,6 +31,19 @@ MAX_IMAGE_PIXELS = 64_000_000
 """Images (or DICOM frames) with more pixels than this (8000 x 8000) are refused from their
 header, before they are decoded: no ultrasound image or screenshot is that large, and decoding
 one would take gigabytes of memory."""
+
+MAX_READ_SIDE = 2048
+"""The longest side :func:`read_image_within` keeps: a larger image is shrunk on read to this side
+(area averaging of the decoded integer pixels, before any float conversion), so that what
+follows the read works on at most 2048 x 2048 pixels whatever the file holds. Scanner images
+and full-HD screenshots (1920 x 1080) are below it and are read whole; the models see at most
+336 px (§3.1)."""
+
+MAX_ASPECT_RATIO = 4.0
+"""The most elongated image served (long side / short side): every image is squeezed into the
+models' square input (§3.1), and beyond 4:1 a round lesion becomes an ellipse four times as long
+as wide, a shape no training image showed (scanner panes, BUSI and BUS-BRA are at most about
+1.6:1). Extended-field-of-view panoramas up to 4:1 still pass."""
 
 MASK_HALF_LEVEL = 0.5
 """A mask whose values are not only 0, 1 and 255 (anti-aliased edges, JPEG noise, label maps)
@@ -167,11 +181,24 @@ def _check_complete(data: bytes, path: str) -> None:
         )
 
 
-def _decode_raster(data: bytes, path: str) -> np.ndarray:
+def shrink_to(array: np.ndarray, max_side: int | None) -> np.ndarray:
+    """``array`` (H, W[, C]) shrunk by area averaging so that its longer side is ``max_side``
+    (aspect kept), in its own dtype; as it is when None or already within."""
+    height, width = array.shape[:2]
+    if max_side is None or max(height, width) <= max_side:
+        return array
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    shrunk = cv2.resize(array, size, interpolation=cv2.INTER_AREA)
+    return shrunk.reshape(size[1], size[0], *array.shape[2:])
+
+
+def _decode_raster(data: bytes, path: str, max_side: int | None = None) -> np.ndarray:
     """Decode PNG/JPEG/BMP/TIFF bytes to uint8 (H, W, C), C in {1, 3, 4}, RGB(A) order.
 
     The header's size is checked against ``MAX_IMAGE_PIXELS`` and PNG/JPEG files against
-    truncation before anything is decoded.
+    truncation before anything is decoded; with ``max_side`` a larger image is shrunk
+    (:func:`shrink_to`) in the decoder's integer type, before the conversion to uint8.
     """
     size = raster_size(data)
     if size is not None:
@@ -183,7 +210,7 @@ def _decode_raster(data: bytes, path: str) -> np.ndarray:
         raise DataError(path, f"corrupt or unreadable image: {error}") from None
     if array is None or array.size == 0:
         raise DataError(path, "corrupt or unreadable image: the decoder could not read it")
-    array = _to_uint8(array, path)
+    array = _to_uint8(shrink_to(array, max_side), path)
     if array.ndim == 2:
         return array[..., None]
     channels = array.shape[-1]
@@ -311,8 +338,9 @@ def _read_dicom(file, path: str, force: bool) -> np.ndarray:
     return _dicom_to_uint8(dataset, path)
 
 
-def _load(path: str) -> np.ndarray:
-    """Read any supported image as uint8 (H, W, C), alpha kept (C in {1, 3, 4})."""
+def _load(path: str, max_side: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Read any supported image as uint8 (H, W, C), alpha kept (C in {1, 3, 4}), shrunk to
+    ``max_side`` (:func:`shrink_to`); with the file's own ``(height, width)``."""
     path = str(path)
     if not files.exists(path):
         raise DataError(path, "file not found")
@@ -325,7 +353,8 @@ def _load(path: str) -> np.ndarray:
             has_preamble = head[_DICOM_MAGIC_OFFSET:] == _DICOM_MAGIC
             if extension in DICOM_EXTENSIONS or has_preamble:
                 file.seek(0)
-                return _read_dicom(file, path, force=not has_preamble)
+                image = _read_dicom(file, path, force=not has_preamble)
+                return shrink_to(image, max_side), image.shape[:2]
             if extension not in RASTER_EXTENSIONS:
                 raise DataError(
                     path,
@@ -337,7 +366,9 @@ def _load(path: str) -> np.ndarray:
         raise DataError(path, f"cannot read file: {error.message}") from None
     if not data:
         raise DataError(path, "corrupt or unreadable image: the file is empty")
-    return _decode_raster(data, path)
+    size = raster_size(data)
+    image = _decode_raster(data, path, max_side)
+    return image, (image.shape[:2] if size is None or max_side is None else (size[1], size[0]))
 
 
 def read_image(path) -> np.ndarray:
@@ -360,10 +391,51 @@ def read_image(path) -> np.ndarray:
     Raises:
         DataError: missing, unreadable or corrupt file, or an unknown extension.
     """
-    image = _load(path)
+    image, _ = _load(path)
     if image.shape[-1] == 4:
         image = np.ascontiguousarray(image[..., :3])
     return image
+
+
+def read_image_within(path, max_side: int = MAX_READ_SIDE) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`read_image`, an image whose longer side exceeds ``max_side`` shrunk on read.
+
+    A raster file is decoded in its own integer type and shrunk by area averaging
+    (:func:`shrink_to`) before it is converted to uint8, so its memory is the decoded file
+    once (at most ``MAX_IMAGE_PIXELS`` pixels, checked from the header) and everything after
+    holds at most ``max_side`` squared pixels; a DICOM image is shrunk after its conversion.
+
+    Returns:
+        ``(image, (height, width))``: uint8 ``(h, w, C)``, ``C`` in {1, 3}, and the size of
+        the image the file holds (``(h, w)`` when it was not shrunk).
+
+    Raises:
+        DataError: as :func:`read_image`.
+    """
+    image, size = _load(path, max_side)
+    if image.shape[-1] == 4:
+        image = np.ascontiguousarray(image[..., :3])
+    return image, (int(size[0]), int(size[1]))
+
+
+def check_proportions(height: int, width: int, where: str) -> None:
+    """Refuse an image too small or too elongated to be an ultrasound image.
+
+    Raises:
+        DataError: a side below ``MIN_IMAGE_SIZE`` (32 px: the smallest input the models take,
+            the U-Nets halving it at each level and VGG-16 pooling it five times, §3.2-§3.3; a
+            smaller image would be blown up from fewer pixels than that), or a long side over
+            ``MAX_ASPECT_RATIO`` times the short one; naming ``where``, the size and the rule.
+    """
+    if min(height, width) < MIN_IMAGE_SIZE:
+        raise DataError(where, f"image {width}x{height} px is too small: each side must be at least "
+                               f"{MIN_IMAGE_SIZE} px, the smallest input the models take (the U-Nets halve it "
+                               "at each level, VGG-16 pools it five times)")
+    ratio = max(height, width) / min(height, width)
+    if ratio > MAX_ASPECT_RATIO:
+        raise DataError(where, f"image {width}x{height} px is {ratio:.1f}:1, more elongated than "
+                               f"{MAX_ASPECT_RATIO:g}:1: squeezed into the models' square input its lesions "
+                               "would be distorted beyond any training image (a strip cut from an image?)")
 
 
 def read_mask(path) -> np.ndarray:
@@ -385,7 +457,7 @@ def read_mask(path) -> np.ndarray:
     Raises:
         DataError: the file cannot be read (see :func:`read_image`).
     """
-    raw = _load(path)
+    raw, _ = _load(path)
     colour = raw[..., :3] if raw.shape[-1] == 4 else raw
     level = colour.max(axis=-1)
     if raw.shape[-1] == 4 and not level.any():
