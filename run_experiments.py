@@ -8,6 +8,7 @@ Examples:
     python run_experiments.py                       # prepare and describe the synthetic phantom
     python run_experiments.py --model mff           # W-MM-U-Net -> fold-union crops -> MFF, report
     python run_experiments.py --model all --preset cpu    # Tables 1 and 2, under an hour on a CPU
+    python run_experiments.py --model table3 --preset cpu # MFF and the six earlier methods (Table 3)
     python run_experiments.py --model w_mm_unet --preset quick
     python run_experiments.py --model mff --crop manual
     python run_experiments.py --model mff --crop predicted_mask_shape   # crops cut to the mask (Fig. S2)

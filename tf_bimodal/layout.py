@@ -24,7 +24,8 @@ the notebooks) read, as nnU-Net keeps its run layout in one ``paths`` module::
         grid_search/                            the grid search of §3.4
 
 A classification run is named after its model for W-MM-U-Net crops, else
-``<model>_crop_<crop>`` (:func:`classification_run_name`).
+``<model>_crop_<crop>`` (:func:`classification_run_name`); a method of Table 3 (§4.2.2) runs in
+``table3_<method>`` (:func:`table3_run_name`).
 
 At the bottom of the package: it imports nothing of it.
 """
@@ -105,6 +106,16 @@ def classification_run_name(model: str, crop: str) -> str:
     """The folder name of a classification run: the model for W-MM-U-Net crops, else
     ``<model>_crop_<crop>``."""
     return model if crop == "predicted" else f"{model}_crop_{crop}"
+
+
+TABLE3_RUN_PREFIX = "table3_"
+"""The folder of a Table 3 method's run is this prefix and the method's name (``table3_yap``)."""
+
+
+def table3_run_name(method: str) -> str:
+    """The folder name of a Table 3 method's run, ``table3_<method>`` (§4.2.2); its inputs
+    (full images or crops) are a setting of the run, recorded in its summary."""
+    return f"{TABLE3_RUN_PREFIX}{method}"
 
 
 def split_run_name(run: str, crops=("predicted", "manual", "none", "predicted_mask_shape", "manual_mask_shape")

@@ -45,6 +45,7 @@ from tf_bimodal.experiments import plan as plan_lib
 from tf_bimodal.experiments.experiment_data import ExperimentData, resolve_data
 from tf_bimodal.experiments.protocol import experiment_data_for, experiment_dir, run_protocol
 from tf_bimodal.experiments.report import write_report
+from tf_bimodal.experiments.table3 import check_table3_weights
 from tf_bimodal.export import export_experiment
 from tf_bimodal.export.evaluate import evaluate_export
 from tf_bimodal.io import read_json_or_none, write_json
@@ -204,8 +205,8 @@ def run(
         model: ``None`` (prepare and describe the data set); a segmenter of Table 1
             (``SEGMENTATION_MODELS``); a classifier of Table 2 (``CLASSIFICATION_MODELS``),
             which with ``crop="predicted"`` first trains or reuses W-MM-U-Net for the crops;
-            ``table1``, ``table2``, ``all`` or ``grid_search``
-            (see :mod:`tf_bimodal.experiments.protocol`).
+            ``table1``, ``table2``, ``table3`` (MFF and the earlier methods of Table 3,
+            §4.2.2), ``all`` or ``grid_search`` (see :mod:`tf_bimodal.experiments.protocol`).
         data: which data (default: the synthetic phantom).
         split: the patient-level split settings (default: the paper's protocol, 5 folds).
         preset: ``paper``, ``cpu``, ``quick`` or ``auto`` (``paper`` with a GPU, else ``cpu``),
@@ -237,11 +238,13 @@ def run(
     experiment = preset if isinstance(preset, ExperimentConfig) else resolve(preset, runtime)
     if model is None:
         return _export(experiment_dir(output, data, experiment.name), experiment, crop, export)
-    if model in (*CLASSIFICATION_MODELS, "table2", "all"):
+    if model in (*CLASSIFICATION_MODELS, "table2", "table3", "all"):
         # A missing weights file, or required weights that cannot be had, fails now rather
         # than after the data are prepared and the segmenters have trained.
         check_backbone_weights(experiment.classification.backbone_weights,
                                experiment.classification.require_backbone_weights)
+    if model == "table3":
+        check_table3_weights(experiment.table3)
     resolved = experiment_data_for(data, split, experiment, output)  # the one pass over the data
     result = run_protocol(model, resolved, None, experiment, output, crop=crop, command=command, folds=folds)
     if export is not None:
@@ -271,10 +274,12 @@ def plan(model: str, data: DataConfig | None = None, split: SplitConfig | None =
     resolved = resolve_data(data, split, output, in_memory=False)
     describe_data(resolved, output=output)
     record = plan_lib.make_plan(checked, resolved, experiment, output, timing)
-    if model in (*CLASSIFICATION_MODELS, "table2", "all"):
+    if model in (*CLASSIFICATION_MODELS, "table2", "table3", "all"):
         try:
             check_backbone_weights(experiment.classification.backbone_weights,
                                    experiment.classification.require_backbone_weights)
+            if model == "table3":
+                check_table3_weights(experiment.table3)
         except (BackboneWeightsUnavailable, PretrainedWeightsUnavailable, ValueError) as error:
             logger.warning(f"train {model} would stop before its first step: {getattr(error, 'command_line', error)}")
     return record
@@ -324,14 +329,16 @@ def evaluate(source: str, data: DataConfig, output: str | None = None) -> dict:
     return evaluate_export(source, data, output)
 
 
-def report(data: DataConfig, experiment: ExperimentConfig, output: str = layout.DEFAULT_OUTPUT) -> str:
+def report(data: DataConfig, experiment: ExperimentConfig, output: str = layout.DEFAULT_OUTPUT,
+           roc_table3: bool = False) -> str:
     """Rewrite the report of the experiment ``<output>/<dataset>-<preset>`` from its results;
-    returns the report's path."""
+    returns the report's path. ``roc_table3``: Figure 6 also draws the Table 3 methods' ROC
+    curves."""
     root = experiment_dir(output, data, experiment.name)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"no experiment at {root}: train something first (tf-bimodal train MODEL)")
     protocol = read_json_or_none(os.path.join(root, layout.PROTOCOL_FILE)) or {}
     split = SplitConfig(**protocol["split"]) if protocol.get("split") else None  # the folds it was trained on
-    path = write_report(root, experiment_data_for(data, split, experiment, output))
+    path = write_report(root, experiment_data_for(data, split, experiment, output), roc_table3=roc_table3)
     logger.info(f"Report: {path}")
     return path

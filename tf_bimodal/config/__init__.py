@@ -53,6 +53,7 @@ from tf_bimodal.config.experiment import (
     REQUESTS,
     TABLE1_ROWS,
     TABLE2_ROWS,
+    TABLE3_ROWS,
     ExperimentConfig,
     TableRow,
 )
@@ -156,6 +157,7 @@ __all__ = [
     "TableRow",
     "TABLE1_ROWS",
     "TABLE2_ROWS",
+    "TABLE3_ROWS",
     "ExperimentConfig",
     "EXPERIMENT_PRESETS",
     "DEFAULT_PRESET",

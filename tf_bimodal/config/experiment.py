@@ -11,7 +11,7 @@ from tf_bimodal.config.classification import CLASSIFICATION_MODELS, Classificati
 from tf_bimodal.config.presets import SEGMENTATION_PRESETS
 from tf_bimodal.config.runtime import RuntimeConfig
 from tf_bimodal.config.segmentation import SEGMENTATION_MODELS, GridSearchConfig, SegmentationConfig
-from tf_bimodal.config.table3 import Table3Config
+from tf_bimodal.config.table3 import TABLE3_METHODS, Table3Config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +57,10 @@ class ExperimentConfig:
 
 # =========================================================================== requests and tables
 
-EXPERIMENTS = ("table1", "table2", "all", "grid_search")
-"""Requests beyond one model: whole tables, everything, or the grid search (§3.4)."""
+EXPERIMENTS = ("table1", "table2", "table3", "all", "grid_search")
+"""Requests beyond one model: whole tables, everything (Tables 1 and 2), or the grid search
+(§3.4). ``table3`` is MFF (Table 2's proposed row, the same step) and the methods of
+``Table3Config.methods`` (§4.2.2)."""
 
 REQUESTS = SEGMENTATION_MODELS + CLASSIFICATION_MODELS + EXPERIMENTS
 """Everything a request (``run_experiments.py --model``) may name."""
@@ -70,10 +72,11 @@ class TableRow:
 
     Attributes:
         name: the run's name, also its folder under the experiment's output.
-        model: a ``SEGMENTATION_MODELS`` or ``CLASSIFICATION_MODELS`` name.
+        model: a ``SEGMENTATION_MODELS``, ``CLASSIFICATION_MODELS`` or ``TABLE3_METHODS`` name.
         modality: the input column of the paper's table.
         network: the network column.
-        crop: classification rows: ``predicted``, ``manual`` or ``none`` (None for Table 1).
+        crop: classification rows: ``predicted``, ``manual`` or ``none`` (None for Tables 1 and
+            3; a Table 3 method's inputs are ``Table3Config.inputs``).
         proposed: the paper's proposed method, the reference of the paired t-tests.
     """
 
@@ -109,3 +112,13 @@ TABLE2_ROWS = (
 """Table 2 (§4.2.1), in the paper's order; the segmentation column is W-MM-U-Net for the
 ``predicted`` crops, the ground truth for ``manual`` and none for ``none``."""
 
+
+TABLE3_ROWS = tuple(
+    TableRow(f"table3_{method}", method, modality, network)
+    for method, modality, network in zip(TABLE3_METHODS, (
+        "B-mode", "SE-mode", "B-mode", "B-mode", "B-mode + SE-mode", "B-mode + SE-mode",
+    ), ("Yap et al.", "Fujioka et al.", "Zhang et al.", "Kumar et al.", "Wang et al.", "Misra et al. 2021"),
+        strict=True)
+)
+"""Table 3 (§4.2.2), the earlier methods in the paper's order (MFF, Table 2's proposed row, is
+the reference of its t-tests); the run folders are ``tf_bimodal.layout.table3_run_name``'s."""

@@ -16,6 +16,10 @@ answers, for every model the request trains (:func:`tf_bimodal.experiments.proto
    from it an estimate of each step's and the request's time (:data:`ESTIMATE_RULE`). Models
    of one graph (MM-U-Net and the W-MM-U-Nets, whose weights are fixed inputs) are timed once.
 
+The methods of Table 3 (``table3``) are built and trained by their own trainers
+(``tf_bimodal.training.table3``), outside this memory and step-time model: their rows say so
+(:data:`TABLE3_NOT_ESTIMATED`) and the request's estimate covers the other steps alone.
+
 The plan is printed and written to ``<output>/<dataset>-<preset>/plan.json``.
 """
 
@@ -31,7 +35,14 @@ import numpy as np
 import tensorflow as tf
 
 from tf_bimodal import layout
-from tf_bimodal.config import CLASSIFICATION_MODELS, DataConfig, ExperimentConfig, model_input_size, to_dict
+from tf_bimodal.config import (
+    CLASSIFICATION_MODELS,
+    TABLE3_METHODS,
+    DataConfig,
+    ExperimentConfig,
+    model_input_size,
+    to_dict,
+)
 from tf_bimodal.experiments.protocol import plan_steps
 from tf_bimodal.io import write_json
 from tf_bimodal.models.classification.factory import build_classifier
@@ -48,6 +59,10 @@ TIMINGS = ("measured", "none")
 ESTIMATE_RULE = ("every fold runs the preset's maximum epochs (early stopping shortens it), validation a third "
                  "of a training pass per image, one traced first step per fold; the auto-weight pre-stage, "
                  "the data pipeline and prediction not counted")
+TABLE3_NOT_ESTIMATED = ("not estimated: a Table 3 method is built and trained by its own trainer "
+                        "(tf_bimodal.training.table3), outside this plan's memory and step-time model; it "
+                        "runs at most the preset's table3.epochs per network and fold")
+"""What a plan says of each Table 3 method's step (``tf-bimodal plan table3``)."""
 CPU_TIMING_IMAGES = 2
 """On a CPU, step times are measured at this many images per pass and scaled to the micro-batch."""
 VALIDATION_COST = 1 / 3
@@ -168,8 +183,8 @@ def check_fit(request: str, data: DataConfig, experiment: ExperimentConfig, crop
         DoesNotFit: a model that does not fit this device even at one image.
         ValueError: an unknown request or crop.
     """
-    steps = plan_steps(request, crop)
-    models = list(dict.fromkeys(row.model for row in steps))
+    steps = plan_steps(request, crop, experiment.table3.methods)
+    models = list(dict.fromkeys(row.model for row in steps if row.model not in TABLE3_METHODS))
     device = memory.device_memory()
     logger.info(f"Plan of {request} ({experiment.name} preset) on this {device['device'].upper()}: "
                 f"{device['bytes'] / 2**30:.1f} GiB ({device['source']}), a micro-batch may fill "
@@ -215,6 +230,11 @@ def make_plan(checked: dict, data, experiment: ExperimentConfig, output: str = l
     timings = _timings(checked, data.config, experiment) if timing == "measured" else {}
     rows, total = [], 0.0
     for row in steps:
+        if row.model in TABLE3_METHODS:
+            rows.append({"step": row.name, "model": row.model, "folds": len(folds),
+                         "max_epochs": experiment.table3.epochs, "inputs": experiment.table3.inputs,
+                         "estimated_seconds": None, "note": TABLE3_NOT_ESTIMATED})
+            continue
         fit = fitted[row.model]
         plan = fit["batch_plan"]
         epochs = _epochs(row.model, experiment)
@@ -247,6 +267,7 @@ def make_plan(checked: dict, data, experiment: ExperimentConfig, output: str = l
         "data": to_dict(data.config), "split": to_dict(data.split), "folds": folds, "steps": rows,
         "timing": timing,
         "estimated_seconds": total if timings else None,
+        "not_estimated": [record["step"] for record in rows if "note" in record],
         "estimate_rule": ESTIMATE_RULE,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -261,6 +282,9 @@ def _log_plan(rows: list[dict], request: str, total: float | None, path: str) ->
     logger.info(f"{'step':<22} {'params':>8} {'GiB/img':>8} {'micro x acc':>11} {'steps/epoch':>11} "
                 f"{'s/opt step':>10} {'estimate':>11}")
     for record in rows:
+        if "note" in record:
+            logger.info(f"{record['step']:<22} {record['note']}")
+            continue
         plan = record["batch_plan"]
         step_seconds = record.get("optimizer_step_seconds")
         logger.info(f"{record['step']:<22} {record['parameters'] / 1e6:7.1f}M {record['per_image_bytes'] / 2**30:8.2f} "
@@ -269,5 +293,7 @@ def _log_plan(rows: list[dict], request: str, total: float | None, path: str) ->
                     f"{'-' if step_seconds is None else f'{step_seconds:.2f}':>10} "
                     f"{_format_seconds(record['estimated_seconds']) if step_seconds else '-':>11}")
     if total is not None:
-        logger.info(f"Estimated time of {request}: {_format_seconds(total)} ({ESTIMATE_RULE})")
+        unestimated = [record["step"] for record in rows if "note" in record]
+        logger.info(f"Estimated time of {request}: {_format_seconds(total)} ({ESTIMATE_RULE})"
+                    + (f"; without {', '.join(unestimated)}, not estimated" if unestimated else ""))
     logger.info(f"Plan written to {path}")

@@ -10,14 +10,17 @@ produce:
   chain, the default) the W-MM-U-Net fold models are trained first (or reused), their
   fold-union masks crop the images (50 px margin at 336 px, §3.1), then the classifier is
   cross-validated;
-* ``table1``, ``table2`` or ``all``: every row of those tables, in the paper's order, the
-  W-MM-U-Net masks made once and shared;
+* ``table1``, ``table2`` or ``all`` (Tables 1 and 2): every row of those tables, in the
+  paper's order, the W-MM-U-Net masks made once and shared;
+* ``table3``: W-MM-U-Net, MFF (Table 2's proposed row, the same cached step), then the earlier
+  methods of ``Table3Config.methods`` (§4.2.2, :mod:`tf_bimodal.experiments.table3`), whose
+  ImageNet weights are checked before anything trains;
 * ``grid_search``: the segmentation hyperparameter grid of §3.4 (Table S4).
 
 Every step is cached by the settings it depends on (:mod:`tf_bimodal.experiments.cross_validation`):
 asking again reuses finished steps; after an interruption finished folds are reused and the
 unfinished fold resumes from its last epoch. After every request the experiment's report,
-``report.md`` with Tables 1 and 2, the paired t-tests and Figures 5 and 6, is rewritten from
+``report.md`` with Tables 1, 2 and 3, the paired t-tests and Figures 5 and 6, is rewritten from
 whatever results the experiment holds (:mod:`tf_bimodal.experiments.report`). In a
 multi-worker run only the chief writes there; every other worker writes its ``protocol.json``
 and report in its own copy, ``<dataset>-<preset>/_workers/<job>_<index>/``
@@ -39,6 +42,8 @@ from tf_bimodal.config import (
     SEGMENTATION_MODELS,
     TABLE1_ROWS,
     TABLE2_ROWS,
+    TABLE3_METHODS,
+    TABLE3_ROWS,
     DataConfig,
     ExperimentConfig,
     SplitConfig,
@@ -52,6 +57,7 @@ from tf_bimodal.experiments.experiment_data import ExperimentData, resolve_data
 from tf_bimodal.experiments.grid_search import run_grid_search
 from tf_bimodal.experiments.report import write_report
 from tf_bimodal.experiments.segmentation import run_segmentation
+from tf_bimodal.experiments.table3 import check_table3_weights, run_table3_method
 from tf_bimodal.io import read_json_or_none, write_json
 from tf_bimodal.training import runtime as runtime_lib
 
@@ -93,8 +99,9 @@ def _classification_row(model: str, crop: str) -> TableRow:
     return TableRow(layout.classification_run_name(model, crop), model, "B-mode + SE-mode", model, crop=crop)
 
 
-def plan_steps(request: str, crop: str = "predicted") -> list[TableRow]:
-    """The ordered steps (table rows) a request needs, upstream steps first.
+def plan_steps(request: str, crop: str = "predicted", table3_methods=TABLE3_METHODS) -> list[TableRow]:
+    """The ordered steps (table rows) a request needs, upstream steps first; ``table3`` runs the
+    methods of ``table3_methods`` (``Table3Config.methods``) in the paper's order.
 
     Raises:
         ValueError: an unknown request or crop.
@@ -110,12 +117,24 @@ def plan_steps(request: str, crop: str = "predicted") -> list[TableRow]:
         return list(TABLE1_ROWS)
     if request == "table2":
         return [crop_step, *TABLE2_ROWS]
+    if request == "table3":
+        proposed = next(row for row in TABLE2_ROWS if row.proposed)
+        return [crop_step, proposed, *(row for row in TABLE3_ROWS if row.model in table3_methods)]
     if request == "all":
         return [*TABLE1_ROWS, *TABLE2_ROWS]
     raise ValueError(f"model must be one of {REQUESTS}, got {request!r}")
 
 
+def step_kind(row: TableRow) -> str:
+    """``segmentation``, ``classification`` or ``table3``: what a step of a request trains."""
+    if row.model in TABLE3_METHODS:
+        return "table3"
+    return "segmentation" if row.crop is None else "classification"
+
+
 def _run_step(row: TableRow, data: ExperimentData, experiment, root, folds=None) -> dict:
+    if row.model in TABLE3_METHODS:
+        return run_table3_method(row.model, data, None, experiment, root, folds=folds)
     if row.crop is None:
         return run_segmentation(row.model, data, None, experiment, root, folds=folds)
     return run_classification(row.model, data, None, experiment, root, crop=row.crop, folds=folds)
@@ -144,7 +163,8 @@ def run_protocol(
     """Run a request of the paper's protocol and write the experiment's report.
 
     Args:
-        request: a model of Table 1 or 2, ``table1``, ``table2``, ``all`` or ``grid_search``.
+        request: a model of Table 1 or 2, ``table1``, ``table2``, ``table3``, ``all`` or
+            ``grid_search``.
         data: the data set, resolved once for the request (``ExperimentData``,
             :func:`experiment_data_for`), or a ``DataConfig`` resolved here, once.
         split: patient-level split settings (None with an ``ExperimentData``: its own).
@@ -165,6 +185,9 @@ def run_protocol(
     if not isinstance(experiment, ExperimentConfig):
         raise TypeError(f"run_protocol: experiment must be an ExperimentConfig (see "
                         f"tf_bimodal.config.resolve_experiment), got {type(experiment).__name__}")
+    steps = [] if request == "grid_search" else plan_steps(request, crop, experiment.table3.methods)
+    if any(step_kind(row) == "table3" for row in steps):
+        check_table3_weights(experiment.table3)  # before the segmenter and MFF train
     data = experiment_data_for(data, split, experiment, output)
     root = data.experiment_dir(output, experiment.name)
     # The steps send a non-chief worker to its own copy themselves; the records and the report follow.
@@ -174,7 +197,7 @@ def run_protocol(
     if request == "grid_search":
         records = [_run_grid(data, experiment, root, own_root, started)]
     else:
-        records = _run_steps(plan_steps(request, crop), request, data, experiment, root, own_root, folds, started)
+        records = _run_steps(steps, request, data, experiment, root, own_root, folds, started)
     protocol = _record_steps(own_root, records)
     protocol.update(
         data=to_dict(data.config), split=to_dict(data.split), preset=experiment.name, last_request=request,
@@ -209,7 +232,7 @@ def _run_steps(steps: list[TableRow], request: str, data: ExperimentData, experi
                     + (f"; crop {row.crop}" if row.crop else "") + f"] (elapsed {step_started - started:.0f} s)")
         summary = _run_step(row, data, experiment, root, folds)
         seconds = time.time() - step_started
-        kind = "segmentation" if row.crop is None else "classification"
+        kind = step_kind(row)
         finished = time.strftime("%Y-%m-%d %H:%M:%S")
         if summary.get("partial"):
             records.append({"name": row.name, "kind": kind, "status": "partial",

@@ -19,7 +19,10 @@ as the results exist:
   its table (W-MM-U-Net automatic; MFF on W-MM-U-Net crops), as the paper's +/≈ marks next
   to each value, with "−" where the proposed method is significantly worse, and the p-values;
 * **Figure 5** (``fig5_segmentation.png``): a few test images with every segmenter's mask;
-* **Figure 6** (``fig6_roc.png``): test ROC curves of the bimodal classifiers with AUCs;
+* **Figure 6** (``fig6_roc.png``): test ROC curves of the bimodal classifiers with AUCs, and of
+  the Table 3 methods with ``roc_table3`` (``tf-bimodal report --roc-table3``);
+* **Table 3** (§4.2.2): the earlier methods against MFF with their paired t-tests
+  (:mod:`tf_bimodal.experiments.table3_report`);
 * the grid search (Table S4), when run, and the wall time of every step.
 
 Every number comes from the result files of this folder; nothing is taken from the paper.
@@ -44,6 +47,8 @@ from tf_bimodal.config import (
     CLASSIFICATION_MODELS,
     TABLE1_ROWS,
     TABLE2_ROWS,
+    TABLE3_METHODS,
+    TABLE3_ROWS,
     TableRow,
     crop_masks,
     crop_shape,
@@ -61,6 +66,7 @@ from tf_bimodal.evaluation.figures import (
 )
 from tf_bimodal.evaluation.predictions import read_prediction_rows
 from tf_bimodal.evaluation.statistics import compare_to_reference
+from tf_bimodal.experiments.table3_report import table3_lines, table3_summaries
 from tf_bimodal.io import read_json, read_json_or_none
 from tf_bimodal.schema import SYNTHETIC_NOTICE
 from tf_bimodal.training.metrics import METRIC_NAMES as SEGMENTATION_METRICS
@@ -320,10 +326,12 @@ def _figure5(root: str, data, summaries: dict) -> str | None:
 
 
 def _figure6(root: str, summaries: dict, synthetic: bool, rows=TABLE2_ROWS) -> str | None:
-    """Fig. 6: test ROC of the bimodal classifiers; one score per test image (mean over folds)."""
+    """Fig. 6: test ROC of the bimodal classifiers, and of the Table 3 methods among ``rows``;
+    one score per test image (mean over folds)."""
     curves = {}
     for row in rows:
-        if row.name not in summaries or "+" not in row.modality:
+        table3 = row.model in TABLE3_METHODS
+        if row.name not in summaries or ("+" not in row.modality and not table3):
             continue
         run_dir = os.path.join(root, row.name)
         per_image = {}
@@ -337,7 +345,8 @@ def _figure6(root: str, summaries: dict, synthetic: bool, rows=TABLE2_ROWS) -> s
         if per_image:
             labels = np.array([v[0] for v in per_image.values()])
             scores = np.array([np.mean(v[1]) for v in per_image.values()])
-            curves[f"{row.network}, {crop_label(row.crop)}"] = (labels, scores)
+            label = f"{row.network} (Table 3)" if table3 else f"{row.network}, {crop_label(row.crop)}"
+            curves[label] = (labels, scores)
     if not curves:
         return None
     title = "Test ROC of the bimodal classifiers\n(image-wise, mean probability of the fold models)"
@@ -493,8 +502,9 @@ def _table1_lines(root: str, data, segmenters: dict) -> list[str]:
     return lines
 
 
-def _table2_lines(root: str, classifiers: dict, classification_rows, synthetic: bool) -> list[str]:
-    """Table 2 (§4.2.1) with its paired t-tests and Figure 6."""
+def _table2_lines(root: str, classifiers: dict, classification_rows, synthetic: bool, table3: dict) -> list[str]:
+    """Table 2 (§4.2.1) with its paired t-tests and Figure 6 (with the curves of the ``table3``
+    runs given)."""
     lines = []
     tests = _tests(classifiers, "mff", CLASSIFICATION_METRICS)
     lines += ["## Table 2: classification (§4.2.1)", "",
@@ -517,7 +527,7 @@ def _table2_lines(root: str, classifiers: dict, classification_rows, synthetic: 
         lines.append(f"| {row.modality} | {segmentation} | {row.network} | " + " | ".join(cells) + " |")
     if tests:
         lines += ["", "Paired t-tests:", ""] + _tests_table(tests, CLASSIFICATION_METRICS)
-    figure = _figure6(root, classifiers, synthetic, classification_rows)
+    figure = _figure6(root, {**classifiers, **table3}, synthetic, (*classification_rows, *TABLE3_ROWS))
     if figure:
         lines += ["", f"![Figure 6]({FIG6_FILE})"]
     lines.append("")
@@ -560,7 +570,7 @@ def _wall_time_lines(protocol: dict, classification_rows) -> list[str]:
               "| step | last request | its seconds | seconds of the run that made the results |",
               "|---|---|---|---|"]
     total = 0.0
-    order = [row.name for row in (*TABLE1_ROWS, *classification_rows)]
+    order = [row.name for row in (*TABLE1_ROWS, *classification_rows, *TABLE3_ROWS)]
     ranked = sorted(steps, key=lambda name: order.index(name) if name in order else len(order))
     for name in ranked:
         record = steps[name]
@@ -574,7 +584,7 @@ def _wall_time_lines(protocol: dict, classification_rows) -> list[str]:
     return lines
 
 
-def write_report(root: str, data=None) -> str:
+def write_report(root: str, data=None, roc_table3: bool = False) -> str:
     """Write ``<root>/report.md`` (and the figures) from the results in ``root``, and the same
     as one self-contained page, figures inline, ``<root>/report.html`` (:mod:`tf_bimodal.pages`);
     returns the path of ``report.md``.
@@ -584,6 +594,8 @@ def write_report(root: str, data=None) -> str:
         data: the experiment's data, resolved once per request
             (:class:`~tf_bimodal.experiments.experiment_data.ExperimentData`), for the image counts
             and Figure 5; None writes the report from the results alone.
+        roc_table3: Figure 6 also draws the test ROC curves of the Table 3 methods run
+            (``tf-bimodal report --roc-table3``).
     """
     segmenters = _summaries(root, TABLE1_ROWS)
     classification_rows = (*TABLE2_ROWS, *other_classification_rows())
@@ -595,8 +607,10 @@ def write_report(root: str, data=None) -> str:
     lines = _header_lines(root, data, segmenters, classifiers, protocol, any_summary, synthetic)
     if segmenters:
         lines += _table1_lines(root, data, segmenters)
+    table3 = table3_summaries(root)
     if classifiers:
-        lines += _table2_lines(root, classifiers, classification_rows, synthetic)
+        lines += _table2_lines(root, classifiers, classification_rows, synthetic, table3 if roc_table3 else {})
+    lines += table3_lines(classifiers.get("mff"), table3)
     lines += _training_figures(root, segmenters, classifiers, synthetic)
     if grid:
         lines += _grid_lines(grid, root)
