@@ -54,6 +54,7 @@ from tf_bimodal.config.experiment import (
     TABLE2_ROWS,
     ExperimentConfig,
     TableRow,
+    classification_row,
 )
 from tf_bimodal.config.overrides import (
     OVERRIDE_FORMAT,
@@ -138,6 +139,7 @@ __all__ = [
     "EXPERIMENTS",
     "REQUESTS",
     "TableRow",
+    "classification_row",
     "TABLE1_ROWS",
     "TABLE2_ROWS",
     "ExperimentConfig",
