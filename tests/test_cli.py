@@ -100,13 +100,14 @@ def _tool_argv(script_argv: list[str]) -> list[str]:
 
 
 SCRIPT_OPTIONS = {
-    "-h", "--help", "--model", "--crop", "--export", "--verbose",
+    "-h", "--help", "--model", "--crop", "--export", "--verbose", "--wait-for-lock",
     "--data", "--manual-dir", "--data-dir", "--image-size", "--busi-duplicates", "--split", "--num-folds",
     "--val-fraction", "--seed", "--output",
     "--preset", "--set", "--config", "--backbone-weights", "--require-backbone-weights", "--linear-readout",
     "--strategy", "--precision", "--no-tensorboard",
 }
-"""Every option of ``run_experiments.py`` (0.4.0); argparse also takes their unambiguous prefixes."""
+"""Every option of ``run_experiments.py`` (0.4.0, and ``--wait-for-lock``); argparse also takes their
+unambiguous prefixes."""
 
 DATA_ARGV = ["--data", "busi", "--manual-dir", "scans", "--data-dir", "tfds", "--image-size", "64",
              "--busi-duplicates", "group", "--split", "kfold", "--num-folds", "3", "--val-fraction", "0.125",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -82,6 +84,38 @@ def test_cli_runs_busi_sample(tmp_path, busi_sample_dir):
     assert summary["num_images"] == 50
     assert summary["with_semode"] == 0
     assert summary["synthetic"] is False
+
+
+LIBRARY_LINES = ("I0000", "tf_record_dataset_op", "Downloading and preparing", "Generating splits",
+                 "Generating train examples", "Shuffling", "\x1b[A", "[A")
+"""What TensorFlow and TFDS print of their own while data are prepared and read."""
+
+
+@pytest.mark.slow
+def test_data_summary_names_an_image_without_its_mask_and_no_library_line_leaks(tmp_path, busi_sample_dir):
+    """``tf-bimodal data`` on BUSI with one mask removed: the summary names that image's file and
+    what each task leaves out; without ``--verbose`` no TensorFlow or TFDS line reaches the
+    console, also with TF_CPP_MIN_LOG_LEVEL unset."""
+    sample = tmp_path / "busi"
+    shutil.copytree(busi_sample_dir, sample)
+    (sample / "Dataset_BUSI_with_GT" / "benign" / "benign (12)_mask.png").unlink()
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "tf_bimodal", "data", "--data", "busi", "--manual-dir", str(sample), "--image-size",
+         "32", "--data-dir", str(tmp_path / "tfds"), "--output", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    assert not [text for text in LIBRARY_LINES if text in console], console
+    (line,) = [line for line in result.stdout.splitlines() if "left out of segmentation" in line]
+    assert "1 image, no mask: benign/benign (12).png" in line
+    assert "left out of classification: 10 images, normal" in result.stdout
+    (folder,) = (tmp_path / "runs" / "data").glob("busi_32px_*")
+    left_out = json.loads((folder / "summary.json").read_text())["left_out"]
+    assert left_out["segmentation"] == {"reason": "no mask", "images": 1, "files": ["benign/benign (12).png"]}
+    assert left_out["classification"]["images"] == 10
 
 
 def test_readme_test_command_is_what_ci_runs():

@@ -23,6 +23,7 @@ data; it takes the options of train except --fold.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import traceback
@@ -62,8 +63,15 @@ BUSI_DUPLICATES_HELP = ("BUSI near-duplicates (one scan saved twice) form one ps
 INTERRUPTED = ("interrupted: run the same command again to go on (finished folds are kept, an unfinished fold "
                "resumes from its last epoch)")
 
+MODEL_HELP = ("a Table 1 segmenter (" + ", ".join(SEGMENTATION_MODELS) + "), a Table 2 classifier ("
+              + ", ".join(CLASSIFICATION_MODELS) + ")")
+"""The models a request may name, for the help of ``train`` and ``plan``."""
+
 SCRIPT = "python run_experiments.py"
 """How ``run_experiments.py`` is recorded as the command line of a report."""
+
+DEFAULT_CROP = "predicted"
+"""A single classifier's crops when ``--crop`` is not given."""
 
 EXIT_FAILED_CASES = 1
 EXIT_BAD_INPUT = 2
@@ -74,15 +82,15 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     """The data options: source, folder, sizes, splits and the results folder."""
     defaults, split = DataConfig(), SplitConfig()
     group = parser.add_argument_group("data")
-    group.add_argument("--data", choices=DATA_SOURCES, default=defaults.source,
-                       help="data source (default: %(default)s, synthetic, needs no files)")
+    group.add_argument("--data", choices=DATA_SOURCES, default=None,
+                       help=f"data source (default: {defaults.source}, synthetic, needs no files)")
     group.add_argument("--manual-dir", default=None,
                        help="folder with your data: manifest.csv (clinical), Dataset_BUSI_with_GT (busi), or "
                             "BUS-BRA's Images/, Masks/ and bus_data.csv (busbra)")
     group.add_argument("--data-dir", default=None, help="where TFDS keeps prepared data sets (TFDS default)")
-    group.add_argument("--image-size", type=int, default=defaults.image_size,
-                       help="side of the square images (default: %(default)s, paper §3.1)")
-    group.add_argument("--busi-duplicates", choices=BUSI_DUPLICATE_RULES, default=defaults.busi_duplicates,
+    group.add_argument("--image-size", type=int, default=None,
+                       help=f"side of the square images (default: {defaults.image_size}, paper §3.1)")
+    group.add_argument("--busi-duplicates", choices=BUSI_DUPLICATE_RULES, default=None,
                        help=BUSI_DUPLICATES_HELP)
     group.add_argument("--split", choices=SPLIT_SCHEMES, default=split.scheme,
                        help="patient-level K folds, the paper's held-out test set, or (busbra) the data set's own "
@@ -103,8 +111,9 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     """The settings options: preset, overrides, backbone weights, strategy, precision, TensorBoard."""
     runtime = RuntimeConfig()
     group = parser.add_argument_group("settings")
-    group.add_argument("--preset", choices=(*PRESETS, "auto"), default=DEFAULT_PRESET,
-                       help="paper (a GPU), cpu, quick, or auto: paper with a GPU, else cpu (default: %(default)s)")
+    group.add_argument("--preset", choices=(*PRESETS, "auto"), default=None,
+                       help=f"paper (a GPU), cpu, quick, or auto: paper with a GPU, else cpu (default: "
+                            f"{DEFAULT_PRESET}; report and export: the experiment the results folder holds)")
     group.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="change one setting of the preset, e.g. --set segmentation.epochs=5 (repeatable)")
     group.add_argument("--config", dest="config_file", default=None, metavar="FILE",
@@ -125,10 +134,18 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
 
 
+def add_lock_option(parser: argparse.ArgumentParser) -> None:
+    """``--wait-for-lock``: wait for another run of the same experiment folder (and folds)."""
+    parser.add_argument("--wait-for-lock", action="store_true",
+                        help="when another run trains the same folds into the experiment folder, wait for it to "
+                             "finish instead of stopping (one run per experiment folder and fold at a time)")
+
+
 def add_crop_option(parser: argparse.ArgumentParser, help_text: str = CROP_HELP) -> None:
-    """``--crop``: which crops a single classifier reads (default ``predicted``)."""
-    parser.add_argument("--crop", choices=CLASSIFICATION_CROPS, default="predicted",
-                        help=help_text + " (default: %(default)s)")
+    """``--crop``: which crops a single classifier reads (default ``predicted``; None when not
+    given, so that a request it does not apply to can refuse it)."""
+    parser.add_argument("--crop", choices=CLASSIFICATION_CROPS, default=None,
+                        help=help_text + f" (default: {DEFAULT_CROP})")
 
 
 def add_request(parser: argparse.ArgumentParser, choices, help_text: str) -> None:
@@ -160,20 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(data)
 
     train = commands.add_parser("train", help="train and cross-validate a model, a table or everything")
-    add_request(train, REQUESTS, "a Table 1 segmenter, a Table 2 classifier, table1, table2, table3 (MFF and the "
-                                 "earlier methods of Table 3), all (Tables 1 and 2) or grid_search")
+    add_request(train, REQUESTS, MODEL_HELP + ", table1, table2, table3 (MFF and the earlier methods of "
+                                 "Table 3), all (Tables 1 and 2) or grid_search")
     add_crop_option(train)
     train.add_argument("--fold", dest="folds", type=int, action="append", default=None, metavar="K",
                        help="train only fold K (repeatable): one job per fold; the summary and report are "
                             "written by the job that finds every fold finished")
     train.add_argument("--export", default=None, metavar="DIR", help=EXPORT_HELP + ", after training")
+    add_lock_option(train)
     add_data_options(train)
     add_settings_options(train)
 
     plan = commands.add_parser("plan", help="what a train request will take on this device: memory, "
                                             "micro-batch x accumulation, steps, time (writes plan.json)")
-    add_request(plan, [r for r in REQUESTS if r != "grid_search"],
-                "a Table 1 segmenter, a Table 2 classifier, table1, table2, table3 or all")
+    add_request(plan, [r for r in REQUESTS if r != "grid_search"], MODEL_HELP + ", table1, table2, table3 or all")
     add_crop_option(plan)
     plan.add_argument("--timing", choices=("measured", "none"), default="measured",
                       help="measure a few training steps of every model on this device (default), or skip "
@@ -182,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_options(plan)
 
     grid = commands.add_parser("grid-search", help="the grid search of §3.4 (Table S4)")
+    add_lock_option(grid)
     add_data_options(grid)
     add_settings_options(grid)
 
@@ -257,13 +275,13 @@ def build_script_parser(description: str | None = None) -> argparse.ArgumentPars
     parser = argparse.ArgumentParser(prog="run_experiments.py", description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=REQUESTS, default=None, metavar="MODEL",
-                        help="a Table 1 segmenter (" + ", ".join(SEGMENTATION_MODELS) + "), a Table 2 classifier ("
-                             + ", ".join(CLASSIFICATION_MODELS) + "), table1, table2, table3, all or grid_search; "
+                        help=MODEL_HELP + ", table1, table2, table3, all or grid_search; "
                              "without it the data set is prepared and described")
     add_crop_option(parser, CROP_HELP + "; W-MM-U-Net is trained first if its masks are needed")
     parser.add_argument("--export", default=None, metavar="DIR",
                         help=EXPORT_HELP + " (after --model, or alone for an experiment already trained)")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up messages")
+    add_lock_option(parser)
     add_data_options(parser)
     add_settings_options(parser)
     return parser
@@ -280,17 +298,32 @@ def script_command(args: argparse.Namespace) -> argparse.Namespace:
     return argparse.Namespace(**vars(args), command="data")
 
 
+DATA_NAMING_OPTIONS = {"data": "source", "manual_dir": "manual_dir", "image_size": "image_size",
+                       "busi_duplicates": "busi_duplicates"}
+"""The data options that name a data set (its experiments' folders), by ``DataConfig`` field."""
+
+
 def data_config(args) -> DataConfig:
-    """The ``DataConfig`` of parsed data options."""
-    return DataConfig(source=args.data, image_size=args.image_size, manual_dir=args.manual_dir,
-                      data_dir=args.data_dir, busi_duplicates=args.busi_duplicates)
+    """The ``DataConfig`` of parsed data options (``DataConfig``'s defaults for those not given)."""
+    given = {field: getattr(args, option) for option, field in DATA_NAMING_OPTIONS.items()
+             if getattr(args, option, None) is not None}
+    return DataConfig(data_dir=args.data_dir, **given)
+
+
+def asked_data(args) -> DataConfig | None:
+    """The data asked for by name (``--data``, ``--manual-dir``, ``--image-size``,
+    ``--busi-duplicates``), or None when none of them is given: then ``report`` and ``export``
+    read the one experiment the results folder holds."""
+    if all(getattr(args, option, None) is None for option in DATA_NAMING_OPTIONS):
+        return None
+    return data_config(args)
 
 
 def split_config(args) -> SplitConfig:
     """The ``SplitConfig`` of parsed data options (``--split official`` only with a source that
     has its own folds: a ``ValueError`` otherwise)."""
     split = SplitConfig(scheme=args.split, num_folds=args.num_folds, seed=args.seed, val_fraction=args.val_fraction)
-    check_split_source(split, args.data)
+    check_split_source(split, args.data or DataConfig().source)
     return split
 
 
@@ -333,65 +366,148 @@ def dispatch(args, command: str) -> int:
     if args.command == "predict":
         return predict(args)
     if args.command == "evaluate":
-        workflow.evaluate(args.source, data_config(args), args.output)
+        workflow.evaluate(workflow.export_source(args.source), data_config(args), args.output)
         return 0
-    experiment = workflow.resolve(args.preset, runtime_config(args), settings_overrides(args), args.config_file)
+    settings = dict(runtime=runtime_config(args), overrides=settings_overrides(args), config_file=args.config_file)
+    if args.command == "report":
+        workflow.report(asked_data(args), args.preset, args.output, roc_table3=args.roc_table3,
+                        data_dir=args.data_dir, **settings)
+        return 0
+    if args.command == "export":
+        workflow.export(args.directory, asked_data(args), args.preset, output=args.output,
+                        crop=args.crop or DEFAULT_CROP, segmenter=args.segmenter, classifier=args.classifier,
+                        data_dir=args.data_dir, **settings)
+        return 0
+    experiment = workflow.resolve(args.preset or DEFAULT_PRESET, **settings)
     data, split = data_config(args), split_config(args)
     if args.command == "train":
-        workflow.run(args.request, data, split, experiment, crop=args.crop, output=args.output, command=command,
-                     folds=args.folds, export=args.export)
+        workflow.run(args.request, data, split, experiment, crop=args.crop or DEFAULT_CROP, output=args.output,
+                     command=command, folds=args.folds, export=args.export, wait_for_lock=args.wait_for_lock)
     elif args.command == "plan":
-        workflow.plan(args.request, data, split, experiment, crop=args.crop, output=args.output, timing=args.timing)
+        workflow.plan(args.request, data, split, experiment, crop=args.crop or DEFAULT_CROP, output=args.output,
+                      timing=args.timing)
     elif args.command == "grid-search":
-        workflow.run("grid_search", data, split, experiment, output=args.output, command=command)
-    elif args.command == "report":
-        workflow.report(data, experiment, args.output, roc_table3=args.roc_table3)
-    elif args.command == "export":
-        workflow.export(args.directory, data, experiment, output=args.output, crop=args.crop,
-                        segmenter=args.segmenter, classifier=args.classifier)
+        workflow.run("grid_search", data, split, experiment, output=args.output, command=command,
+                     wait_for_lock=args.wait_for_lock)
     return 0
 
 
 def predict(args) -> int:
     """``tf-bimodal predict``: 0, or 1 when some cases failed."""
+    from tf_bimodal import workflow
     from tf_bimodal.export import predict as predict_lib
 
     cases = predict_lib.cases_from_arguments(bmode=args.bmode, semode=args.semode, dual_view=args.dual_view,
                                              boxes=args.boxes, folder=args.folder, csv_path=args.csv,
                                              allow_outside=args.allow_outside)
-    result = predict_lib.predict(args.source, cases, args.output, progress=not args.no_progress)
+    result = predict_lib.predict(workflow.export_source(args.source), cases, args.output,
+                                 progress=not args.no_progress)
     return EXIT_FAILED_CASES if result["failed"] else 0
 
 
+def user_errors() -> tuple:
+    """The exception classes that are expected failures, each told as one line (exit 2): bad
+    input (``ValueError``, :class:`tf_bimodal.data.errors.DataError` among them), a file or
+    folder missing, unreadable or unwritable, a full disk (``OSError``: ``FileNotFoundError``,
+    ``NotADirectoryError``, ``PermissionError``, ``ENOSPC``, ...), a SavedModel's missing file
+    (``tf.errors.NotFoundError``), an experiment folder in use
+    (:class:`tf_bimodal.locks.ExperimentLocked`), backbone weights that cannot be had."""
+    import tensorflow as tf
+
+    from tf_bimodal.locks import ExperimentLocked
+    from tf_bimodal.models.classification.backbone_weights import BackboneWeightsUnavailable
+    from tf_bimodal.models.pretrained import PretrainedWeightsUnavailable
+
+    return (ValueError, OSError, tf.errors.NotFoundError, ExperimentLocked, BackboneWeightsUnavailable,
+            PretrainedWeightsUnavailable)
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+"""The ``OSError`` numbers of a full disk or an exhausted quota."""
+
+
+def error_line(error: BaseException) -> str:
+    """The one line that tells an expected failure: a full disk with the file that could not be
+    written, an ``OSError`` with its file, any other error's message on one line."""
+    if isinstance(error, OSError) and error.errno in NO_SPACE:
+        where = error.filename or "the output folder"
+        text = f"no space left on the device writing {where} ({error.strerror}): free space there or write elsewhere"
+    elif isinstance(error, OSError) and error.filename and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+    else:
+        text = str(getattr(error, "command_line", error))
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def execute(args, command: str) -> int:
-    """Start TensorFlow quietly (its start-up lines and C++ log only with ``--verbose``), then
-    :func:`dispatch` under the one error handler of ``tf-bimodal`` and ``run_experiments.py``:
-    bad input (a ``ValueError`` such as :class:`tf_bimodal.data.errors.DataError`, a missing
-    file, backbone weights that cannot be had) is one line ``error: ...`` on standard error and
-    exit 2, with the traceback only with ``--verbose``; an interruption is exit 130."""
+    """Start TensorFlow quietly (its start-up lines, C++ log and TFDS's progress bars only with
+    ``--verbose``), then :func:`dispatch` under the one error handler of ``tf-bimodal`` and
+    ``run_experiments.py``: an expected failure (:func:`user_errors`) is one line
+    ``error: ...`` on standard error and exit 2, with the traceback only with ``--verbose``;
+    an interruption is exit 130."""
     sys.stdout.reconfigure(line_buffering=True)  # progress lines appear at once, also through a pipe
     if not args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tf_bimodal import logs
 
     logs.start_tensorflow(args.verbose)
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.INFO if args.verbose else absl_logging.ERROR)
-    from tf_bimodal.models.classification.backbone_weights import BackboneWeightsUnavailable
-    from tf_bimodal.models.pretrained import PretrainedWeightsUnavailable
-
+    logs.quiet_libraries(not args.verbose)
+    expected = user_errors()
     logs.console()
     try:
         return dispatch(args, command)
-    except (ValueError, FileNotFoundError, BackboneWeightsUnavailable, PretrainedWeightsUnavailable) as error:
+    except expected as error:
         if args.verbose:
             traceback.print_exc()
-        print(f"error: {getattr(error, 'command_line', error)}", file=sys.stderr)
+        print(f"error: {error_line(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def check_arguments(args) -> None:
+    """Refuse, before any work, an argument outside its rule or given where it does not apply:
+    a ``--fold`` that is not one of the ``--num-folds`` folds, ``--fold`` with the grid search,
+    ``--crop`` with a request other than one classifier, ``--semode`` without ``--bmode``,
+    ``--boxes`` without ``--dual-view``, an output folder that is a file.
+
+    Raises:
+        ValueError: naming the option and the rule.
+    """
+    request = getattr(args, "request", None)
+    folds = getattr(args, "folds", None) or []
+    outside = [k for k in folds if not 0 <= k < args.num_folds]
+    if outside:
+        raise ValueError(f"--fold {outside[0]}: must be one of the {args.num_folds} folds, 0 to {args.num_folds - 1} "
+                         f"(--num-folds {args.num_folds})")
+    if folds and request == "grid_search":
+        raise ValueError("--fold does not apply to grid_search: the grid search trains on fold 0's training images")
+    if args.command in ("train", "plan") and getattr(args, "crop", None) is not None \
+            and request not in CLASSIFICATION_MODELS:
+        kind = "a segmenter" if request in SEGMENTATION_MODELS else "a request whose rows name their own crops"
+        raise ValueError(f"--crop {args.crop} does not apply to {request} ({kind}): it chooses the crops of one "
+                         f"classifier ({', '.join(CLASSIFICATION_MODELS)})")
+    if args.command == "predict":
+        if args.semode and not args.bmode:
+            raise ValueError("--semode does not apply without --bmode: it is the SE-mode image of that B-mode image")
+        if args.boxes and not args.dual_view:
+            raise ValueError("--boxes does not apply without --dual-view: they are the panes of that screenshot")
+    for option, folder in (("--output", getattr(args, "output", None)), ("--export", getattr(args, "export", None)),
+                           ("DIR", getattr(args, "directory", None))):
+        if folder and os.path.exists(folder) and not os.path.isdir(folder):
+            raise ValueError(f"{option} {folder}: is a file; give a folder")
+
+
+def checked(args) -> int | None:
+    """:func:`check_arguments`: None when the arguments hold, else exit 2 after one line
+    ``error: ...`` on standard error."""
+    try:
+        check_arguments(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return None
 
 
 def main(argv=None) -> int:
@@ -401,7 +517,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command in ("train", "plan"):
         args.request = request_of(parser, args)
-    return execute(args, command_line("tf-bimodal", argv))
+    refused = checked(args)
+    return refused if refused is not None else execute(args, command_line("tf-bimodal", argv))
 
 
 def script_main(argv=None, description: str | None = None) -> int:
@@ -409,7 +526,8 @@ def script_main(argv=None, description: str | None = None) -> int:
     (:func:`script_command`); the same exit statuses as :func:`main`. ``description`` is the
     script's help text."""
     args = script_command(build_script_parser(description).parse_args(argv))
-    return execute(args, command_line(SCRIPT, argv))
+    refused = checked(args)
+    return refused if refused is not None else execute(args, command_line(SCRIPT, argv))
 
 
 if __name__ == "__main__":

@@ -82,6 +82,27 @@ def preset_of_experiment(root: str) -> str | None:
     return name.rsplit("-", 1)[-1] if "-" in name else None
 
 
+def dataset_of_experiment(root: str) -> str:
+    """The data set named by an experiment folder ``<dataset>-<preset>``."""
+    return os.path.basename(os.path.normpath(root)).rsplit("-", 1)[0]
+
+
+def is_experiment_folder(folder: str) -> bool:
+    """Whether ``folder`` is an experiment (``<dataset>-<preset>`` holding its ``protocol.json``
+    or its folds under ``data/``)."""
+    name = os.path.basename(os.path.normpath(folder))
+    holds = os.path.isfile(os.path.join(folder, PROTOCOL_FILE)) or os.path.isdir(os.path.join(folder, DATA_FOLDER))
+    return "-" in name and not name.startswith(".") and holds
+
+
+def experiment_folders(output: str) -> list[str]:
+    """The experiment folders directly under the results folder ``output``, sorted."""
+    if not os.path.isdir(output):
+        return []
+    return [path for path in (os.path.join(output, name) for name in sorted(os.listdir(output)))
+            if is_experiment_folder(path)]
+
+
 def data_folder(output: str, dataset_name: str) -> str:
     """Where the data summary and the splits of ``dataset_name`` live under ``output``."""
     return os.path.join(output, DATA_FOLDER, dataset_name)

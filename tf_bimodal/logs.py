@@ -101,3 +101,15 @@ def start_tensorflow(verbose: bool = False) -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def quiet_libraries(quiet: bool = True) -> None:
+    """Hide the libraries' own progress, or show it again (``quiet=False``, ``--verbose``):
+    TFDS's progress bars (``Generating splits...``, whose cursor codes litter a redirected
+    log) and absl's INFO lines (TensorFlow's and TFDS's Python logging). The data set's
+    preparation is announced by the package's own lines (:mod:`tf_bimodal.data.builder`)."""
+    import tensorflow_datasets as tfds
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR if quiet else absl_logging.INFO)
+    tfds.display_progress_bar(not quiet)

@@ -25,10 +25,11 @@ import time
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tf_bimodal import layout, logs
+from tf_bimodal import layout, locks, logs
 from tf_bimodal.config import (
     CLASSIFICATION_MODELS,
     DEFAULT_PRESET,
+    PRESETS,
     REQUESTS,
     DataConfig,
     ExperimentConfig,
@@ -43,12 +44,19 @@ from tf_bimodal.data import readers
 from tf_bimodal.evaluation.figures import save_examples_figure
 from tf_bimodal.experiments import plan as plan_lib
 from tf_bimodal.experiments.experiment_data import ExperimentData, resolve_data
-from tf_bimodal.experiments.protocol import experiment_data_for, experiment_dir, run_protocol
+from tf_bimodal.experiments.protocol import (
+    TrainedExperiment,
+    experiment_data_for,
+    experiment_dir,
+    find_experiment,
+    run_protocol,
+)
 from tf_bimodal.experiments.report import write_report
 from tf_bimodal.experiments.table3 import check_table3_weights
 from tf_bimodal.export import export_experiment
 from tf_bimodal.export.evaluate import evaluate_export
-from tf_bimodal.io import read_json_or_none, write_json
+from tf_bimodal.export.exporter import EXPORT_FILE
+from tf_bimodal.io import write_json
 from tf_bimodal.models.classification.backbone_weights import BackboneWeightsUnavailable, check_backbone_weights
 from tf_bimodal.models.pretrained import PretrainedWeightsUnavailable
 from tf_bimodal.schema import LABELS, SYNTHETIC_NOTICE
@@ -127,6 +135,7 @@ def describe_data(data: DataConfig | ExperimentData, split: SplitConfig | None =
     duplicates = _busi_duplicates(data.builder) if data.config.source == "busi" else None
     if duplicates is not None:
         summary["busi_duplicates"] = duplicates
+    summary["left_out"] = left_out(data)
     summary_path = write_json(os.path.join(folder, layout.SUMMARY_FILE), summary)
     _log_summary(summary, data.data_size, duplicates)
     if data.split.scheme == "official" and data.splits:
@@ -144,6 +153,40 @@ def describe_data(data: DataConfig | ExperimentData, split: SplitConfig | None =
     return summary
 
 
+NAMES_SHOWN = 10
+"""File names listed in a progress line before "and N more" (the summary lists them all)."""
+
+
+def left_out(data: ExperimentData) -> dict:
+    """What each task leaves out of the data, and why: segmentation the images without a mask
+    (neither trained on nor scored, §4.1; still classified, a manual crop then taking the
+    whole image), classification the ``normal`` images (no lesion: not benign vs malignant,
+    §4.2), each named by its file (BUSI: ``<class>/<class> (N).png``) or, where the source
+    keeps no file name, its image id."""
+    index = data.index
+    without_mask = [str(image_id) for image_id in index.image_ids[~index.has_mask]]
+    if without_mask and data.config.source == "busi":
+        files = {image.image_id: image.file_name for image in readers.busi_images(data.config.manual_dir)}
+        without_mask = [files.get(image_id, image_id) for image_id in without_mask]
+    normal = LABELS.index("normal")
+    return {
+        "segmentation": {"reason": "no mask", "images": len(without_mask), "files": without_mask},
+        "classification": {"reason": "normal (no lesion; not part of benign vs malignant)",
+                           "images": int(sum(int(label) == normal for label in index.labels))},
+    }
+
+
+def _log_left_out(left: dict) -> None:
+    for task, entry in left.items():
+        if not entry["images"]:
+            continue
+        names = entry.get("files", [])
+        shown = "; ".join(names[:NAMES_SHOWN]) + (f"; and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN
+                                                 else "")
+        logger.info(f"  left out of {task}: {entry['images']} image{'s' * (entry['images'] != 1)}, {entry['reason']}"
+                    + (f": {shown}" if shown else ""))
+
+
 def _log_summary(summary: dict, size: int, duplicates: dict | None) -> None:
     logger.info(f"  images {summary['num_images']}, patients {summary['num_patients']}, image size {size}x{size}")
     for label in LABELS:
@@ -151,6 +194,7 @@ def _log_summary(summary: dict, size: int, duplicates: dict | None) -> None:
             logger.info(f"  {label:<10} {summary[label]['images']:>4} images  "
                         f"{summary[label]['patients']:>4} patients")
     logger.info(f"  with SE-mode {summary['with_semode']}, with mask {summary['with_mask']}")
+    _log_left_out(summary["left_out"])
     if duplicates is not None:
         logger.info(f"  BUSI near-duplicates: {readers.describe_busi_groups(duplicates)}")
     for key, title in (("devices", "device"), ("birads", "BI-RADS")):
@@ -195,6 +239,7 @@ def run(
     runtime: RuntimeConfig | None = None,
     export: str | None = None,
     folds=None,
+    wait_for_lock: bool = False,
 ) -> dict:
     """Run one request: describe the data, or run part or all of the paper's protocol.
 
@@ -223,6 +268,8 @@ def run(
             chief exports.
         folds: train only these folds (one job per fold); see
             :func:`tf_bimodal.experiments.protocol.run_protocol`.
+        wait_for_lock: another run training the same folds into the experiment folder holds
+            its lock (:mod:`tf_bimodal.locks`): wait for it rather than stop.
 
     Returns:
         The data summary (``model=None``), or ``run_protocol``'s record of the steps and the
@@ -245,11 +292,14 @@ def run(
                                experiment.classification.require_backbone_weights)
     if model == "table3":
         check_table3_weights(experiment.table3)
-    resolved = experiment_data_for(data, split, experiment, output)  # the one pass over the data
-    result = run_protocol(model, resolved, None, experiment, output, crop=crop, command=command, folds=folds)
-    if export is not None:
-        result["export"] = _export(resolved.experiment_dir(output, experiment.name), experiment,
-                                   crop if model in CLASSIFICATION_MODELS else "predicted", export)
+    # One run per experiment folder (and fold) at a time: taken before the data are read.
+    own_root = runtime_lib.worker_output(experiment_dir(output, data, experiment.name), experiment.runtime)
+    with locks.experiment_lock(own_root, None if model == "grid_search" else folds, wait=wait_for_lock):
+        resolved = experiment_data_for(data, split, experiment, output)  # the one pass over the data
+        result = run_protocol(model, resolved, None, experiment, output, crop=crop, command=command, folds=folds)
+        if export is not None:
+            result["export"] = _export(resolved.experiment_dir(output, experiment.name), experiment,
+                                       crop if model in CLASSIFICATION_MODELS else "predicted", export)
     return result
 
 
@@ -294,27 +344,78 @@ def _export(root, experiment, crop, export_dir, segmenter: str | None = None, cl
                              segmenter_run=segmenter or layout.CROP_SEGMENTER)
 
 
-def export(directory: str, data: DataConfig | None = None, preset: str | ExperimentConfig = DEFAULT_PRESET,
+def export(directory: str, data: DataConfig | None = None, preset: str | ExperimentConfig | None = None,
            output: str = layout.DEFAULT_OUTPUT, crop: str = "predicted", segmenter: str | None = None,
-           classifier: str | None = None) -> dict:
+           classifier: str | None = None, **settings) -> dict:
     """Export the trained experiment ``<output>/<dataset>-<preset>`` into ``directory``
     (:func:`tf_bimodal.export.export_experiment`): the segmentation run ``segmenter`` (default
     ``w_mm_unet``) and the classification run ``classifier`` (default ``mff`` on the ``crop``
     crops) as SavedModels and the CAD pipeline; ``unet_bmode`` with ``vgg16_bmode`` gives a
-    pipeline that reads B-mode only. Returns the ``export.json`` record.
+    pipeline that reads B-mode only. ``data`` or ``preset`` None: the one experiment of
+    ``output`` that matches the other (:func:`trained_experiment`, which also takes
+    ``settings``). Returns the ``export.json`` record.
 
     Raises:
         ValueError: both ``classifier`` and a ``crop`` other than ``predicted`` (the run name
-            says its crops); an unknown run or a pair that cannot be chained.
-        FileNotFoundError: a run that is not trained, naming the command that trains it.
+            says its crops); an unknown run or a pair that cannot be chained; several
+            experiments in ``output`` that match.
+        FileNotFoundError: no such experiment, or a run that is not trained, naming the
+            command that trains it.
     """
     logs.console()
-    data = data or DataConfig()
     if classifier is not None and crop != "predicted":
         raise ValueError(f"export: give --classifier ({classifier}) or --crop ({crop}), not both: a classifier run's "
                          "name says its crops (<model>_crop_<crop>)")
-    experiment = preset if isinstance(preset, ExperimentConfig) else resolve(preset)
-    return _export(experiment_dir(output, data, experiment.name), experiment, crop, directory, segmenter, classifier)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise NotADirectoryError(f"export: {directory} is a file; the export is a folder")
+    found, experiment = trained_experiment(output, data, preset, **settings)
+    return _export(found.root, experiment, crop, directory, segmenter, classifier)
+
+
+def trained_experiment(output: str, data: DataConfig | None = None, preset: str | ExperimentConfig | None = None,
+                       runtime: RuntimeConfig | None = None, overrides=(), config_file: str | None = None,
+                       data_dir: str | None = None) -> tuple[TrainedExperiment, ExperimentConfig]:
+    """The experiment of ``output`` a command reads, and its settings: ``data`` under ``preset``
+    where both are given, else the one experiment that matches what is given
+    (:func:`tf_bimodal.experiments.protocol.find_experiment`), its data and folds as its
+    ``protocol.json`` records them and its preset resolved with ``runtime``, ``overrides``
+    and ``config_file``. ``data_dir`` replaces where the prepared data are looked for."""
+    experiment = preset if isinstance(preset, ExperimentConfig) else None
+    if experiment is None and preset is not None:
+        experiment = resolve(preset, runtime, overrides, config_file)
+    found = find_experiment(output, data, experiment.name if experiment is not None else None)
+    if experiment is None:
+        experiment = resolve(found.preset if found.preset in PRESETS else DEFAULT_PRESET, runtime, overrides,
+                             config_file)
+        if experiment.name != found.preset:  # settings of the caller's own name
+            experiment = dataclasses.replace(experiment, name=found.preset)
+        logger.info(f"Experiment {found.root} (the one in {output})")
+    if data_dir is not None:
+        found = dataclasses.replace(found, data=dataclasses.replace(found.data, data_dir=data_dir))
+    return found, experiment
+
+
+def export_source(source: str) -> str:
+    """What ``predict`` and ``evaluate`` serve from ``source``: an export folder or an
+    experiment folder as it is; in a results folder holding one experiment, that experiment.
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+        ValueError: ``source`` holds several experiments, listing them.
+    """
+    if not os.path.isdir(source):
+        raise FileNotFoundError(f"{source}: no such folder (give an export folder, an experiment folder or a results "
+                                "folder holding one experiment)")
+    if os.path.isfile(os.path.join(source, EXPORT_FILE)) or layout.is_experiment_folder(source):
+        return source
+    found = layout.experiment_folders(source)
+    if len(found) > 1:
+        raise ValueError(f"{source} holds {len(found)} experiments ({', '.join(map(os.path.basename, found))}): "
+                         f"give one of them, e.g. {found[0]}")
+    if found:
+        logger.info(f"Experiment {found[0]} (the one in {source})")
+        return found[0]
+    return source
 
 
 def evaluate(source: str, data: DataConfig, output: str | None = None) -> dict:
@@ -329,16 +430,19 @@ def evaluate(source: str, data: DataConfig, output: str | None = None) -> dict:
     return evaluate_export(source, data, output)
 
 
-def report(data: DataConfig, experiment: ExperimentConfig, output: str = layout.DEFAULT_OUTPUT,
-           roc_table3: bool = False) -> str:
-    """Rewrite the report of the experiment ``<output>/<dataset>-<preset>`` from its results;
-    returns the report's path. ``roc_table3``: Figure 6 also draws the Table 3 methods' ROC
-    curves."""
-    root = experiment_dir(output, data, experiment.name)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"no experiment at {root}: train something first (tf-bimodal train MODEL)")
-    protocol = read_json_or_none(os.path.join(root, layout.PROTOCOL_FILE)) or {}
-    split = SplitConfig(**protocol["split"]) if protocol.get("split") else None  # the folds it was trained on
-    path = write_report(root, experiment_data_for(data, split, experiment, output), roc_table3=roc_table3)
+def report(data: DataConfig | None = None, experiment: str | ExperimentConfig | None = None,
+           output: str = layout.DEFAULT_OUTPUT, roc_table3: bool = False, **settings) -> str:
+    """Rewrite the report of the experiment ``<output>/<dataset>-<preset>`` from its results
+    (``data`` or ``experiment`` None: the one experiment of ``output`` that matches the
+    other, :func:`trained_experiment`, which also takes ``settings``); returns the report's
+    path. ``roc_table3``: Figure 6 also draws the Table 3 methods' ROC curves.
+
+    Raises:
+        FileNotFoundError: no such experiment, listing those ``output`` holds.
+        ValueError: several experiments match, listing them.
+    """
+    found, experiment = trained_experiment(output, data, experiment, **settings)
+    path = write_report(found.root, experiment_data_for(found.data, found.split, experiment, output),
+                        roc_table3=roc_table3)
     logger.info(f"Report: {path}")
     return path

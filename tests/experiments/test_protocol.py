@@ -16,7 +16,14 @@ import cv2
 import numpy as np
 import pytest
 
-from tf_bimodal.config import TABLE1_ROWS, TABLE2_ROWS, DataConfig
+from tf_bimodal.config import (
+    CLASSIFICATION_CROPS,
+    CLASSIFICATION_MODELS,
+    SEGMENTATION_MODELS,
+    TABLE1_ROWS,
+    TABLE2_ROWS,
+    DataConfig,
+)
 from tf_bimodal.experiments.cross_validation import cache_key, finished_fold, reusable_summary, start_run_dir
 from tf_bimodal.experiments.protocol import experiment_dir, plan_steps
 from tf_bimodal.experiments.report import fold_ensemble
@@ -54,6 +61,17 @@ def test_plan_steps_chains_the_segmenter_before_predicted_crops():
         plan_steps("resnet")
     with pytest.raises(ValueError, match="crop must be one of"):
         plan_steps("mff", crop="mask")
+
+
+@pytest.mark.parametrize("crop", CLASSIFICATION_CROPS)
+@pytest.mark.parametrize("model", [*SEGMENTATION_MODELS, *CLASSIFICATION_MODELS])
+def test_progress_lines_name_the_modalities_a_model_reads(model, crop):
+    """The step line (``== step 1/2: vgg16_bmode [VGG-16 (single); Cropped image (B-mode)]``)
+    names B-mode only for the models that read it, SE-mode only for those that read it."""
+    row = plan_steps(model, crop=crop)[-1]
+    reads = {"unet_bmode": {"B"}, "unet_semode": {"SE"}, "vgg16_bmode": {"B"}, "vgg16_semode": {"SE"}}.get(
+        model, {"B", "SE"})
+    assert ("B-mode" in row.modality, "SE-mode" in row.modality) == ("B" in reads, "SE" in reads), row
 
 
 def test_tables_have_one_proposed_row_each():

@@ -7,6 +7,7 @@ import dataclasses
 import glob
 import json
 import os
+import pathlib
 
 import keras
 import keras_tuner
@@ -122,7 +123,7 @@ def test_fold_summary_has_roc_and_confusion_matrix_and_is_replaced_when_written_
     probabilities = np.array([0.1, 0.4, 0.6, 0.3, 0.7, 0.8, 0.9])
     for _ in range(2):
         run_dir = tensorboard_lib.write_fold_summary(str(tmp_path), labels, probabilities, 0.5)
-    assert run_dir == str(tmp_path / "tensorboard" / "test") and len(event_files(run_dir)) == 1
+    assert run_dir == os.path.join(tensorboard_lib.fold_log_dir(str(tmp_path)), "test") and len(event_files(run_dir)) == 1
     tags = read_run(run_dir)
     assert tags["roc_curve"]["plugin"] == "images" and tags["confusion_matrix"]["plugin"] == "images"
     assert tags["confusion_matrix_counts"]["plugin"] == "text"
@@ -151,12 +152,13 @@ def test_segmentation_samples_every_few_epochs_and_at_the_last(tmp_path):
     assert [type(c).__name__ for c in callbacks] == ["TensorBoard", "SegmentationSamples"]
     model.fit({"bmode": images.astype(np.float32) / 255}, masks.astype(np.float32), epochs=3, batch_size=5,
               callbacks=callbacks, verbose=0)
-    samples = read_run(tmp_path / "tensorboard" / "validation_samples")
+    log_dir = pathlib.Path(tensorboard_lib.fold_log_dir(str(tmp_path)))
+    samples = read_run(log_dir / "validation_samples")
     assert samples["predicted_masks"]["steps"] == [1, 2]  # every 2nd epoch (epoch 2 = step 1) and the last
     stored = samples["predicted_masks"]["values"][0]  # [width, height, 3 encoded PNGs]
     assert len(stored) == 2 + 3
     assert not any(tag.startswith("modality_weights/") for tag in samples)  # single-path U-Net
-    assert {"epoch_loss", "epoch_dice"} <= set(read_run(tmp_path / "tensorboard" / "train"))
+    assert {"epoch_loss", "epoch_dice"} <= set(read_run(log_dir / "train"))
 
 
 def test_grid_search_settings_are_built_in_the_runtime_precision():
@@ -180,7 +182,7 @@ def test_segmentation_folds_log_scalars_masks_and_modality_weights(tiny_data, tm
     run_segmentation("w_mm_unet", tiny_data, SPLIT, quick_experiment(segmentation=TINY_SEGMENTATION, runtime=runtime),
                      str(tmp_path))
     for k in range(SPLIT.num_folds):
-        log_dir = tmp_path / "w_mm_unet" / f"fold_{k}" / "tensorboard"
+        log_dir = pathlib.Path(tensorboard_lib.fold_log_dir(str(tmp_path / "w_mm_unet" / f"fold_{k}")))
         assert sorted(os.listdir(log_dir)) == ["train", "validation", "validation_samples"]
         train, validation = read_run(log_dir / "train"), read_run(log_dir / "validation")
         for run in (train, validation):
@@ -201,7 +203,7 @@ def test_classification_folds_log_scalars_roc_and_confusion_matrix(tiny_data, tm
     summary = run_classification("mff", tiny_data, SPLIT, quick_experiment(classification=TINY_CLASSIFICATION),
                                  str(tmp_path), crop="manual")
     for k in range(SPLIT.num_folds):
-        log_dir = tmp_path / "mff_crop_manual" / f"fold_{k}" / "tensorboard"
+        log_dir = pathlib.Path(tensorboard_lib.fold_log_dir(str(tmp_path / "mff_crop_manual" / f"fold_{k}")))
         assert sorted(os.listdir(log_dir)) == ["test", "train", "validation"]
         assert read_run(log_dir / "train")["epoch_loss"]["steps"] == [0]
         assert read_run(log_dir / "validation")["epoch_loss"]["steps"] == [0]

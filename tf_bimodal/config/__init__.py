@@ -56,6 +56,7 @@ from tf_bimodal.config.experiment import (
     TABLE3_ROWS,
     ExperimentConfig,
     TableRow,
+    classification_row,
 )
 from tf_bimodal.config.overrides import (
     OVERRIDE_FORMAT,
@@ -155,6 +156,7 @@ __all__ = [
     "EXPERIMENTS",
     "REQUESTS",
     "TableRow",
+    "classification_row",
     "TABLE1_ROWS",
     "TABLE2_ROWS",
     "TABLE3_ROWS",

@@ -128,6 +128,15 @@ class DataConfig:
         ``phantom.image_size`` is replaced by it)."""
         return dataclasses.replace(self.phantom, image_size=self.image_size)
 
+    @classmethod
+    def from_dict(cls, record: dict) -> DataConfig:
+        """The ``DataConfig`` of its JSON form (``to_dict``, as ``protocol.json`` records it)."""
+        fields = {field.name for field in dataclasses.fields(cls)}
+        values = {key: value for key, value in record.items() if key in fields}
+        if isinstance(values.get("phantom"), dict):
+            values["phantom"] = PhantomConfig(**values["phantom"])
+        return cls(**values)
+
     def __post_init__(self):
         check_choice("DataConfig", "source", self.source, DATA_SOURCES)
         check_choice("DataConfig", "busi_duplicates", self.busi_duplicates, BUSI_DUPLICATE_RULES)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from tf_bimodal.config.classification import CLASSIFICATION_MODELS, ClassificationConfig
+from tf_bimodal import layout
+from tf_bimodal.config.classification import CLASSIFICATION_MODELS, ClassificationConfig, crop_masks, crop_shape
 from tf_bimodal.config.presets import SEGMENTATION_PRESETS
 from tf_bimodal.config.runtime import RuntimeConfig
 from tf_bimodal.config.segmentation import SEGMENTATION_MODELS, GridSearchConfig, SegmentationConfig
@@ -122,3 +123,26 @@ TABLE3_ROWS = tuple(
 )
 """Table 3 (§4.2.2), the earlier methods in the paper's order (MFF, Table 2's proposed row, is
 the reference of its t-tests); the run folders are ``tf_bimodal.layout.table3_run_name``'s."""
+
+
+def classification_row(model: str, crop: str) -> TableRow:
+    """The row of the classifier ``model`` on the crops ``crop``: its Table 2 row (§4.2.1), or,
+    for a pair the paper's table does not list (``vgg16_bmode`` on manual crops, any model on
+    a mask-shaped crop), its row on W-MM-U-Net crops with the image column naming the crop.
+    The image column names only the modalities the model reads (``vgg16_bmode``: B-mode).
+
+    Raises:
+        ValueError: ``model`` is not one of ``CLASSIFICATION_MODELS``.
+    """
+    for row in TABLE2_ROWS:
+        if row.model == model and row.crop == crop:
+            return row
+    base = {row.model: row for row in TABLE2_ROWS if row.crop == "predicted"}
+    if model not in base:
+        raise ValueError(f"classification_row: model must be one of {CLASSIFICATION_MODELS}, got {model!r}")
+    modality = base[model].modality
+    if crop_masks(crop) == "none":
+        modality = modality.replace("Cropped image", "Full image")
+    elif crop_shape(crop) == "mask":
+        modality = modality.replace("Cropped image", "Cropped image, mask shape")
+    return TableRow(layout.classification_run_name(model, crop), model, modality, base[model].network, crop=crop)

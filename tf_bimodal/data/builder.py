@@ -24,6 +24,7 @@ pre-computed dataset info, no pre-built dataset download), whatever ``DownloadCo
 from __future__ import annotations
 
 import dataclasses
+import logging
 import pathlib
 
 import numpy as np
@@ -36,6 +37,8 @@ from tf_bimodal.data import readers
 from tf_bimodal.data.errors import DataError
 from tf_bimodal.data.fingerprint import source_fingerprint
 from tf_bimodal.schema import DEFAULT_IMAGE_SIZE, EXAMPLE_KEYS, LABELS, METADATA_DEFAULTS
+
+logger = logging.getLogger(__name__)
 
 MIN_IMAGE_SIZE = 32
 
@@ -178,6 +181,14 @@ class BimodalBreastUs(tfds.core.GeneratorBasedBuilder):
         return super().download_and_prepare(
             download_dir=download_dir, download_config=download_config, **kwargs
         )
+
+    # TFDS prints these two with ``print`` (standard output, whatever the log level); the
+    # package's own lines say the same, on its logger.
+    def _log_download_bytes(self) -> None:
+        logger.info(f"Preparing {self.name}/{self.builder_config.name} in {self.data_dir} (once: later runs reuse it)")
+
+    def _log_download_done(self) -> None:
+        logger.info(f"Prepared {self.name}/{self.builder_config.name} in {self.data_dir}")
 
     def _info(self) -> tfds.core.DatasetInfo:
         size = self.builder_config.image_size

@@ -29,6 +29,7 @@ and report in its own copy, ``<dataset>-<preset>/_workers/<job>_<index>/``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -48,6 +49,7 @@ from tf_bimodal.config import (
     ExperimentConfig,
     SplitConfig,
     TableRow,
+    classification_row,
     crop_masks,
     to_dict,
 )
@@ -71,6 +73,60 @@ def experiment_dir(output: str, data: DataConfig, preset: str) -> str:
     return layout.experiment_dir(output, dataset_lib.builder_config_name(data), preset)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainedExperiment:
+    """An experiment folder found under a results folder (:func:`find_experiment`): its
+    folder, the data and folds it was trained on (from its ``protocol.json``) and its preset's
+    name."""
+
+    root: str
+    data: DataConfig
+    split: SplitConfig | None
+    preset: str
+
+
+PICK_OPTIONS = "--preset (and, for another data set, --data, --manual-dir, --image-size)"
+"""The options of the command line that pick one experiment of a results folder."""
+
+
+def find_experiment(output: str, data: DataConfig | None = None, preset: str | None = None) -> TrainedExperiment:
+    """The experiment of the results folder ``output`` that a command reads (``report``,
+    ``export``): the one of ``data`` under ``preset`` where both are given, else the one
+    experiment that matches what is given, whatever the default preset.
+
+    Args:
+        output: the results folder.
+        data: the data asked for, or None for any.
+        preset: the preset's name (``ExperimentConfig.name``), or None for any.
+
+    Raises:
+        FileNotFoundError: no such experiment, listing those ``output`` holds.
+        ValueError: several match, listing them and the options that pick one.
+    """
+    wanted_name = dataset_lib.builder_config_name(data) if data is not None else None
+    found = [root for root in layout.experiment_folders(output)
+             if (preset is None or layout.preset_of_experiment(root) == preset)
+             and (wanted_name is None or layout.dataset_of_experiment(root) == wanted_name)]
+    names = ", ".join(os.path.basename(root) for root in layout.experiment_folders(output)) or "none"
+    if not found:
+        wanted = layout.experiment_dir(output, wanted_name or "<dataset>", preset or "<preset>")
+        raise FileNotFoundError(f"no experiment at {wanted} (experiments in {output}: {names}); train one first "
+                                f"(tf-bimodal train MODEL --output {output}) or pick one with {PICK_OPTIONS}")
+    if len(found) > 1:
+        raise ValueError(f"{output} holds {len(found)} experiments ({names}): pick one with {PICK_OPTIONS}")
+    root = found[0]
+    protocol = read_json_or_none(os.path.join(root, layout.PROTOCOL_FILE)) or {}
+    recorded = DataConfig.from_dict(protocol["data"]) if protocol.get("data") else None
+    split = None
+    if protocol.get("split"):
+        split_record = dict(protocol["split"])
+        if "paper_sizes" in split_record:  # a JSON list; the settings hold a tuple
+            split_record["paper_sizes"] = tuple(split_record["paper_sizes"])
+        split = SplitConfig(**split_record)
+    return TrainedExperiment(root, data or recorded or DataConfig(), split,
+                             str(protocol.get("preset") or layout.preset_of_experiment(root)))
+
+
 def experiment_data_for(data: DataConfig | ExperimentData, split: SplitConfig | None, experiment: ExperimentConfig,
                         output: str) -> ExperimentData:
     """The request's data, resolved once (:func:`~tf_bimodal.experiments.experiment_data.resolve_data`)
@@ -91,14 +147,6 @@ def _segmentation_row(model: str) -> TableRow:
     return next(row for row in TABLE1_ROWS if row.model == model)
 
 
-def _classification_row(model: str, crop: str) -> TableRow:
-    for row in TABLE2_ROWS:
-        if row.model == model and row.crop == crop:
-            return row
-    # A combination the paper's table does not list (e.g. a baseline on manual crops).
-    return TableRow(layout.classification_run_name(model, crop), model, "B-mode + SE-mode", model, crop=crop)
-
-
 def plan_steps(request: str, crop: str = "predicted", table3_methods=TABLE3_METHODS) -> list[TableRow]:
     """The ordered steps (table rows) a request needs, upstream steps first; ``table3`` runs the
     methods of ``table3_methods`` (``Table3Config.methods``) in the paper's order.
@@ -112,7 +160,7 @@ def plan_steps(request: str, crop: str = "predicted", table3_methods=TABLE3_METH
     if request in SEGMENTATION_MODELS:
         return [_segmentation_row(request)]
     if request in CLASSIFICATION_MODELS:
-        return ([crop_step] if crop_masks(crop) == "predicted" else []) + [_classification_row(request, crop)]
+        return ([crop_step] if crop_masks(crop) == "predicted" else []) + [classification_row(request, crop)]
     if request == "table1":
         return list(TABLE1_ROWS)
     if request == "table2":

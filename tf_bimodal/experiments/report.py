@@ -50,6 +50,7 @@ from tf_bimodal.config import (
     TABLE3_METHODS,
     TABLE3_ROWS,
     TableRow,
+    classification_row,
     crop_masks,
     crop_shape,
 )
@@ -110,20 +111,8 @@ def other_classification_rows() -> tuple[TableRow, ...]:
     the image column naming the crop's shape (rectangle unless said).
     """
     listed = {(row.model, row.crop) for row in TABLE2_ROWS}
-    base = {row.model: row for row in TABLE2_ROWS if row.crop == "predicted"}
-    rows = []
-    for model in CLASSIFICATION_MODELS:
-        for crop in CLASSIFICATION_CROPS:
-            if (model, crop) in listed:
-                continue
-            modality = base[model].modality
-            if crop_masks(crop) == "none":
-                modality = modality.replace("Cropped image", "Full image")
-            elif crop_shape(crop) == "mask":
-                modality = modality.replace("Cropped image", "Cropped image, mask shape")
-            rows.append(TableRow(layout.classification_run_name(model, crop), model, modality, base[model].network,
-                                 crop=crop))
-    return tuple(rows)
+    return tuple(classification_row(model, crop) for model in CLASSIFICATION_MODELS for crop in CLASSIFICATION_CROPS
+                 if (model, crop) not in listed)
 
 
 def crop_caption(summaries: dict) -> str:

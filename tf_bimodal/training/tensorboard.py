@@ -2,9 +2,10 @@
 
 Every fold of :func:`~tf_bimodal.experiments.segmentation.run_segmentation` and
 :func:`~tf_bimodal.experiments.classification.run_classification` logs into its own folder,
-one TensorBoard *run* per sub-folder::
+one TensorBoard *run* per sub-folder, under a folder of the process that wrote them (its
+start time and pid, :data:`INVOCATION`), so that two runs never share a folder::
 
-    <fold_dir>/tensorboard/
+    <fold_dir>/tensorboard/<YYYYmmdd-HHMMSS>-pid<pid>/
         train/               epoch_loss, epoch_<metric> (e.g. epoch_dice), epoch_learning_rate
         validation/          epoch_loss, epoch_<metric>, evaluation_<name>_vs_iterations
         validation_samples/  segmentation: predicted_masks (images, every
@@ -30,6 +31,7 @@ from __future__ import annotations
 import glob
 import io
 import os
+import time
 
 import keras
 import numpy as np
@@ -43,6 +45,15 @@ from tf_bimodal.training import runtime as runtime_lib
 
 LOG_DIR = "tensorboard"
 """The folder, inside a fold's folder, that holds its TensorBoard runs."""
+
+INVOCATION = f"{time.strftime('%Y%m%d-%H%M%S')}-pid{os.getpid()}"
+"""This process's sub-folder of every fold's ``tensorboard/`` (:func:`fold_log_dir`): two runs
+never write into one folder, and a fold resumed by a later run shows as a run of its own."""
+
+
+def fold_log_dir(fold_dir: str) -> str:
+    """``<fold_dir>/tensorboard/<start time>-pid<pid>``: where this process logs a fold."""
+    return os.path.join(fold_dir, LOG_DIR, INVOCATION)
 
 SAMPLES_RUN = "validation_samples"
 TEST_RUN = "test"
@@ -73,7 +84,7 @@ def _fresh_writer(log_dir: str):
 
 
 def fold_callbacks(runtime: RuntimeConfig | None, fold_dir: str, kind: str, **context) -> list:
-    """TensorBoard callbacks of one fold, writing to ``<fold_dir>/tensorboard`` (see the module).
+    """TensorBoard callbacks of one fold, writing to :func:`fold_log_dir` (see the module).
 
     Both kinds log the training and validation loss and metrics of every epoch
     (``keras.callbacks.TensorBoard``, no graph, no profiling). Segmentation adds a
@@ -96,7 +107,7 @@ def fold_callbacks(runtime: RuntimeConfig | None, fold_dir: str, kind: str, **co
     runtime = runtime or RuntimeConfig()
     if not _writes(runtime):
         return []
-    log_dir = os.path.join(fold_dir, LOG_DIR)
+    log_dir = fold_log_dir(fold_dir)
     callbacks = [
         keras.callbacks.TensorBoard(log_dir, write_graph=False, update_freq="epoch", profile_batch=0)
     ]
@@ -242,7 +253,8 @@ def write_fold_summary(fold_dir: str, labels, probabilities, threshold: float,
                        runtime: RuntimeConfig | None = None, title: str = "test images") -> str | None:
     """The end of a classification fold in TensorBoard: ROC curve and confusion matrix (§3.3.1, §3.4).
 
-    Writes into ``<fold_dir>/tensorboard/test`` (replacing what an earlier write left there),
+    Writes into ``<fold_dir>/tensorboard/<invocation>/test`` (:func:`fold_log_dir`; replacing
+    what an earlier write of this process left there),
     at step 0: the image-wise ROC curve of ``probabilities`` against ``labels`` with its AUC
     and the operating point of ``threshold`` (``roc_curve``, image; ``roc_auc``, scalar, when
     both classes are present), and the confusion matrix at ``threshold`` (malignant where
@@ -271,7 +283,7 @@ def write_fold_summary(fold_dir: str, labels, probabilities, threshold: float,
     (tn, fp), (fn, tp) = counts
     roc = roc_points(labels, probabilities)
 
-    log_dir = os.path.join(fold_dir, LOG_DIR, TEST_RUN)
+    log_dir = os.path.join(fold_log_dir(fold_dir), TEST_RUN)
     writer = _fresh_writer(log_dir)
     with writer.as_default():
         tf.summary.image("roc_curve", _roc_image(roc, counts, threshold, title), step=0,
