@@ -39,7 +39,7 @@ def read_calls(monkeypatch):
         return "resolved"
 
     monkeypatch.setattr(workflow, "experiment_data_for", data_for)
-    monkeypatch.setattr(workflow, "write_report", lambda root, data: calls.append(("report", root, data)) or "r.md")
+    monkeypatch.setattr(workflow, "write_report", lambda root, data, **kwargs: calls.append(("report", root, data)) or "r.md")
     monkeypatch.setattr(workflow, "export_experiment", lambda root, target, **kwargs: calls.append(
         ("export", root, target)) or {})
     monkeypatch.setattr(logs, "console", lambda *args, **kwargs: None)

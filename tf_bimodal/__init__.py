@@ -29,6 +29,6 @@ Modules and subpackages:
         JSON files and progress logging.
 """
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 __all__ = ["__version__"]
