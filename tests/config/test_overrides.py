@@ -60,7 +60,7 @@ def test_parse_override_converts_to_the_field_type(text, expected):
     ("segmentation.epochs", r"expected section\.key=value"),
     ("epochs=5", r"expected section\.key=value"),
     ("segmentation.epochs.more=5", r"expected section\.key=value"),
-    ("model.epochs=5", r"unknown section 'model'; the sections are segmentation, classification, grid_search, runtime"),
+    ("model.epochs=5", r"unknown section 'model'; the sections are segmentation, classification, grid_search, table3, runtime"),
     ("name.x=1", "unknown section 'name'"),
     ("overrides.x=1", "unknown section 'overrides'"),
     ("segmentation.epoch=5", r"no key 'epoch'; its keys are image_size, .*epochs"),

@@ -187,6 +187,7 @@ def test_export_and_evaluate_commands_hand_their_options_to_the_workflow(tmp_pat
     calls = []
     monkeypatch.setattr(workflow, "export", lambda *args, **kwargs: calls.append((args, kwargs)) or {})
     monkeypatch.setattr(workflow, "evaluate", lambda *args, **kwargs: calls.append((args, kwargs)) or {})
+    monkeypatch.setattr(workflow, "export_source", lambda source: source)
     assert cli_main(["export", "out", "--segmenter", "unet_bmode", "--classifier", "vgg16_bmode", "--preset",
                      "quick", "--output", str(tmp_path)]) == 0
     assert cli_main(["evaluate", "out", "--data", "busi", "--manual-dir", str(tmp_path), "--image-size", "96",
@@ -273,9 +274,9 @@ def test_predict_serves_a_bmode_only_export_from_the_command_line(exported, case
     output = tmp_path / "pred"
     assert cli_main(["predict", exported["dir"], "--bmode", str(folder / "p1_bmode.png"), "--output", str(output),
                      "--no-progress"]) == 0
-    overlay = output / "p1_bmode_overlay.png"
+    overlay = output / "p1_overlay.png"
     assert overlay.is_file() and tf.io.decode_png(tf.io.read_file(str(overlay))).shape[0] > 100
-    assert tf.io.decode_png(tf.io.read_file(str(output / "p1_bmode_mask.png"))).shape[:2] == bmode.shape
+    assert tf.io.decode_png(tf.io.read_file(str(output / "p1_mask.png"))).shape[:2] == bmode.shape
     with open(output / "predictions.csv", newline="") as handle:
         row = next(csv.DictReader(handle))
     assert row["status"] == "ok" and row["modalities"] == "bmode" and row["note"] == ""
